@@ -1,0 +1,66 @@
+"""Jira's OAuth errors in words a Jira administrator understands - the one table.
+
+Every message says what happened and what to do. Jira's own
+`error_description` is appended by `describe()`; it never holds a secret.
+"""
+
+from __future__ import annotations
+
+from .jira import JiraError, JiraOAuthError, JiraUnauthorized, JiraUnavailable
+
+LINK = "Jira's incoming application link (Administration → Applications → Application links)"
+
+# (stage, error) -> advice. stage: "authorize" (Jira's redirect), "exchange" (code → tokens), "refresh".
+ADVICE = {
+    ("authorize", "access_denied"): "Access was denied on Jira's consent screen. Click Get Auth Token again and "
+    "choose Allow.",
+    ("authorize", "invalid_scope"): "Jira refused the Permission requested. Choose a Permission on this account "
+    f"that is not higher than the one set on {LINK}, then click Get Auth Token again.",
+    ("authorize", "unsupported_response_type"): "Jira refused the request type. Check that the Jira base URL points "
+    "to Jira Server / Data Center 8.22 or later.",
+    ("authorize", "invalid_request"): f"Jira refused the authorization request. Check the Client ID and that the "
+    f"Redirect URL on {LINK} is exactly the Callback URL shown here.",
+    ("authorize", "unauthorized_client"): f"Jira does not allow this client to ask for a code. Check the Client ID "
+    f"copied from {LINK}.",
+    ("authorize", "server_error"): "Jira had an internal error. Try again; if it persists, check Jira's logs.",
+    ("authorize", "temporarily_unavailable"): "Jira is temporarily unavailable. Try again in a few minutes.",
+    ("exchange", "invalid_client"): f"Jira did not accept the client credentials. Check the Client ID and the "
+    f"Client Secret copied from {LINK}.",
+    ("exchange", "invalid_grant"): f"Jira refused the authorization code: it expired or was already used, or the "
+    f"Redirect URL on {LINK} is not exactly the Callback URL shown here. Click Get Auth Token again.",
+    ("exchange", "invalid_request"): "Jira refused the token request as malformed. Check that the Jira base URL "
+    "points to Jira Server / Data Center 8.22 or later.",
+    ("exchange", "unsupported_grant_type"): "Jira refused the grant type. Check that the Jira base URL points to "
+    "Jira Server / Data Center 8.22 or later.",
+    ("refresh", "invalid_grant"): "Jira no longer accepts the refresh token (it expired, was revoked, or the "
+    "application link changed). Click Get Auth Token to authorize again.",
+    ("refresh", "invalid_client"): f"Jira did not accept the client credentials. Check the Client ID and the Client "
+    f"Secret on this account against {LINK}.",
+}
+DEFAULT_ADVICE = {
+    "authorize": "Jira refused the authorization. Check the account's settings and click Get Auth Token again.",
+    "exchange": "Jira refused to issue tokens. Check the account's settings and click Get Auth Token again.",
+    "refresh": "Jira refused to refresh the token. Try again; if it persists, click Get Auth Token.",
+    "api": "Jira refused the request.",
+}
+UNAVAILABLE_ADVICE = "Check the Jira base URL and that Jira is running and reachable from this server, then try again."
+
+
+def oauth_error(stage: str, error: str, description: str = "") -> str:
+    error = (error or "").strip()[:100]
+    advice = ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
+    detail = f" Jira said: {error}" + (f" — {description.strip()[:500]}" if description and description.strip() else "")
+    return advice + (detail + "." if error else "")
+
+
+def describe(stage: str, exc: JiraError) -> str:
+    """One sentence or two for a failed call to Jira at `stage`."""
+    if isinstance(exc, JiraOAuthError):
+        return oauth_error(stage, exc.error, exc.description)
+    if isinstance(exc, JiraUnauthorized):
+        return (
+            "Jira refused the access token (HTTP 401). Click Refresh token now, or Get Auth Token to authorize again."
+        )
+    if isinstance(exc, JiraUnavailable):
+        return f"Could not complete the call to Jira: {exc}. {UNAVAILABLE_ADVICE}"
+    return f"The call to Jira failed: {exc}."

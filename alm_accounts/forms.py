@@ -1,0 +1,111 @@
+"""The ALM account form, in the order of the setup walk-through.
+
+The Client Secret is write-only: the form never renders a stored value, and
+leaving it blank on an existing account keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import ALMAccount, new_callback_id
+from .validators import is_well_formed_callback_id, normalize_base_url
+from .widgets import CallbackURLWidget
+
+PENDING_CALLBACK_SESSION_KEY = "alm_accounts.pending_callback_id"
+
+
+class ALMAccountForm(forms.ModelForm):
+    client_secret = forms.CharField(
+        label="Client Secret",
+        required=False,
+        strip=True,
+        max_length=1000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Shown by Jira with the Client ID. Stored encrypted and never shown again.",
+    )
+    # Carries the account's callback id. On the add form it is chosen before the
+    # first save, so that the Callback URL the admin copies into Jira is the one
+    # the account keeps. (Named after what the admin sees: the URL.)
+    callback_url = forms.CharField(
+        label="Callback URL",
+        required=False,
+        widget=CallbackURLWidget,
+        help_text="Paste it into the Redirect URL of Jira's incoming application link. It never changes.",
+    )
+
+    class Meta:
+        model = ALMAccount
+        fields = ["alm_type", "name", "authentication", "base_url", "client_id", "client_secret", "scope"]
+        widgets = {
+            "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
+            "client_id": forms.TextInput(attrs={"size": 40, "autocomplete": "off", "spellcheck": "false"}),
+            "name": forms.TextInput(attrs={"placeholder": "Jira - Core Banking", "size": 40}),
+        }
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+        field = self.fields["callback_url"]
+        if self.instance.pk is None:
+            field.initial = self.pending_callback_id()
+        else:
+            field.initial = self.instance.callback_id
+            field.disabled = True
+            if self.instance.client_secret is not None:
+                self.fields["client_secret"].help_text = (
+                    "A Client Secret is stored (encrypted). Leave blank to keep it, or paste a new one to replace it."
+                )
+
+    def pending_callback_id(self) -> str:
+        """Stable across reloads of the add form in one session, until an account is saved with it."""
+        session = getattr(self.request, "session", None)
+        if session is None:
+            return new_callback_id()
+        value = session.get(PENDING_CALLBACK_SESSION_KEY)
+        if not is_well_formed_callback_id(value) or ALMAccount.objects.filter(callback_id=value).exists():
+            value = new_callback_id()
+            session[PENDING_CALLBACK_SESSION_KEY] = value
+        return value
+
+    def clean_base_url(self):
+        return normalize_base_url(self.cleaned_data.get("base_url", ""))
+
+    def clean_name(self):
+        return (self.cleaned_data.get("name") or "").strip()
+
+    def clean_client_id(self):
+        return (self.cleaned_data.get("client_id") or "").strip()
+
+    def clean_client_secret(self):
+        value = self.cleaned_data.get("client_secret") or ""
+        if not value:
+            return self.instance.client_secret  # blank keeps what is stored (None on a new account)
+        if any(ch.isspace() for ch in value):
+            raise ValidationError("The Client Secret must not contain spaces; paste it again from Jira.")
+        return value
+
+    def clean_callback_url(self):
+        value = self.cleaned_data.get("callback_url") or ""
+        if self.instance.pk is not None:
+            return self.instance.callback_id
+        if not is_well_formed_callback_id(value):
+            raise ValidationError("The callback URL of this form is not valid; reload the page.")
+        if ALMAccount.objects.filter(callback_id=value).exists():
+            self.data = self.data.copy()
+            self.data[self.add_prefix("callback_url")] = self.pending_callback_id()
+            raise ValidationError(
+                "This Callback URL was just used by another ALM account. A new one is shown: copy it into Jira's "
+                "Redirect URL."
+            )
+        return value
+
+    def save(self, commit=True):
+        if self.instance.pk is None and self.cleaned_data.get("callback_url"):
+            self.instance.callback_id = self.cleaned_data["callback_url"]
+        return super().save(commit=commit)
+
+    def forget_pending_callback_id(self):
+        if self.request is not None:
+            self.request.session.pop(PENDING_CALLBACK_SESSION_KEY, None)

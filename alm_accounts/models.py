@@ -1,0 +1,212 @@
+"""ALM accounts (one per Jira instance) and their audit trail.
+
+Fields, choices and small derived properties only: no HTTP and no business
+flow here (that is services.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from .fields import SecretField, UnreadableSecret
+from .validators import validate_base_url, validate_callback_id
+
+
+def new_callback_id() -> str:
+    # 128 bits: the callback URL is public (Jira and the admin see it) but must not be guessable.
+    return secrets.token_urlsafe(16)
+
+
+def callback_url_for(callback_id: str) -> str:
+    """The one place a callback URL is built: what the admin pastes into Jira's Redirect URL."""
+    path = reverse("alm_accounts:oauth_callback", kwargs={"callback_id": callback_id})
+    return settings.PUBLIC_BASE_URL + path
+
+
+def is_due(expires_at: datetime | None, *, within: timedelta, now: datetime | None = None) -> bool:
+    """The one rule for "this access token should be refreshed now"."""
+    if expires_at is None:
+        return True
+    return expires_at <= (now or timezone.now()) + within
+
+
+class ALMAccount(models.Model):
+    class ALMType(models.TextChoices):
+        JIRA = "jira", "Atlassian JIRA"
+
+    class Authentication(models.TextChoices):
+        JIRA_SERVER_OAUTH2 = "jira_server_oauth2", "Jira Server / Data Center — Use OAuth 2.0"
+
+    class Scope(models.TextChoices):
+        # Jira's "Permission" on the incoming link; higher includes lower.
+        READ = "READ", "Read"
+        WRITE = "WRITE", "Write"
+        ADMIN = "ADMIN", "Admin"
+        SYSTEM_ADMIN = "SYSTEM_ADMIN", "System admin"
+
+    class Status(models.TextChoices):
+        NOT_CONNECTED = "not_connected", "Not connected"
+        CONNECTED = "connected", "Connected"
+        NEEDS_REAUTHORIZATION = "needs_reauthorization", "Needs re-authorization"
+        ERROR = "error", "Error"
+
+    name = models.CharField(
+        "Account Name",
+        max_length=200,
+        unique=True,
+        help_text='A descriptive name, e.g. "Jira - Core Banking".',
+    )
+    alm_type = models.CharField("ALM Type", max_length=20, choices=ALMType.choices, default=ALMType.JIRA)
+    authentication = models.CharField(
+        max_length=40, choices=Authentication.choices, default=Authentication.JIRA_SERVER_OAUTH2
+    )
+    base_url = models.CharField(
+        "Jira base URL",
+        max_length=500,
+        validators=[validate_base_url],
+        help_text="The address you open Jira at, with its context path, e.g. https://jira.example.com/jira",
+    )
+    callback_id = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_callback_id,
+        editable=False,
+        validators=[validate_callback_id],
+        help_text="The unguessable part of the callback URL. Never changes.",
+    )
+    client_id = models.CharField(
+        "Client ID",
+        max_length=255,
+        blank=True,
+        help_text="Shown by Jira after you save the incoming application link.",
+    )
+    client_secret = SecretField("Client Secret", blank=True, null=True)
+    scope = models.CharField(
+        "Permission",
+        max_length=20,
+        choices=Scope.choices,
+        default=Scope.ADMIN,
+        help_text="The same Permission you chose on Jira's incoming application link (Admin recommended).",
+    )
+
+    access_token = SecretField(blank=True, null=True, editable=False)
+    refresh_token = SecretField(blank=True, null=True, editable=False)
+    token_expires_at = models.DateTimeField("Token expires", null=True, blank=True, editable=False)
+    token_scope = models.CharField("Granted scope", max_length=40, blank=True, editable=False)
+    connected_as_name = models.CharField("Jira user name", max_length=255, blank=True, editable=False)
+    connected_as_display_name = models.CharField("Jira display name", max_length=255, blank=True, editable=False)
+    connected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_refreshed_at = models.DateTimeField("Last refresh", null=True, blank=True, editable=False)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.NOT_CONNECTED, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "ALM Account"
+        verbose_name_plural = "ALM Accounts"
+        ordering = ["name"]
+        indexes = [models.Index(fields=["status", "token_expires_at"], name="alm_due_for_refresh")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def callback_url(self) -> str:
+        return callback_url_for(self.callback_id)
+
+    @property
+    def connected_as(self) -> str:
+        if self.connected_as_display_name and self.connected_as_name:
+            return f"{self.connected_as_display_name} ({self.connected_as_name})"
+        return self.connected_as_display_name or self.connected_as_name
+
+    @property
+    def is_connected(self) -> bool:
+        return self.status == self.Status.CONNECTED and self.refresh_token is not None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.client_id) and self.client_secret is not None
+
+    @property
+    def unreadable_secrets(self) -> list[str]:
+        """Names of stored secrets the configured keys cannot decrypt."""
+        return [
+            label
+            for label, value in (
+                ("client secret", self.client_secret),
+                ("access token", self.access_token),
+                ("refresh token", self.refresh_token),
+            )
+            if isinstance(value, UnreadableSecret)
+        ]
+
+    def expires_soon(self, within: timedelta) -> bool:
+        return is_due(self.token_expires_at, within=within)
+
+    def get_admin_url(self) -> str:
+        return reverse("admin:alm_accounts_almaccount_change", args=[self.pk])
+
+
+class AuthEvent(models.Model):
+    """The audit trail of one account. Messages are written for humans and never hold a secret."""
+
+    class Kind(models.TextChoices):
+        AUTHORIZATION_STARTED = "authorization_started", "Authorization started"
+        CONNECTED = "connected", "Connected"
+        AUTHORIZATION_FAILED = "authorization_failed", "Authorization failed"
+        REFRESHED = "refreshed", "Token refreshed"
+        REFRESH_FAILED = "refresh_failed", "Token refresh failed"
+        TEST_CONNECTION = "test_connection", "Test connection"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(ALMAccount, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, help_text="The admin user, or the command that acted.")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "auth event"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="alm_event_account_time")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.get_outcome_display()})"
+
+
+class PendingAuthorization(models.Model):
+    """One "Get Auth Token" waiting for Jira's redirect: single use, short-lived.
+
+    Bound to the account, the admin user and a random nonce kept in that
+    admin's session (the session key itself changes on login, the nonce does
+    not). The state is stored only as a SHA-256 digest; the PKCE verifier is
+    encrypted.
+    """
+
+    state_digest = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(ALMAccount, on_delete=models.CASCADE, related_name="pending_authorizations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    session_binding_digest = models.CharField(max_length=64)
+    code_verifier = SecretField()
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="alm_pending_created")]
+
+    def __str__(self):
+        return f"authorization of {self.account} started {self.created_at:%Y-%m-%d %H:%M}"

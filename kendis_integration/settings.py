@@ -1,0 +1,155 @@
+"""Django settings for kendis-integration.
+
+Every setting is read from the environment here and only here (django-environ).
+A `.env` file in the project root is read when present; real environment
+variables always win over it. Outside DEBUG a missing required variable stops
+the process at start with a message naming it.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# ENV_FILE="" turns the .env file off (the test settings do, to stay hermetic).
+ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    env.read_env(ENV_FILE, overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def required(name, cast=str, debug_default=None):
+    """A variable that production must set; DEBUG may fall back to a default."""
+    if name in env.ENVIRON and env.ENVIRON[name].strip():
+        return cast(name)
+    if DEBUG and debug_default is not None:
+        return debug_default
+    raise ImproperlyConfigured(
+        f"The environment variable {name} is required"
+        + ("" if DEBUG else " when DEBUG is off")
+        + ". Set it in the environment or in .env (see .env.example)."
+    )
+
+
+SECRET_KEY = required("SECRET_KEY", env.str, debug_default="django-insecure-dev-only-key-not-for-production")
+ALLOWED_HOSTS = required("ALLOWED_HOSTS", env.list, debug_default=["127.0.0.1", "localhost", "[::1]"])
+
+# The origin Jira redirects back to. Every callback URL is built from it, so
+# changing it changes the Redirect URL registered on every Jira link.
+PUBLIC_BASE_URL = required("PUBLIC_BASE_URL", env.str, debug_default="http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("PUBLIC_BASE_URL must start with https:// (or http:// in development).")
+if not DEBUG and not PUBLIC_BASE_URL.startswith("https://"):
+    raise ImproperlyConfigured("PUBLIC_BASE_URL must use https:// when DEBUG is off: Jira refuses http redirect URLs.")
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+
+# A list: the first key encrypts, every key decrypts (key rotation, see README).
+# Required even in DEBUG: a made-up key would make stored secrets unreadable later.
+FIELD_ENCRYPTION_KEY = required("FIELD_ENCRYPTION_KEY", env.list)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "encrypted_model_fields",
+    "alm_accounts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kendis_integration.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "kendis_integration.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite has no row locks. BEGIN IMMEDIATE takes the database write lock at
+    # the start of every transaction, so token refreshes (which hold their
+    # transaction across the call to Jira) are serialised across processes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 60})
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Security: secure by default outside DEBUG, each knob adjustable. ---
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating reverse proxy: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_header:
+    if len(_proxy_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https")
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+
+# --- Jira client tuning ---
+JIRA_CONNECT_TIMEOUT = env.float("JIRA_CONNECT_TIMEOUT", default=5.0)
+JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=30.0)
+# Pauses (seconds) between attempts when a token refresh could not reach Jira.
+JIRA_RETRY_BACKOFF = [float(x) for x in env.list("JIRA_RETRY_BACKOFF", default=["0.5", "2"])]
+# How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
+OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django": {"level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": True}},
+}

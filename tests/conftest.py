@@ -1,0 +1,95 @@
+"""Shared fixtures: admin users, ALM accounts, and Jira's answers (mocked with `responses`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from alm_accounts.models import ALMAccount
+
+JIRA = "https://jira.example.com/jira"
+TOKEN_URL = f"{JIRA}/rest/oauth2/latest/token"
+MYSELF_URL = f"{JIRA}/rest/api/2/myself"
+SERVER_INFO_URL = f"{JIRA}/rest/api/2/serverInfo"
+REVOKE_URL = f"{JIRA}/rest/oauth2/latest/revoke"
+
+# Distinctive values so a leak test can search every output for them.
+CLIENT_SECRET = "CLIENTSECRET-7f3a9c1e5b"
+ACCESS_TOKEN = "ACCESSTOKEN-1-e1d2c3b4"
+REFRESH_TOKEN = "REFRESHTOKEN-1-a9b8c7d6"
+
+
+@pytest.fixture
+def mocked_jira():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+def token_answer(n: int = 2, *, expires_in: int = 7200, scope: str = "ADMIN") -> dict:
+    return {
+        "access_token": f"ACCESSTOKEN-{n}-e1d2c3b4",
+        "token_type": "bearer",
+        "expires_in": expires_in,
+        "refresh_token": f"REFRESHTOKEN-{n}-a9b8c7d6",
+        "created_at": 1607635748,
+        "scope": scope,
+    }
+
+
+def form_of(call) -> dict[str, str]:
+    """The form-encoded body of a recorded request, as a dict of single values."""
+    body = call.request.body
+    if isinstance(body, bytes):
+        body = body.decode()
+    return {k: v[0] for k, v in parse_qs(body or "", keep_blank_values=True).items()}
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+@pytest.fixture
+def admin_user(db):
+    return User.objects.create_superuser("jira-admin-user", "admin@example.com", "pw-admin-123")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def staff_user(username: str, *perms: str) -> User:
+    user = User.objects.create_user(username, password="pw-staff-123", is_staff=True)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+@pytest.fixture
+def account(db):
+    """An ALM account with credentials, not connected yet."""
+    return ALMAccount.objects.create(
+        name="Jira - Core Banking", base_url=JIRA, client_id="client-id-123", client_secret=CLIENT_SECRET
+    )
+
+
+@pytest.fixture
+def connected_account(account):
+    """The same account, connected, with an access token expiring in 5 minutes."""
+    now = timezone.now()
+    account.access_token = ACCESS_TOKEN
+    account.refresh_token = REFRESH_TOKEN
+    account.token_expires_at = now + timedelta(minutes=5)
+    account.token_scope = "ADMIN"
+    account.status = ALMAccount.Status.CONNECTED
+    account.connected_at = now - timedelta(days=1)
+    account.connected_as_name = "jadmin"
+    account.connected_as_display_name = "Jira Admin"
+    account.save()
+    return account
