@@ -25,6 +25,7 @@ run: $(STAMP)
 
 ## Run the whole test suite (browser tests need Debian's chromium: apt-get install chromium)
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

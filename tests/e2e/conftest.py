@@ -1,0 +1,145 @@
+"""Real servers and a real browser for the end-to-end tests.
+
+The app runs as `manage.py runserver` on a free port with its own SQLite file,
+the Jira sandbox runs beside it (fixtures from tests/sandbox/conftest.py), and
+Playwright drives Debian's Chromium headless. Without Chromium these tests
+skip locally; with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.sandbox.conftest import _free_port, jira_sandbox_factory, jira_sandbox_server  # noqa: F401 - fixtures
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ADMIN_USERNAME = "kendis-admin"
+ADMIN_PASSWORD = "e2e-" + secrets.token_urlsafe(12)
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# Flags that keep Chromium from calling home on a machine without internet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class App:
+    url: str
+    env: dict
+    log_path: Path
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """kendis-integration served by runserver, as `make run` would, on a fresh SQLite database."""
+    directory = tmp_path_factory.mktemp("kendis_app")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "kendis_integration.settings",
+        "ENV_FILE": "",
+        "DEBUG": "true",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "FIELD_ENCRYPTION_KEY": "n8kL0dTb8K3xQ5Nf4o9hZ2Yp6Wq1Rj7Vc0Sa3Ue5Gm8=",
+        "PUBLIC_BASE_URL": url,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": f"sqlite:///{directory / 'e2e.sqlite3'}",
+        "DJANGO_SUPERUSER_USERNAME": ADMIN_USERNAME,
+        "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+        "PYTHONUNBUFFERED": "1",
+    })
+    app = App(url=url, env=env, log_path=directory / "server.log")
+    app.manage("migrate", "--noinput", "-v", "0")
+    app.manage("ensure_admin")
+    with open(app.log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(url + "/admin/login/", process, app.log_path)
+        yield app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for(url, process, log_path, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the app did not start; its log:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": browser tests must run in CI.")
+        pytest.skip(message)
+    # Playwright's sync API runs an event loop in this thread; the tests use no ORM.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    context = browser.new_context(viewport={"width": 1200, "height": 860})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(request):
+    """Save a step's screenshot: into docs/screenshots with UPDATE_SCREENSHOTS=1, else a temp folder."""
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(
+        request.getfixturevalue("tmp_path"))
+
+    def take(page, name):
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"{name}.png"
+        page.screenshot(path=str(path))
+        return path
+
+    return take

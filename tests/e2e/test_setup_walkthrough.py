@@ -1,0 +1,150 @@
+"""The setup walk-through of shared/setup-steps.md, clicked through in a real browser.
+
+App and Jira sandbox run as real servers; every step uses the labelled
+buttons and fields an administrator sees.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+
+
+def log_in_to_app(page, app):
+    page.goto(app.url + "/admin/")
+    page.get_by_label("Username").fill(ADMIN_USERNAME)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("link", name="ALM Accounts").first).to_be_visible()
+
+
+def log_in_to_sandbox(page, sandbox):
+    page.goto(sandbox.url + "/admin/")
+    page.get_by_label("Username").fill(sandbox.admin_username)
+    page.get_by_label("Password").fill(sandbox.admin_password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def open_add_form(page, app):
+    page.goto(app.url + "/admin/")
+    page.get_by_role("link", name="ALM Accounts").first.click()
+    page.get_by_role("link", name=re.compile("Add ALM Account", re.I)).click()
+
+
+def fill_account(page, *, name, base_url):
+    page.get_by_label("ALM Type").select_option(label="Atlassian JIRA")
+    page.get_by_label("Account Name").fill(name)
+    page.get_by_label("Jira base URL").fill(base_url)
+
+
+def add_connected_flow_account(page, app, sandbox, *, name, client_secret=None, permission="ADMIN"):
+    """Add an account whose link exists in the sandbox; stop on the consent page (or wherever Jira sends us)."""
+    log_in_to_app(page, app)
+    open_add_form(page, app)
+    fill_account(page, name=name, base_url=sandbox.url)
+    callback_url = page.locator("#callback-url").input_value()
+    client_id, secret = sandbox.create_link(name, callback_url, permission)
+    page.get_by_label("Client ID").fill(client_id)
+    page.get_by_label("Client Secret").fill(client_secret or secret)
+    page.get_by_role("button", name="Save and get auth token").click()
+    # Jira asks its own user to log in before the consent screen.
+    page.get_by_label("Username").fill(sandbox.admin_username)
+    page.get_by_label("Password").fill(sandbox.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#consent-form")).to_be_visible()
+    return callback_url
+
+
+def test_walkthrough_connects_and_keeps_the_connection(page, app_server, jira_sandbox_server, screenshot):
+    app, sandbox = app_server, jira_sandbox_server
+
+    # I. Create the ALM account and copy the callback URL (in our app).
+    log_in_to_app(page, app)
+    open_add_form(page, app)
+    fill_account(page, name="Jira - Core Banking", base_url=sandbox.url)
+    expect(page.get_by_text("Callback URL").first).to_be_visible()
+    page.get_by_role("button", name="Copy URL").click()
+    expect(page.locator(".copy-url-status")).to_have_text("Copied.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith(app.url + "/oauth/jira/callback/")
+    assert copied == page.locator("#callback-url").input_value()
+    screenshot(page, "1-add-alm-account")
+
+    # II. Create an incoming application link (in Jira), in a second tab.
+    jira = page.context.new_page()
+    log_in_to_sandbox(jira, sandbox)
+    # The model's row on Jira's administration index (the app heading links elsewhere).
+    jira.locator("tr.model-incominglink").get_by_role("link", name="Application links").click()
+    jira.get_by_role("link", name=re.compile("Create link", re.I)).click()
+    jira.get_by_label("Name").fill("Core Banking")
+    jira.get_by_label("Redirect URL").fill(copied)
+    jira.get_by_label("Permission").select_option("ADMIN")
+    screenshot(jira, "2-create-link")
+    jira.get_by_role("button", name=re.compile("^Save$")).click()
+    client_id = jira.locator("#client-id").inner_text().strip()
+    client_secret = jira.locator("#client-secret").inner_text().strip()
+    assert client_id and client_secret
+    screenshot(jira, "3-link-credentials")
+
+    # III. Paste the credentials and get the token (back in our app).
+    page.bring_to_front()
+    page.get_by_label("Client ID").fill(client_id)
+    page.get_by_label("Client Secret").fill(client_secret)
+    page.get_by_label("Permission").select_option("ADMIN")
+    page.get_by_role("button", name="Save and get auth token").click()
+    expect(page.locator("#consent-form")).to_be_visible()
+    expect(page.locator("#scope")).to_have_text("ADMIN")
+    screenshot(page, "4-consent")
+    page.get_by_role("button", name="Allow").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Connected to Jira as Jira Sandbox Admin (ADMIN)")
+    expect(page.locator(".alm-status").first).to_have_text("Connected")
+    assert "code=" not in page.url and "state=" not in page.url
+    assert client_secret not in page.content()
+    screenshot(page, "5-connected")
+
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator(".messagelist")).to_contain_text(
+        f"Connected to Jira 9.12.2 at {sandbox.url} as Jira Sandbox Admin")
+    screenshot(page, "6-test-connection")
+
+    grants_before = sandbox.token_grants
+    result = app.manage("refresh_tokens", "--force")
+    assert "Jira - Core Banking: refreshed" in result.stdout
+    assert "1 refreshed" in result.stdout
+    assert sandbox.token_grants == grants_before + 1
+
+    # The rotated token works: a second test connection still succeeds.
+    page.reload()
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator(".messagelist")).to_contain_text("Connected to Jira 9.12.2")
+
+
+def test_deny_at_consent_is_explained_on_the_account_page(page, app_server, jira_sandbox_server):
+    add_connected_flow_account(page, app_server, jira_sandbox_server, name="Jira - Denied")
+    page.get_by_role("button", name="Deny").click()
+    expect(page.locator(".messagelist")).to_contain_text("Access was denied on Jira's consent screen")
+    expect(page.locator(".alm-status").first).to_have_text("Not connected")
+
+
+def test_wrong_client_secret_is_explained_on_the_account_page(page, app_server, jira_sandbox_server):
+    add_connected_flow_account(page, app_server, jira_sandbox_server, name="Jira - Wrong secret",
+                               client_secret="not-the-secret-jira-showed")
+    page.get_by_role("button", name="Allow").click()
+    expect(page.locator(".messagelist")).to_contain_text("Check the Client ID and the Client Secret")
+    expect(page.locator(".alm-status").first).to_have_text("Error")
+    assert "not-the-secret-jira-showed" not in page.content()
+
+
+def test_reloading_the_callback_says_the_answer_was_already_used(page, app_server, jira_sandbox_server):
+    add_connected_flow_account(page, app_server, jira_sandbox_server, name="Jira - Reload")
+    with page.expect_response(re.compile(r"/oauth/jira/callback/")) as callback:
+        page.get_by_role("button", name="Allow").click()
+    expect(page.locator(".messagelist")).to_contain_text("Connected to Jira as Jira Sandbox Admin")
+    # Back to Jira's redirect (what a page refresh or Back does): the state was single use.
+    page.goto(callback.value.url)
+    expect(page.locator(".messagelist")).to_contain_text("already used")
+    expect(page.locator(".alm-status").first).to_have_text("Connected")
