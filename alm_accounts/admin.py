@@ -49,7 +49,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
             ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "callback_url"],
                                 "description": "Keep this screen open while you create the link in Jira."}),
             ("III. Jira credentials", {
-                "fields": ["client_id", "client_secret", "scope"],
+                # View-only screens render fields read-only, which would show the decrypted secret.
+                "fields": ["client_id", "client_secret" if obj is None or self.has_change_permission(request, obj)
+                           else "client_secret_state", "scope"],
                 "description": "From Jira's incoming application link (Administration → Applications → "
                                "Application links): paste the Client ID and Client Secret, then click Get Auth "
                                "Token.",
@@ -89,6 +91,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Connected as")
     def connected_as(self, obj):
         return obj.connected_as or "—"
+
+    @admin.display(description="Client Secret")
+    def client_secret_state(self, obj):
+        return "Stored (encrypted)" if obj.client_secret is not None else "Not set"
 
     @admin.display(description="Auth token")
     def token_state(self, obj):
@@ -160,7 +166,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(url)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["can_connect"] = self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        # Starting needs change permission (see _start_authorization), on the add form too.
+        context["can_connect"] = self.has_change_permission(request, obj) and (
+            obj is not None or self.has_add_permission(request))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- connection buttons (POST only, change permission) ---

@@ -1,0 +1,1 @@
+"""Incoming application links: the OAuth 2.0 clients Jira knows about."""

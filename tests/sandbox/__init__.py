@@ -1,0 +1,1 @@
+"""Tests of the development-only Jira sandbox, run as a real server."""

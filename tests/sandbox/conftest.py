@@ -1,0 +1,229 @@
+"""The Jira sandbox as a real server for tests, driven only through subprocess and HTTP.
+
+The sandbox is its own Django project; loading its settings into the pytest
+process (where pytest-django may have configured the main project) is exactly
+what must not happen, so everything goes through `jira_sandbox/manage.py`.
+
+Fixture `jira_sandbox_server` (session scope) yields a `JiraSandbox`:
+
+- `.url`: the origin, e.g. "http://127.0.0.1:54321"; use it as the Jira base URL.
+- `.admin_username`, `.admin_password`: the sandbox's Jira administrator
+  ("jira-admin", display name "Jira Sandbox Admin").
+- `.create_link(name, redirect_url, permission="ADMIN") -> (client_id, client_secret)`:
+  an incoming application link (permission READ, WRITE, ADMIN or SYSTEM_ADMIN).
+- `.token_requests`: how many POSTs the token endpoint has answered so far,
+  whatever the outcome; `.token_grants`: how many of them issued tokens (200).
+  Both are read live from `/sandbox/stats`; `.stats()` returns the whole JSON.
+- `.login(session)`: log a `requests.Session` in as the administrator.
+- `.authorize(session, client_id=..., redirect_uri=..., scope=..., state=...,
+  code_challenge=..., allow=True)`: open the consent page with a logged-in
+  session and press Allow (or Deny); returns the unfollowed 302 whose Location
+  goes back to the client.
+- `.manage(*args) -> str`: run any sandbox management command, return stdout.
+- `.database_path`, `.log_path`: where its SQLite file and server log are.
+
+The server is shared by the whole session, so tests should create their own
+link rather than rely on a count of links or tokens. For other settings (say a
+5 s access token lifetime), fixture `jira_sandbox_factory` starts private ones,
+stopped when the test ends:
+`sandbox = jira_sandbox_factory(env={"SANDBOX_ACCESS_TOKEN_SECONDS": "5"})`.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANAGE_PY = REPO_ROOT / "jira_sandbox" / "manage.py"
+ADMIN_USERNAME = "jira-admin"
+ADMIN_PASSWORD = "sandbox-admin-for-tests"
+STARTUP_TIMEOUT_SECONDS = 30
+
+
+class _FormInputs(HTMLParser):
+    """Collect the name/value of every <input> of a page (hidden fields, CSRF token)."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and attrs.get("name"):
+            self.values[attrs["name"]] = attrs.get("value") or ""
+
+
+def form_inputs(html):
+    parser = _FormInputs()
+    parser.feed(html)
+    return parser.values
+
+
+@dataclass
+class JiraSandbox:
+    url: str
+    admin_username: str
+    admin_password: str
+    database_path: Path
+    log_path: Path
+    env: dict
+
+    def manage(self, *args):
+        result = subprocess.run(
+            [sys.executable, str(MANAGE_PY), *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def create_link(self, name, redirect_url, permission="ADMIN"):
+        output = self.manage(
+            "sandbox_create_link", "--name", name, "--redirect-url", redirect_url, "--permission", permission
+        )
+        credentials = json.loads(output)
+        return credentials["client_id"], credentials["client_secret"]
+
+    def stats(self):
+        response = requests.get(f"{self.url}/sandbox/stats", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def token_requests(self):
+        return self.stats()["token_requests"]
+
+    @property
+    def token_grants(self):
+        return self.stats()["token_grants"]
+
+    def login(self, session):
+        page = session.get(f"{self.url}/login/", timeout=10)
+        page.raise_for_status()
+        response = session.post(
+            f"{self.url}/login/",
+            data={
+                "csrfmiddlewaretoken": form_inputs(page.text)["csrfmiddlewaretoken"],
+                "username": self.admin_username,
+                "password": self.admin_password,
+            },
+            allow_redirects=False,
+            timeout=10,
+        )
+        if response.status_code != 302:
+            raise RuntimeError(f"Sandbox login failed with HTTP {response.status_code}")
+        return session
+
+    def authorize(self, session, *, client_id, redirect_uri, scope, state, code_challenge, allow=True):
+        params = {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": scope,
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        }
+        authorize_url = f"{self.url}/rest/oauth2/latest/authorize"
+        consent = session.get(authorize_url, params=params, allow_redirects=False, timeout=10)
+        if consent.status_code != 200:
+            return consent  # the request was refused before consent, e.g. invalid_scope
+        fields = form_inputs(consent.text)
+        if allow:
+            fields["allow"] = "Allow"
+        return session.post(consent.url, data=fields, allow_redirects=False, timeout=10)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url, process, log_path):
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            requests.get(f"{url}/login/", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"Jira sandbox did not start; its log:\n{log_path.read_text()}")
+
+
+@contextlib.contextmanager
+def start_jira_sandbox(directory, env=None):
+    """Set up a fresh sandbox database in `directory`, run the server, stop it afterwards."""
+    directory = Path(directory)
+    server_env = {
+        **os.environ,
+        "SANDBOX_DATABASE_PATH": str(directory / "sandbox.sqlite3"),
+        "SANDBOX_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    # pytest-django exports the main project's settings; the sandbox must not see them.
+    server_env.pop("DJANGO_SETTINGS_MODULE", None)
+    port = _free_port()
+    sandbox = JiraSandbox(
+        url=f"http://127.0.0.1:{port}",
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
+        database_path=directory / "sandbox.sqlite3",
+        log_path=directory / "server.log",
+        env=server_env,
+    )
+    sandbox.manage("sandbox_setup")
+    with open(sandbox.log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(MANAGE_PY), "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=REPO_ROOT,
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_up(sandbox.url, process, sandbox.log_path)
+        yield sandbox
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def jira_sandbox_server(tmp_path_factory):
+    """A running Jira sandbox shared by the session; see the module docstring."""
+    with start_jira_sandbox(tmp_path_factory.mktemp("jira_sandbox")) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def jira_sandbox_factory(tmp_path_factory):
+    """Start private sandboxes with extra environment (SANDBOX_*), stopped after the test."""
+    with contextlib.ExitStack() as stack:
+
+        def start(env=None):
+            directory = tmp_path_factory.mktemp("jira_sandbox_private")
+            return stack.enter_context(start_jira_sandbox(directory, env=env))
+
+        yield start
