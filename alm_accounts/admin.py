@@ -58,9 +58,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
             }),
         ]
         if obj is not None:
-            fieldsets.append(("Connection", {"fields": ["status_display", "connected_as", "token_state",
-                                                        "token_scope", "connected_at", "last_refreshed_at",
-                                                        "last_error"]}))
+            # An existing account's page opens with its connection state, readable at a glance.
+            fieldsets.insert(0, ("Connection", {"fields": ["status_display", "connected_as", "token_state",
+                                                           "token_scope", "connected_at", "last_refreshed_at",
+                                                           "last_error"]}))
             fieldsets.append(("Audit trail", {"fields": ["audit_trail"], "classes": ["collapse"]
                                               if not obj.events.exists() else []}))
         return fieldsets
