@@ -20,7 +20,7 @@ import functools
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from encrypted_model_fields.fields import EncryptedTextField
+from django.db import models
 
 
 class UnreadableSecret:
@@ -88,8 +88,15 @@ def is_encrypted_with_primary_key(ciphertext: str) -> bool:
     return True
 
 
-class SecretField(EncryptedTextField):
-    """A Fernet-encrypted text column; NULL means "nothing stored"."""
+class SecretField(models.TextField):
+    """A Fernet-encrypted text column; NULL means "nothing stored".
+
+    Not based on encrypted_model_fields' EncryptedTextField: importing that
+    module builds a crypter from FIELD_ENCRYPTION_KEY at import time, so a
+    malformed key crashed every manage.py command with a traceback before the
+    alm_accounts.E001 check could explain it. Every method it provided is
+    defined here.
+    """
 
     def from_db_value(self, value, expression, connection):
         if value is None:

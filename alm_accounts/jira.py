@@ -287,13 +287,16 @@ def _token_set(body: dict) -> TokenSet:
 
 
 def _read_json(response: requests.Response):
-    """The JSON body, or None when it is not JSON (HTML error pages, garbage, too large)."""
+    """The JSON body, or None when it is not JSON (HTML error pages, garbage). Refuses oversized bodies."""
     try:
         raw = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
     except Exception:  # noqa: BLE001 - a body that cannot be read is no answer at all
         return None
     if len(raw) > MAX_BODY_BYTES:
-        return None
+        raise JiraUnavailable(
+            f"Jira's answer is larger than {MAX_BODY_BYTES // 1000} kB, which no Jira answer is; check the Jira base URL",
+            reached_jira=True,
+        )
     try:
         return json.loads(raw.decode(response.encoding or "utf-8", errors="replace"))
     except ValueError:

@@ -444,6 +444,11 @@ def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
     result = refresh_account(account_id=account.pk, actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
     account.refresh_from_db()
     if result.failed or not isinstance(account.access_token, str):
+        if not result.failed and account.unreadable_secrets:  # not due, so refresh said only "expires ..."
+            raise ServiceError(
+                f"The stored {', '.join(account.unreadable_secrets)} cannot be decrypted with the configured "
+                "FIELD_ENCRYPTION_KEY; restore the key it was encrypted with, or click Get Auth Token."
+            )
         raise ServiceError(result.message or "This account is not connected to Jira: click Get Auth Token.")
     return account.access_token
 

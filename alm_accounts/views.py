@@ -1,19 +1,45 @@
 """Jira's redirect back to us after consent (the callback URL)."""
 
+import functools
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
 from . import services
 
 
+def _callback_request(view):
+    """GET only; the code and state are taken out of the request before anything else sees it.
+
+    The view gets the query as an argument. The request everything else sees
+    (the login redirect, templates, Django's logging, which at DEBUG prints
+    the request with its query string) carries none of it.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request, callback_id):
+        query = request.GET.copy()
+        request.GET = QueryDict()
+        request.META["QUERY_STRING"] = ""
+        if request.method != "GET":
+            response = render(request, "alm_accounts/callback_error.html", {
+                "message": "This address only receives Jira's redirect after access was allowed. Open the ALM "
+                           "account and click Get Auth Token.",
+            }, status=405)
+            response["Allow"] = "GET"
+            return response
+        return view(request, callback_id, query)
+
+    return wrapper
+
+
 @never_cache
-@require_GET
+@_callback_request
 @staff_member_required
-def oauth_callback(request, callback_id):
+def oauth_callback(request, callback_id, query):
     """Complete the authorization started by Get Auth Token and go back to the account page.
 
     Errors land on the account page as messages (or on a plain error page
@@ -26,7 +52,7 @@ def oauth_callback(request, callback_id):
                       {"message": "You are not allowed to connect ALM accounts."}, status=403)
     try:
         outcome = services.complete_authorization(
-            callback_id=callback_id, query=request.GET, user=user, session=request.session
+            callback_id=callback_id, query=query, user=user, session=request.session
         )
     except services.CallbackRejected as exc:
         if exc.account is None:

@@ -22,6 +22,11 @@ if ENV_FILE and Path(ENV_FILE).is_file():
 DEBUG = env.bool("DEBUG", default=False)
 
 
+def env_list(name, default=None):
+    """A comma-separated variable; spaces around the commas are forgiven."""
+    return [part.strip() for part in env.list(name, default=default or []) if part.strip()]
+
+
 def required(name, cast=str, debug_default=None):
     """A variable that production must set; DEBUG may fall back to a default."""
     if name in env.ENVIRON and env.ENVIRON[name].strip():
@@ -36,7 +41,7 @@ def required(name, cast=str, debug_default=None):
 
 
 SECRET_KEY = required("SECRET_KEY", env.str, debug_default="django-insecure-dev-only-key-not-for-production")
-ALLOWED_HOSTS = required("ALLOWED_HOSTS", env.list, debug_default=["127.0.0.1", "localhost", "[::1]"])
+ALLOWED_HOSTS = required("ALLOWED_HOSTS", env_list, debug_default=["127.0.0.1", "localhost", "[::1]"])
 
 # The origin Jira redirects back to. Every callback URL is built from it, so
 # changing it changes the Redirect URL registered on every Jira link.
@@ -46,11 +51,11 @@ if not PUBLIC_BASE_URL.startswith(("http://", "https://")):
 if not DEBUG and not PUBLIC_BASE_URL.startswith("https://"):
     raise ImproperlyConfigured("PUBLIC_BASE_URL must use https:// when DEBUG is off: Jira refuses http redirect URLs.")
 
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
 
 # A list: the first key encrypts, every key decrypts (key rotation, see README).
 # Required even in DEBUG: a made-up key would make stored secrets unreadable later.
-FIELD_ENCRYPTION_KEY = required("FIELD_ENCRYPTION_KEY", env.list)
+FIELD_ENCRYPTION_KEY = required("FIELD_ENCRYPTION_KEY", env_list)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,7 +97,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "kendis_integration.wsgi.application"
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Production names its database explicitly; development defaults to a SQLite file in the project.
+DATABASE_URL = required("DATABASE_URL", env.str, debug_default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite has no row locks. BEGIN IMMEDIATE takes the database write lock at
     # the start of every transaction, so token refreshes (which hold their
@@ -130,9 +137,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating reverse proxy: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
-_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+# (A space after the comma or a header written X-Forwarded-Proto would never match: an endless https redirect.)
+_proxy_header = env_list("SECURE_PROXY_SSL_HEADER")
 if _proxy_header:
-    if len(_proxy_header) != 2:
+    if len(_proxy_header) != 2 or not _proxy_header[0].startswith("HTTP_") or not _proxy_header[1]:
         raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https")
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_header)
 USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)

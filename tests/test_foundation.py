@@ -440,6 +440,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "kendis.example.com",
     "PUBLIC_BASE_URL": "https://kendis.example.com",
     "FIELD_ENCRYPTION_KEY": TEST_KEY,
+    "DATABASE_URL": "postgres://kendis:secret@db.example.com:5432/kendis",
 }
 
 
@@ -455,7 +456,8 @@ def test_complete_production_environment_starts():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name", ["SECRET_KEY", "ALLOWED_HOSTS", "PUBLIC_BASE_URL", "FIELD_ENCRYPTION_KEY"])
+@pytest.mark.parametrize("name", ["SECRET_KEY", "ALLOWED_HOSTS", "PUBLIC_BASE_URL", "FIELD_ENCRYPTION_KEY",
+                                  "DATABASE_URL"])
 @pytest.mark.parametrize("how", ["missing", "blank"])
 def test_missing_required_setting_stops_the_start_naming_it(name, how):
     env = dict(PRODUCTION_ENV)

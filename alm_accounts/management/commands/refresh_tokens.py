@@ -71,9 +71,11 @@ class Command(BaseCommand):
         started = time.monotonic()
         counts: Counter[str] = Counter()
         if dry_run:
-            for _account_id, name, expires in ids:
-                self._line(f"{name}: would refresh (expires {expires or 'unknown'})", failed=False)
-                counts["would refresh"] += 1
+            for account_id, name, expires in ids:
+                # Accounts named with --account are listed whatever their state: say what a real run would do.
+                verdict = self._dry_run_verdict(account_id, due_within) if account else "would refresh"
+                self._line(f"{name}: {verdict} (expires {expires or 'unknown'})", failed=False)
+                counts[verdict] += 1
         else:
             for result in self._run(((pk for pk, _, _ in ids)), due_within, concurrency):
                 counts[result.outcome.value] += 1
@@ -122,6 +124,14 @@ class Command(BaseCommand):
                 raise CommandError(f"No ALM account named or numbered {value!r}.", returncode=2)
             ids.append(match)
         return ALMAccount.objects.filter(pk__in=ids)
+
+    @staticmethod
+    def _dry_run_verdict(account_id, due_within) -> str:
+        if not services.refreshable_accounts().filter(pk=account_id).exists():
+            return RefreshOutcome.NOT_CONNECTED.value
+        if due_within is not None and not services.due_accounts(within=due_within).filter(pk=account_id).exists():
+            return RefreshOutcome.NOT_DUE.value
+        return "would refresh"
 
     def _run(self, ids, due_within, concurrency):
         """Yield a RefreshResult per account; `concurrency` worker threads, a bounded queue."""

@@ -1,0 +1,438 @@
+"""No secret ever leaks: one test drives every flow against a local fake Jira and searches everything.
+
+The fake Jira is a real HTTP server on 127.0.0.1, so `requests` and `urllib3`
+do real work (and log at DEBUG what they log). Searched for every secret:
+log records at every level (ours, Django's including SQL, requests', urllib3's),
+every response (HTML, all headers including Location and cookies), the pages
+the redirects lead to (with their messages), the audit trail, last_error,
+command output and exception texts. The only place a secret may appear is the
+`state` in the authorize URL the browser is sent to: that is the protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+import time
+import traceback
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.urls import reverse
+
+from alm_accounts import services
+from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
+from alm_accounts.models import ALMAccount, AuthEvent, PendingAuthorization
+from tests.conftest import query_of
+
+CLIENT_SECRET = "CLIENTSECRET-LeakCanary-5d1f0b7a93e2"
+PREFIX = "/jira"
+TOKEN_PATH = f"{PREFIX}/rest/oauth2/latest/token"
+MYSELF_PATH = f"{PREFIX}/rest/api/2/myself"
+SERVER_INFO_PATH = f"{PREFIX}/rest/api/2/serverInfo"
+REVOKE_PATH = f"{PREFIX}/rest/oauth2/latest/revoke"
+LOGGERS = ["", "django", "django.db.backends", "django.request", "django.security", "django.template",
+           "requests", "urllib3", "urllib3.connectionpool", "alm_accounts"]
+
+
+# --------------------------------------------------------------------------
+# A scripted fake Jira on a real socket
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeJira:
+    def __init__(self):
+        self.answers: dict[str, deque[Answer]] = defaultdict(deque)
+        self.calls: list[tuple[str, str, dict, bytes]] = []
+        self.unexpected: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self._answer()
+
+            def do_POST(self):
+                self._answer()
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                fake.calls.append((self.command, self.path, dict(self.headers), body))
+                queue = fake.answers.get(path)
+                if queue:
+                    answer = queue.popleft()
+                else:
+                    fake.unexpected.append(f"{self.command} {path}")
+                    answer = Answer(599, b"unexpected call")
+                if answer.delay:
+                    time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:
+                    pass  # the client gave up (timeout)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}{PREFIX}"
+
+    def json(self, path: str, payload, status: int = 200, **kw):
+        self.answers[path].append(Answer(status, json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"}, **kw))
+
+    def html(self, path: str, status: int, text: str):
+        self.answers[path].append(Answer(status, text.encode(), {"Content-Type": "text/html"}))
+
+    def slow(self, path: str, seconds: float):
+        self.answers[path].append(Answer(200, b"{}", {"Content-Type": "application/json"}, delay=seconds))
+
+    def pending(self) -> dict[str, int]:
+        return {path: len(queue) for path, queue in self.answers.items() if queue}
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_jira():
+    fake = FakeJira()
+    yield fake
+    fake.stop()
+
+
+# --------------------------------------------------------------------------
+# What the test collects, and the secrets it searches for
+# --------------------------------------------------------------------------
+
+
+class Evidence:
+    def __init__(self, client):
+        self.client = client
+        self.items: list[tuple[str, str]] = []
+        self.authorize_urls: list[str] = []
+
+    def add(self, where: str, text) -> None:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        self.items.append((where, str(text)))
+
+    def response(self, where: str, response) -> None:
+        """Keep the body and every header; follow a redirect inside the site and keep that page too."""
+        self.add(f"{where}: body", response.content)
+        self.add(f"{where}: headers", "\n".join(f"{k}: {v}" for k, v in response.items()))
+        self.add(f"{where}: cookies", response.cookies.output())
+        location = response.get("Location", "")
+        if location.startswith("/"):
+            page = self.client.get(location)
+            self.add(f"{where}: page after redirect", page.content)
+            self.add(f"{where}: page headers", "\n".join(f"{k}: {v}" for k, v in page.items()))
+
+    def exception(self, where: str, exc: BaseException) -> None:
+        self.add(f"{where}: str", str(exc))
+        self.add(f"{where}: repr", repr(exc))
+        self.add(f"{where}: traceback", "".join(traceback.format_exception(exc)))
+        if exc.__context__ is not None:  # hidden by `from None`, but still attached
+            self.add(f"{where}: context", "".join(traceback.format_exception(exc.__context__)))
+
+
+class Secrets:
+    def __init__(self):
+        self.values: dict[str, str] = {"client secret": CLIENT_SECRET}
+        self.counter = 0
+
+    def new(self, kind: str) -> str:
+        self.counter += 1
+        value = f"{kind.upper().replace(' ', '')}-LeakCanary-{self.counter:03d}-9c8b7a6f5e4d"
+        self.values[f"{kind} #{self.counter}"] = value
+        return value
+
+    def tokens(self) -> dict:
+        return {"access_token": self.new("access token"), "refresh_token": self.new("refresh token"),
+                "token_type": "bearer", "expires_in": 7200, "scope": "ADMIN", "created_at": 1607635748}
+
+    def add(self, kind: str, value: str) -> None:
+        self.values[f"{kind} #{len(self.values)}"] = value
+
+    def needles(self, value: str) -> list[str]:
+        # The start, middle and end of the value, so that a truncated or cut-out copy is found too.
+        middle = len(value) // 2
+        needles = [value[:12], value[middle - 6: middle + 6], value[-12:]]
+        return needles + (["LeakCanary"] if "LeakCanary" in value else [])
+
+
+# --------------------------------------------------------------------------
+# The test
+# --------------------------------------------------------------------------
+
+
+def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, settings, monkeypatch):
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    monkeypatch.setattr(connections["default"], "force_debug_cursor", True)  # SQL with its parameters at DEBUG
+    settings.JIRA_READ_TIMEOUT = 0.5
+    settings.JIRA_RETRY_BACKOFF = [0, 0]
+    secrets = Secrets()
+    seen = Evidence(admin_client)
+    jira = fake_jira
+
+    # --- the add form: a validation error re-renders it, then it is saved ---
+    add_url = reverse("admin:alm_accounts_almaccount_add")
+    add_page = admin_client.get(add_url)
+    callback_id = re.search(r'name="callback_url" value="([^"]+)"', add_page.content.decode()).group(1)
+    data = {"alm_type": "jira", "name": "Jira - Leak test", "authentication": "jira_server_oauth2",
+            "base_url": jira.base_url, "client_id": "leak-client-id", "client_secret": CLIENT_SECRET,
+            "scope": "ADMIN", "callback_url": callback_id}
+    rerender = admin_client.post(add_url, {**data, "name": ""})
+    assert rerender.status_code == 200 and "errorlist" in rerender.content.decode()
+    seen.response("add form re-rendered after an error", rerender)
+    rerender = admin_client.post(add_url, {**data, "base_url": "javascript:alert(1)"})
+    assert rerender.status_code == 200
+    seen.response("add form re-rendered after a base URL error", rerender)
+    saved = admin_client.post(add_url, {**data, "_continue": "Save and continue"})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    seen.response("add form saved", saved)
+    account = ALMAccount.objects.get(name="Jira - Leak test")
+    change_url = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+    callback_path = urlsplit(account.callback_url).path
+    change_data = {**{k: v for k, v in data.items() if k != "callback_url"}, "client_secret": ""}
+
+    rerender = admin_client.post(change_url, {**change_data, "client_secret": CLIENT_SECRET, "name": "",
+                                              "_get_auth_token": "Get Auth Token"})
+    assert rerender.status_code == 200 and "errorlist" in rerender.content.decode()
+    seen.response("change form re-rendered after an error", rerender)
+
+    def button(name: str):
+        url = reverse(f"admin:alm_accounts_almaccount_{name}", args=[account.pk])
+        response = admin_client.post(url)
+        assert response.status_code == 302
+        seen.response(f"button {name}", response)
+
+    def start(where: str) -> str:
+        response = admin_client.post(change_url, {**change_data, "_get_auth_token": "Get Auth Token"})
+        assert response.status_code == 302
+        location = response["Location"]
+        assert location.startswith(jira.base_url + "/rest/oauth2/latest/authorize?"), location
+        seen.authorize_urls.append(location)
+        seen.add(f"{where}: Get Auth Token body", response.content)
+        state = query_of(location)["state"]
+        secrets.add("state", state)
+        return state
+
+    def callback(where: str, **query):
+        response = admin_client.get(callback_path, query)
+        seen.response(where, response)
+        return response
+
+    def connect(where: str, *, token_answer=None, code: str | None = None):
+        state = start(where)
+        if token_answer is not None:
+            token_answer(jira)
+        callback(f"{where}: callback", code=code or secrets.new("auth code"), state=state)
+
+    def command(where: str, *args):
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            call_command("refresh_tokens", *args, "--concurrency", "1", stdout=out, stderr=err)
+        except SystemExit:
+            pass
+        seen.add(f"{where}: stdout", out.getvalue())
+        seen.add(f"{where}: stderr", err.getvalue())
+
+    def status():
+        return ALMAccount.objects.get(pk=account.pk).status
+
+    def oauth_error(error, status_code=400):
+        return lambda j: j.json(TOKEN_PATH, {"error": error, "error_description": f"{error} (from Jira)"},
+                                status_code)
+
+    def myself(j):
+        j.json(MYSELF_PATH, {"name": "jadmin", "key": "JIRAUSER1", "displayName": "Jira Admin"})
+
+    # --- connect: Get Auth Token, consent, callback ---
+    connect("connect", token_answer=lambda j: (j.json(TOKEN_PATH, secrets.tokens()), myself(j)))
+    assert status() == ALMAccount.Status.CONNECTED
+
+    # --- test connection ---
+    myself(jira)
+    jira.json(SERVER_INFO_PATH, {"version": "9.12.1", "baseUrl": jira.base_url, "deploymentType": "Server"})
+    button("test_connection")
+
+    # --- refresh: admin button, refresh_tokens command, admin action ---
+    jira.json(TOKEN_PATH, secrets.tokens())
+    button("refresh_token")
+    jira.json(TOKEN_PATH, secrets.tokens())
+    command("refresh_tokens --force", "--force")
+    jira.json(TOKEN_PATH, secrets.tokens())
+    action = admin_client.post(reverse("admin:alm_accounts_almaccount_changelist"),
+                               {"action": "refresh_selected", "_selected_action": [account.pk]})
+    seen.response("admin action refresh_selected", action)
+    assert status() == ALMAccount.Status.CONNECTED
+
+    # --- test connection: 401 -> refresh once -> retry ---
+    jira.json(MYSELF_PATH, {"errorMessages": ["unauthorized"]}, 401)
+    jira.json(TOKEN_PATH, secrets.tokens())
+    myself(jira)
+    jira.json(SERVER_INFO_PATH, {"version": "9.12.1", "baseUrl": jira.base_url})
+    button("test_connection")
+
+    # --- test connection failing: Jira answers 500 ---
+    jira.html(MYSELF_PATH, 500, "<html><body>Internal error</body></html>")
+    button("test_connection")
+
+    # --- refresh failures: invalid_client, 500, timeout, invalid_grant ---
+    oauth_error("invalid_client", 401)(jira)
+    button("refresh_token")
+    jira.html(TOKEN_PATH, 500, "<html><body><h1>HTTP Status 500</h1>Oops</body></html>")
+    command("refresh_tokens after a 500", "--force")
+    jira.slow(TOKEN_PATH, 1.5)
+    button("refresh_token")
+    oauth_error("invalid_grant")(jira)
+    command("refresh_tokens after invalid_grant", "--force")
+    assert status() == ALMAccount.Status.NEEDS_REAUTHORIZATION
+
+    # --- disconnect, revocation confirmed ---
+    jira.json(REVOKE_PATH, {})
+    jira.json(REVOKE_PATH, {})
+    button("disconnect")
+    assert status() == ALMAccount.Status.NOT_CONNECTED
+
+    # --- connection failures: invalid_client, invalid_grant, 500, timeout, access_denied ---
+    connect("connect, invalid_client", token_answer=oauth_error("invalid_client", 401))
+    connect("connect, invalid_grant", token_answer=oauth_error("invalid_grant"))
+    connect("connect, 500", token_answer=lambda j: j.html(TOKEN_PATH, 500, "<html>Server error</html>"))
+    connect("connect, timeout", token_answer=lambda j: j.slow(TOKEN_PATH, 1.5))
+    state = start("connect, access_denied")
+    callback("connect, access_denied: callback", error="access_denied",
+             error_description="The user denied access", state=state)
+    assert ALMAccount.objects.get(pk=account.pk).refresh_token is None
+
+    # --- broken callbacks carrying a code ---
+    callback("callback without state", code=secrets.new("auth code"))
+    unknown = admin_client.get(f"/oauth/jira/callback/{'x' * 22}/",
+                               {"code": secrets.new("auth code"), "state": "s" * 43})
+    assert unknown.status_code == 400
+    seen.response("callback of an unknown account", unknown)
+
+    # --- connected, but reading the Jira user fails; then a replay of that callback ---
+    state = start("connect, /myself fails")
+    jira.json(TOKEN_PATH, secrets.tokens())
+    jira.html(MYSELF_PATH, 503, "<html>Service unavailable</html>")
+    code = secrets.new("auth code")
+    callback("connect, /myself fails: callback", code=code, state=state)
+    assert status() == ALMAccount.Status.CONNECTED
+    callback("replayed callback", code=code, state=state)
+
+    # --- disconnect, revocation failing ---
+    jira.html(REVOKE_PATH, 500, "<html>error</html>")
+    jira.html(REVOKE_PATH, 500, "<html>error</html>")
+    button("disconnect")
+    assert status() == ALMAccount.Status.NOT_CONNECTED
+
+    # --- exception texts straight from the client and the services ---
+    verifier = PKCE.create().verifier
+    secrets.add("PKCE verifier", verifier)
+    client = JiraClient(jira.base_url, "leak-client-id", CLIENT_SECRET, timeout=(2, 0.5))
+    for name, script in [("invalid_client", oauth_error("invalid_client", 401)),
+                         ("500", lambda j: j.html(TOKEN_PATH, 500, "<html>x</html>")),
+                         ("timeout", lambda j: j.slow(TOKEN_PATH, 1.5)),
+                         ("no refresh token", lambda j: j.json(TOKEN_PATH, {"access_token": secrets.new("access token"),
+                                                                          "expires_in": 60}))]:
+        script(jira)
+        with pytest.raises(JiraError) as failure:
+            client.exchange_code(code=secrets.new("auth code"), redirect_uri=account.callback_url,
+                                 code_verifier=verifier)
+        seen.exception(f"JiraClient.exchange_code, {name}", failure.value)
+    jira.json(TOKEN_PATH, secrets.tokens())
+    tokens = client.refresh(refresh_token=secrets.new("refresh token"), redirect_uri=account.callback_url)
+    seen.add("repr of a TokenSet", repr(tokens))
+    seen.add("str of a TokenSet", str(tokens))
+    seen.add("repr of a PKCE", repr(PKCE.create()))
+    seen.add("repr of a JiraClient", repr(client))
+    assert isinstance(tokens, TokenSet)
+    with pytest.raises(services.ServiceError) as failure:
+        services.test_connection(account=ALMAccount.objects.get(pk=account.pk), actor="test")
+    seen.exception("services.test_connection, not connected", failure.value)
+
+    # --- everything an admin can open afterwards ---
+    for where, url in [("change page", change_url),
+                       ("account list", reverse("admin:alm_accounts_almaccount_changelist")),
+                       ("account history", reverse("admin:alm_accounts_almaccount_history", args=[account.pk])),
+                       ("audit trail list", reverse("admin:alm_accounts_authevent_changelist")),
+                       ("admin log", reverse("admin:index"))]:
+        page = admin_client.get(url)
+        assert page.status_code == 200, where
+        seen.response(where, page)
+    for event in AuthEvent.objects.all():
+        seen.add(f"audit event {event.kind}", f"{event.actor} {event.message}")
+    for row in ALMAccount.objects.values("name", "last_error", "token_scope", "connected_as_name"):
+        seen.add("account row", repr(row))
+    for record in caplog.records:
+        seen.add(f"log {record.name} {record.levelname}", logging.Formatter().format(record))
+        seen.add(f"log {record.name} args", repr(record.args))
+    seen.add("all logs as text", caplog.text)
+
+    # The PKCE verifiers of every authorization started.
+    for pending in PendingAuthorization.objects.filter(account=account):
+        secrets.add("PKCE verifier", pending.code_verifier)
+
+    # --- the flows really ran, with the secrets really in use ---
+    assert not jira.unexpected, jira.unexpected
+    assert jira.pending() == {}, jira.pending()
+    token_forms = [parse_qs(body.decode()) for method, path, _, body in jira.calls if path == TOKEN_PATH]
+    assert len(token_forms) >= 18
+    assert all(form["client_secret"] == [CLIENT_SECRET] for form in token_forms)
+    assert any(form.get("code_verifier") for form in token_forms)
+    bearer = [headers.get("Authorization", "") for _, path, headers, _ in jira.calls if path == MYSELF_PATH]
+    assert any(value.startswith("Bearer ACCESSTOKEN-LeakCanary-") for value in bearer)
+    kinds = set(AuthEvent.objects.filter(account=account).values_list("kind", "outcome"))
+    assert {(k, o) for k in AuthEvent.Kind.values for o in AuthEvent.Outcome.values} - kinds <= {
+        (AuthEvent.Kind.AUTHORIZATION_STARTED, "failed"), (AuthEvent.Kind.CONNECTED, "failed"),
+        (AuthEvent.Kind.REFRESHED, "failed"), (AuthEvent.Kind.REFRESH_FAILED, "ok"),
+        (AuthEvent.Kind.AUTHORIZATION_FAILED, "ok"), (AuthEvent.Kind.DISCONNECTED, "failed"),
+    }
+    assert len(caplog.records) > 100  # SQL and urllib3 at DEBUG really were captured
+    assert any(r.name.startswith("urllib3") for r in caplog.records)
+    assert any(r.name == "django.db.backends" for r in caplog.records)
+    assert len([k for k in secrets.values if k.startswith("state")]) >= 7
+    assert len([k for k in secrets.values if k.startswith("PKCE")]) >= 8
+
+    # --- and nowhere a secret ---
+    leaks = []
+    for where, text in seen.items:
+        for kind, value in secrets.values.items():
+            if any(needle in text for needle in secrets.needles(value)):
+                leaks.append(f"{kind} in {where}")
+    for url in seen.authorize_urls:  # the state belongs there, nothing else does
+        for kind, value in secrets.values.items():
+            if not kind.startswith("state") and any(needle in url for needle in secrets.needles(value)):
+                leaks.append(f"{kind} in the authorize URL")
+    assert not leaks, "\n".join(leaks)

@@ -1,0 +1,170 @@
+"""Production settings: secure by default with only the required variables, each knob adjustable.
+
+The real settings module runs in a subprocess with a clean environment
+(ENV_FILE='' so no .env is read), as a production server would start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography.fernet import Fernet
+from django.urls import reverse
+
+from tests.conftest import query_of
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC = "https://kendis.example.com"
+
+
+@pytest.fixture
+def production_env(tmp_path) -> dict[str, str]:
+    """Only the required variables, DEBUG unset (off)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "ENV_FILE": "",
+        "DJANGO_SETTINGS_MODULE": "kendis_integration.settings",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "kendis.example.com",
+        "PUBLIC_BASE_URL": PUBLIC,
+        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def production_settings(env: dict[str, str], expression: str):
+    """Evaluate `expression` (JSON-serialisable) with the production settings loaded."""
+    code = ("import json, django; django.setup(); from django.conf import settings; "
+            "from alm_accounts.models import callback_url_for; "
+            f"print(json.dumps({expression}))")
+    result = run(env, "-c", code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_check_deploy_is_clean_with_only_the_required_variables(production_env):
+    result = run(production_env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "System check identified no issues (0 silenced)." in output
+    assert "WARNINGS" not in output and "security.W" not in output
+
+
+def test_check_deploy_warns_when_a_security_default_is_switched_off(production_env):
+    """The clean result above is the settings' doing: switching one knob off is reported."""
+    result = run({**production_env, "SESSION_COOKIE_SECURE": "false", "SECURE_HSTS_SECONDS": "0"},
+                 "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "security.W012" in output  # SESSION_COOKIE_SECURE
+    assert "security.W004" in output  # HSTS
+
+
+def test_secure_by_default_outside_debug(production_env):
+    values = production_settings(production_env, (
+        "dict(debug=settings.DEBUG, ssl_redirect=settings.SECURE_SSL_REDIRECT, "
+        "session_secure=settings.SESSION_COOKIE_SECURE, csrf_secure=settings.CSRF_COOKIE_SECURE, "
+        "hsts=settings.SECURE_HSTS_SECONDS, hsts_sub=settings.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
+        "httponly=settings.SESSION_COOKIE_HTTPONLY, frame=settings.X_FRAME_OPTIONS, "
+        "nosniff=settings.SECURE_CONTENT_TYPE_NOSNIFF, "
+        "proxy=getattr(settings, 'SECURE_PROXY_SSL_HEADER', None), "
+        "callback=callback_url_for('A' * 22), csrf_origins=settings.CSRF_TRUSTED_ORIGINS)"
+    ))
+    assert values == {
+        "debug": False, "ssl_redirect": True, "session_secure": True, "csrf_secure": True, "hsts": 31536000,
+        "hsts_sub": True, "httponly": True, "frame": "DENY", "nosniff": True, "proxy": None,
+        "callback": f"{PUBLIC}/oauth/jira/callback/{'A' * 22}/", "csrf_origins": [PUBLIC],
+    }
+
+
+def test_each_security_knob_is_adjustable_from_the_environment(production_env):
+    env = {**production_env, "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false",
+           "CSRF_COOKIE_SECURE": "false", "SECURE_HSTS_SECONDS": "60", "SECURE_HSTS_INCLUDE_SUBDOMAINS": "false",
+           "SECURE_HSTS_PRELOAD": "false", "CSRF_TRUSTED_ORIGINS": "https://a.example.com,https://b.example.com"}
+    values = production_settings(env, (
+        "[settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, "
+        "settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS, settings.SECURE_HSTS_PRELOAD, "
+        "settings.CSRF_TRUSTED_ORIGINS]"
+    ))
+    assert values == [False, False, False, 60, False, False, ["https://a.example.com", "https://b.example.com"]]
+
+
+@pytest.mark.parametrize("public_base_url", ["http://kendis.example.com", "HTTP://kendis.example.com"])
+def test_http_public_base_url_outside_debug_is_refused(production_env, public_base_url):
+    result = run({**production_env, "PUBLIC_BASE_URL": public_base_url}, "manage.py", "check")
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL must" in result.stderr
+    assert "https://" in result.stderr.strip().splitlines()[-1]
+
+
+def test_http_public_base_url_is_allowed_in_debug(production_env):
+    env = {**production_env, "DEBUG": "true", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    expected = f"http://127.0.0.1:8000/oauth/jira/callback/{'A' * 22}/"
+    assert production_settings(env, "callback_url_for('A' * 22)") == expected
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "PUBLIC_BASE_URL", "FIELD_ENCRYPTION_KEY"])
+def test_a_missing_required_variable_stops_the_start_with_its_name(production_env, missing):
+    env = {k: v for k, v in production_env.items() if k != missing}
+    result = run(env, "manage.py", "check")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"The environment variable {missing} is required when DEBUG is off" in last_line
+
+
+@pytest.mark.parametrize("value", ["HTTP_X_FORWARDED_PROTO,https", "HTTP_X_FORWARDED_PROTO, https"])
+def test_secure_proxy_ssl_header_is_switched_on_from_the_environment(production_env, value):
+    env = {**production_env, "SECURE_PROXY_SSL_HEADER": value}
+    assert production_settings(env, "settings.SECURE_PROXY_SSL_HEADER") == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+@pytest.mark.parametrize("value", ["HTTP_X_FORWARDED_PROTO", "X-Forwarded-Proto,https", "HTTP_X_FORWARDED_PROTO,",
+                                   "HTTP_X_FORWARDED_PROTO,https,http"])
+def test_a_malformed_secure_proxy_ssl_header_is_refused_clearly(production_env, value):
+    """A value that could never match would send every request behind the proxy into an https redirect loop."""
+    result = run({**production_env, "SECURE_PROXY_SSL_HEADER": value}, "manage.py", "check")
+    assert result.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https" in result.stderr
+
+
+def test_behind_a_tls_proxy_requests_count_as_https(client, settings, db):
+    """With the proxy header on, a request the proxy marks https is not redirected again (no loop)."""
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    login = reverse("admin:login")
+    assert client.get(login, headers={"X-Forwarded-Proto": "https"}).status_code == 200
+    plain = client.get(login)
+    assert plain.status_code == 301
+    assert plain["Location"].startswith("https://")
+
+
+def test_callback_url_comes_from_public_base_url_not_from_the_request(admin_client, account, settings):
+    """Behind a reverse proxy the app sees an internal host; Jira must get the public https URL."""
+    settings.PUBLIC_BASE_URL = PUBLIC
+    settings.ALLOWED_HOSTS = ["internal-app", "testserver"]
+    expected = f"{PUBLIC}/oauth/jira/callback/{account.callback_id}/"
+    url = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+    headers = {"Host": "internal-app", "X-Forwarded-Host": "evil.example.net"}
+
+    page = admin_client.get(url, headers=headers).content.decode()
+    start = admin_client.post(url, {
+        "alm_type": "jira", "name": account.name, "authentication": "jira_server_oauth2",
+        "base_url": account.base_url, "client_id": account.client_id, "client_secret": "", "scope": "ADMIN",
+        "_get_auth_token": "Get Auth Token"}, headers=headers)
+
+    assert f'value="{expected}"' in page
+    assert "internal-app" not in page.split('id="callback-url"')[1][:300]
+    assert query_of(start["Location"])["redirect_uri"] == expected
+    assert urlsplit(expected).scheme == "https"
