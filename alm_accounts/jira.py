@@ -294,7 +294,8 @@ def _read_json(response: requests.Response):
         return None
     if len(raw) > MAX_BODY_BYTES:
         raise JiraUnavailable(
-            f"Jira's answer is larger than {MAX_BODY_BYTES // 1000} kB, which no Jira answer is; check the Jira base URL",
+            f"Jira's answer is larger than {MAX_BODY_BYTES // 1000} kB, which no Jira answer is; check the Jira "
+            "base URL",
             reached_jira=True,
         )
     try:
