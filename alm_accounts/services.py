@@ -350,8 +350,11 @@ def refresh_account(
             return RefreshResult(account_id, f"#{account_id}", RefreshOutcome.BUSY if skip_locked else
                                  RefreshOutcome.NOT_CONNECTED, "no such account" if not skip_locked else "")
         name = account.name
-        if account.refresh_token is None or account.status == Status.NEEDS_REAUTHORIZATION:
+        if account.refresh_token is None:
             return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED, "no refresh token: Get Auth Token")
+        if account.status == Status.NEEDS_REAUTHORIZATION:
+            return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED,
+                                 "Jira no longer accepts its grant: click Get Auth Token")
         if unless_access_token_changed_from is not None and account.access_token != unless_access_token_changed_from:
             return RefreshResult(account.pk, name, RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
         if due_within is not None and not is_due(account.token_expires_at, within=due_within):
@@ -443,6 +446,9 @@ def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
         return token
     result = refresh_account(account_id=account.pk, actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
     account.refresh_from_db()
+    if result.outcome is RefreshOutcome.NOT_CONNECTED and account.status == Status.NEEDS_REAUTHORIZATION:
+        # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
+        raise ServiceError(account.last_error or "Jira no longer accepts this account's grant: click Get Auth Token.")
     if result.failed or not isinstance(account.access_token, str):
         if not result.failed and account.unreadable_secrets:  # not due, so refresh said only "expires ..."
             raise ServiceError(

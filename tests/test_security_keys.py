@@ -366,7 +366,8 @@ def test_wrong_key_refresh_tokens_command_sends_nothing_and_fails(wrong_key, con
     mocked_jira.post(TOKEN_URL, json=token_answer())
     out = io.StringIO()
     with pytest.raises(SystemExit) as exit_:
-        call_command("refresh_tokens", "--force", stdout=out, stderr=io.StringIO())
+        # One worker: the rows live in this test's open transaction, invisible to other threads' connections.
+        call_command("refresh_tokens", "--force", "--concurrency", "1", stdout=out, stderr=io.StringIO())
     assert exit_.value.code == 1
     assert "cannot be decrypted" in out.getvalue()
     assert len(mocked_jira.calls) == 0
