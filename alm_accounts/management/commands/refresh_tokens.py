@@ -14,13 +14,15 @@ the expiry is checked again under the lock. On SQLite refreshes are serialised
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from itertools import islice
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, connections
+from django.db import connection, connections, reset_queries
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount
@@ -28,6 +30,7 @@ from alm_accounts.services import RefreshOutcome
 
 ACTOR = "manage.py refresh_tokens"
 MAX_CONCURRENCY = 64  # the HTTP pool per Jira host holds 64 connections
+SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see Command._spread
 _STOP = object()
 
 
@@ -65,6 +68,7 @@ class Command(BaseCommand):
     def handle(self, *args, window, account, force, dry_run, concurrency, verbosity, **options):
         concurrency = self._concurrency(concurrency)
         self.verbosity = verbosity
+        self._contended = threading.Event()  # set once another runner is met (see _spread)
         due_within = None if force else timedelta(minutes=window)
         ids = self._select(account, due_within)
 
@@ -77,7 +81,10 @@ class Command(BaseCommand):
                 self._line(f"{name}: {verdict} (expires {expires or 'unknown'})", failed=False)
                 counts[verdict] += 1
         else:
-            for result in self._run(((pk for pk, _, _ in ids)), due_within, concurrency):
+            pks = (pk for pk, _, _ in ids)
+            if due_within is not None and not account:
+                pks = self._spread(pks, due_within)
+            for result in self._run(pks, due_within, concurrency):
                 counts[result.outcome.value] += 1
                 text = f"{result.account_name}: {result.outcome.value}"
                 self._line(f"{text} — {result.message}" if result.message else text, failed=result.failed)
@@ -111,8 +118,11 @@ class Command(BaseCommand):
             queryset = services.refreshable_accounts()
         else:
             queryset = services.due_accounts(within=due_within)
-        return queryset.order_by("token_expires_at", "pk").values_list("pk", "name", "token_expires_at").iterator(
-            chunk_size=2000)
+        rows = queryset.order_by("token_expires_at", "pk").values_list("pk", "name", "token_expires_at")
+        if connection.vendor == "sqlite":
+            # An unfinished SQLite read keeps a lock that stops other runners from committing: read it all at once.
+            return list(rows)
+        return rows.iterator(chunk_size=2000)
 
     def _named_accounts(self, accounts: list[str]):
         ids = []
@@ -146,6 +156,7 @@ class Command(BaseCommand):
             try:
                 while (pk := todo.get()) is not _STOP:
                     done.put(self._refresh(pk, due_within))
+                    reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
             finally:
                 connections.close_all()  # this thread's database connection
                 done.put(_STOP)
@@ -164,6 +175,33 @@ class Command(BaseCommand):
                 yield item
         feeder.join()
 
+    def _spread(self, pks, due_within):
+        """The due accounts, most urgent first; once another runner is met, shuffled and filtered.
+
+        Runners started together (cron on several hosts) walk the same list in
+        step: each would try every account and find most of them locked
+        (skipped) or just refreshed, at three queries apiece. From the first
+        such account on, the rest of each block of the most urgent accounts is
+        shuffled, which keeps the runners apart, and one query per batch drops
+        what another runner has refreshed since the list was read. A runner
+        alone keeps the order. The row lock and the re-check under it decide.
+        """
+        shuffle = random.Random().shuffle  # noqa: S311 - an order, not a secret
+        pks = iter(pks)
+        while block := list(islice(pks, SPREAD_BLOCK)):
+            shuffled = False
+            for start in range(0, len(block), SPREAD_BATCH):
+                if not self._contended.is_set():
+                    yield from block[start:start + SPREAD_BATCH]
+                    continue
+                if not shuffled:
+                    rest = block[start:]
+                    shuffle(rest)
+                    block[start:], shuffled = rest, True
+                batch = block[start:start + SPREAD_BATCH]
+                due = set(services.due_accounts(within=due_within).filter(pk__in=batch).values_list("pk", flat=True))
+                yield from (pk for pk in batch if pk in due)
+
     @staticmethod
     def _feed(ids, todo, concurrency):
         try:
@@ -176,10 +214,13 @@ class Command(BaseCommand):
 
     def _refresh(self, pk, due_within) -> services.RefreshResult:
         try:
-            return services.refresh_account(account_id=pk, actor=ACTOR, due_within=due_within, skip_locked=True)
+            result = services.refresh_account(account_id=pk, actor=ACTOR, due_within=due_within, skip_locked=True)
         except Exception as exc:  # noqa: BLE001 - one broken account must not stop the others
             return services.RefreshResult(pk, f"#{pk}", RefreshOutcome.FAILED,
                                           f"unexpected error ({type(exc).__name__})")
+        if result.outcome in (RefreshOutcome.BUSY, RefreshOutcome.NOT_DUE):
+            self._contended.set()  # another runner is at work: see _spread
+        return result
 
     def _line(self, text: str, *, failed: bool):
         if failed:

@@ -1,0 +1,729 @@
+#!/usr/bin/env python3
+"""Benchmark `manage.py refresh_tokens` and the ALM accounts changelist (issue 7).
+
+    make benchmark                                   # everything, default sizes
+    make benchmark BENCH_ARGS="--backends postgresql --n 2000"
+    .venv/bin/python benchmarks/refresh_benchmark.py --help
+
+What it does (see benchmarks/README.md):
+
+* serves a local Jira-compatible token endpoint in a separate process (asyncio,
+  HTTP/1.1 keep-alive, any number of connections): every refresh token is valid
+  once (reuse -> 400 invalid_grant), each token request waits a fixed latency,
+  and GET /stats tells how many refreshes it granted, per account too;
+* on PostgreSQL (a dedicated database, dropped and created again) and on a
+  temporary SQLite file: migrates, creates N accounts with bulk_create (client
+  secrets and tokens encrypted by the model fields), runs
+  `manage.py refresh_tokens --force --concurrency C -v 0` as a subprocess and
+  measures wall time, peak RSS (wait4) and what the endpoint counted;
+* runs k processes at once over the same due accounts without --force;
+* counts SQL queries per refreshed account in-process (CaptureQueriesContext),
+  through services.refresh_account and through the whole command at C=1;
+* renders the admin changelist with few and with many accounts (test Client,
+  superuser): query count and median render time.
+
+Only the orchestrator's own standard library and psycopg are used in this
+process; everything that needs Django runs in a child process
+(`refresh_benchmark.py --internal ...`) with the benchmark's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE = str(ROOT / "manage.py")
+TOKEN_PATH = "/rest/oauth2/latest/token"
+DEFAULT_PG_URL = "postgres://kendis:kendis@127.0.0.1:5432/kendis_bench"
+ADMIN_SMALL_N = 100
+
+
+# ---------------------------------------------------------------------------
+# The Jira stand-in: a token endpoint that rotates refresh tokens
+# ---------------------------------------------------------------------------
+
+
+def _sign(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def client_secret_for(key: bytes, client_id: str) -> str:
+    return "secret-" + _sign(key, "client:" + client_id)
+
+
+def new_refresh_token(key: bytes, client_id: str) -> str:
+    """A refresh token the endpoint recognises as issued for client_id (each valid once)."""
+    payload = f"{client_id}.{secrets.token_hex(8)}"
+    return f"{payload}.{_sign(key, 'rt:' + payload)}"
+
+
+def refresh_token_client(key: bytes, token: str) -> str | None:
+    payload, _, signature = token.rpartition(".")
+    if not payload or not hmac.compare_digest(signature, _sign(key, "rt:" + payload)):
+        return None
+    return payload.rpartition(".")[0]
+
+
+class TokenEndpoint:
+    """Jira DC's /rest/oauth2/latest/token for grant_type=refresh_token, with rotation and counters."""
+
+    REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+
+    def __init__(self, key: bytes, latency: float, expires_in: int):
+        self.key = key
+        self.latency = latency
+        self.expires_in = expires_in
+        self.used: set[str] = set()
+        self.reset()
+
+    def reset(self):
+        self.counts: Counter[str] = Counter()
+        self.per_client: Counter[str] = Counter()
+        self.inflight = self.peak_inflight = 0
+        self.connections = self.peak_connections = 0
+
+    def stats(self) -> dict:
+        per_account = Counter(self.per_client.values())
+        return {
+            "refreshed": self.counts["refreshed"],
+            "invalid_grant": self.counts["invalid_grant"],
+            "other_errors": self.counts["other_errors"],
+            "accounts": len(self.per_client),
+            "max_per_account": max(self.per_client.values(), default=0),
+            "accounts_by_refresh_count": {str(k): v for k, v in sorted(per_account.items())},
+            "peak_inflight": self.peak_inflight,
+            "peak_connections": self.peak_connections,
+        }
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.connections += 1
+        self.peak_connections = max(self.peak_connections, self.connections)
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line.strip():
+                    break
+                method, target, version = request_line.decode("latin-1").split()
+                headers = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                status, answer = await self.route(method, target, body)
+                data = json.dumps(answer).encode()
+                keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+                writer.write(
+                    f"HTTP/1.1 {status} {self.REASONS[status]}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\nCache-Control: no-store\r\n"
+                    f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    async def route(self, method: str, target: str, body: bytes) -> tuple[int, dict]:
+        path = urlsplit(target).path
+        if path == "/stats" and method == "GET":
+            return 200, self.stats()
+        if path == "/reset" and method == "POST":
+            self.reset()
+            return 200, {"reset": True}
+        if not path.endswith(TOKEN_PATH):
+            return 404, {"error": "not_found"}
+        if method != "POST":
+            return 405, {"error": "method_not_allowed"}
+        self.inflight += 1
+        self.peak_inflight = max(self.peak_inflight, self.inflight)
+        try:
+            await asyncio.sleep(self.latency)
+            return self.token(dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True)))
+        finally:
+            self.inflight -= 1
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict]:
+        # Check and use the token with no await in between: the event loop makes it atomic.
+        client_id = form.get("client_id", "")
+        if form.get("grant_type") != "refresh_token":
+            self.counts["other_errors"] += 1
+            return 400, {"error": "unsupported_grant_type"}
+        if not client_id or not hmac.compare_digest(form.get("client_secret", ""),
+                                                    client_secret_for(self.key, client_id)):
+            self.counts["other_errors"] += 1
+            return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+        if not form.get("redirect_uri"):
+            self.counts["other_errors"] += 1
+            return 400, {"error": "invalid_grant"}  # what Jira DC answers without redirect_uri
+        token = form.get("refresh_token", "")
+        if token in self.used or refresh_token_client(self.key, token) != client_id:
+            self.counts["invalid_grant"] += 1
+            return 400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}
+        self.used.add(token)
+        self.counts["refreshed"] += 1
+        self.per_client[client_id] += 1
+        return 200, {
+            "access_token": "at-" + secrets.token_hex(16),
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": new_refresh_token(self.key, client_id),
+            "created_at": int(time.time()),
+            "scope": "ADMIN",
+        }
+
+
+def serve(key: bytes, latency: float, expires_in: int, port_pipe) -> None:
+    async def main():
+        endpoint = TokenEndpoint(key, latency, expires_in)
+        server = await asyncio.start_server(endpoint.handle, "127.0.0.1", 0, backlog=1024)
+        port_pipe.send(server.sockets[0].getsockname()[1])
+        port_pipe.close()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class JiraStandIn:
+    def __init__(self, key: bytes, latency: float, expires_in: int = 7200):
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        self.process = context.Process(target=serve, args=(key, latency, expires_in, sender), daemon=True)
+        self.process.start()
+        if not receiver.poll(30):
+            raise RuntimeError("the token endpoint did not start")
+        self.port = receiver.recv()
+        self.base_url = f"http://127.0.0.1:{self.port}/jira"
+
+    def _call(self, method: str, path: str) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                         data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+    def stats(self) -> dict:
+        return self._call("GET", "/stats")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(5)
+
+
+# ---------------------------------------------------------------------------
+# Child processes: Django helpers and manage.py runs
+# ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.secret_key = secrets.token_urlsafe(50)
+        self.field_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        self.token_key = secrets.token_bytes(32)
+        self.latency = args.latency_ms / 1000
+
+    def env(self, database_url: str) -> dict:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="kendis_integration.settings",
+            DEBUG="true" if self.args.debug else "false",
+            ENV_FILE="",
+            SECRET_KEY=self.secret_key,
+            FIELD_ENCRYPTION_KEY=self.field_key,
+            PUBLIC_BASE_URL="http://127.0.0.1:8000" if self.args.debug else "https://127.0.0.1:8000",
+            ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
+            DATABASE_URL=database_url,
+            LOG_LEVEL="WARNING",
+            SECURE_SSL_REDIRECT="false",
+            SESSION_COOKIE_SECURE="false",
+            CSRF_COOKIE_SECURE="false",
+            BENCH_TOKEN_KEY=self.token_key.hex(),
+            PYTHONHASHSEED="0",
+        )
+        return env
+
+    def helper(self, database_url: str, *argv: str) -> dict:
+        """Run `refresh_benchmark.py --internal ...` under Django; its last stdout line is JSON."""
+        result = subprocess.run(
+            [sys.executable, __file__, "--internal", *argv], env=self.env(database_url), cwd=ROOT,
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"helper {argv[0]} failed:\n{result.stdout}\n{result.stderr}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def migrate(self, database_url: str) -> None:
+        subprocess.run([sys.executable, MANAGE, "migrate", "--noinput", "-v", "0"], env=self.env(database_url),
+                       cwd=ROOT, check=True)
+
+    def run_commands(self, database_url: str, argvs: list[list[str]], outdir: Path, profile: str = "") -> dict:
+        """Start every `manage.py refresh_tokens` at once; wall time to the last exit, per-process peak RSS.
+
+        With `profile`, each runs under `py-spy record` (samples of the thread holding the GIL, collapsed
+        stacks written to `profile`-N.txt); the RSS is then py-spy's, not the command's.
+        """
+        env = self.env(database_url)
+        started = time.monotonic()
+        procs = []
+        for i, argv in enumerate(argvs):
+            command = [sys.executable, MANAGE, "refresh_tokens", *argv]
+            if profile:
+                command = [self.args.py_spy, "record", "--gil", "--rate", "200", "--format", "raw",
+                           "--output", f"{profile}-{i}.txt", "--", *command]
+            out = open(outdir / f"run{i}.out", "w")  # closed below, once the process has ended
+            procs.append((subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT), out))
+        rss, cpu, codes, ends = [], [], [], []
+        for proc, out in procs:
+            # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over all children).
+            _, status, usage = os.wait4(proc.pid, 0)
+            ends.append(time.monotonic() - started)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.close()
+            rss.append(usage.ru_maxrss / 1024)  # KiB -> MiB on Linux
+            cpu.append(usage.ru_utime + usage.ru_stime)
+            codes.append(proc.returncode)
+        output = "".join((outdir / f"run{i}.out").read_text() for i in range(len(argvs)))
+        return {"wall": max(ends), "rss_mb": rss, "cpu": sum(cpu), "codes": codes, "output": output.strip(),
+                "load": os.getloadavg()[0]}
+
+
+# ---------------------------------------------------------------------------
+# What runs inside Django (--internal)
+# ---------------------------------------------------------------------------
+
+
+def internal(argv: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from datetime import timedelta
+
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from alm_accounts import services
+    from alm_accounts.models import ALMAccount, AuthEvent, PendingAuthorization
+
+    key = bytes.fromhex(os.environ["BENCH_TOKEN_KEY"])
+    command, *rest = argv
+    options = dict(item.split("=", 1) for item in rest)
+
+    def wipe():
+        tables = [m._meta.db_table for m in (AuthEvent, PendingAuthorization, ALMAccount)]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            else:
+                for table in tables:
+                    cursor.execute(f"DELETE FROM {table}")
+
+    if command == "seed":
+        started = time.monotonic()
+        wipe()
+        n, base_url = int(options["n"]), options["base_url"]
+        now = timezone.now()
+        # Due (expired a minute ago) or well in the future (only --force refreshes them).
+        expires = now - timedelta(minutes=1) if options.get("due") == "1" else now + timedelta(hours=2)
+        batch = []
+        for i in range(n):
+            client_id = f"bench-client-{i:06d}"
+            batch.append(ALMAccount(
+                name=f"Bench account {i:06d}", base_url=base_url, client_id=client_id,
+                client_secret=client_secret_for(key, client_id), scope="ADMIN",
+                access_token="at-initial-" + secrets.token_hex(16), refresh_token=new_refresh_token(key, client_id),
+                token_expires_at=expires, token_scope="ADMIN", status=ALMAccount.Status.CONNECTED,
+                connected_at=now, connected_as_name=f"user{i}", connected_as_display_name=f"User {i}",
+            ))
+            if len(batch) == 1000:
+                ALMAccount.objects.bulk_create(batch)
+                batch = []
+        ALMAccount.objects.bulk_create(batch)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {ALMAccount._meta.db_table}")
+        print(json.dumps({"seeded": n, "seconds": time.monotonic() - started}))
+
+    elif command == "verify":
+        refreshed = ALMAccount.objects.filter(last_refreshed_at__isnull=False).count()
+        events = Counter(AuthEvent.objects.values_list("kind", flat=True))
+        bad_status = ALMAccount.objects.exclude(status=ALMAccount.Status.CONNECTED).count()
+        print(json.dumps({"accounts": ALMAccount.objects.count(), "refreshed_in_db": refreshed,
+                          "events": dict(events), "not_connected": bad_status}))
+
+    elif command == "queries":
+        ids = list(ALMAccount.objects.order_by("pk").values_list("pk", flat=True))
+        half = len(ids) // 2
+        outcomes: Counter[str] = Counter()
+        with CaptureQueriesContext(connection) as service_queries:
+            for i, pk in enumerate(ids[:half]):
+                outcomes[services.refresh_account(account_id=pk, actor="benchmark", skip_locked=True).outcome.name] += 1
+                if i == 0:
+                    shapes = [q["sql"][:110] for q in service_queries.captured_queries]
+        # The whole command at concurrency 1 (one thread, so one connection to watch) over the other half.
+        from django.core.management import call_command
+
+        ALMAccount.objects.filter(pk__in=ids[:half]).update(refresh_token=None)  # out of the command's reach
+        with CaptureQueriesContext(connection) as command_queries:
+            call_command("refresh_tokens", force=True, concurrency=1, verbosity=0)
+        refreshed_by_command = ALMAccount.objects.filter(pk__in=ids[half:], last_refreshed_at__isnull=False).count()
+
+        def statements(captured):  # Django 5 logs BEGIN and COMMIT too: count them apart
+            control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+            return len([q for q in captured.captured_queries if not q["sql"].upper().startswith(control)])
+
+        print(json.dumps({
+            "service_refreshed": outcomes.get("REFRESHED", 0), "service_outcomes": dict(outcomes),
+            "service_queries": len(service_queries), "service_statements": statements(service_queries),
+            "shapes": shapes, "command_refreshed": refreshed_by_command, "command_queries": len(command_queries),
+            "command_statements": statements(command_queries),
+        }))
+
+    elif command == "admin":
+        renders = int(options["renders"])
+        user = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser(
+            "bench-admin", "bench@example.com", secrets.token_urlsafe(16))
+        client = Client()
+        client.force_login(user)
+        url = "/admin/alm_accounts/almaccount/"
+        for _ in range(2):  # warm up (template loading, first connection)
+            assert client.get(url).status_code == 200
+        times, counts = [], []
+        for _ in range(renders):
+            with CaptureQueriesContext(connection) as queries:  # forces query logging whatever DEBUG says
+                started = time.perf_counter()
+                response = client.get(url)
+                times.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.status_code
+            counts.append(len(queries))
+        print(json.dumps({"accounts": ALMAccount.objects.count(), "queries": max(counts),
+                          "query_counts": sorted(set(counts)), "median_ms": statistics.median(times) * 1000,
+                          "sql": [q["sql"][:120] for q in queries.captured_queries]}))
+    else:
+        raise SystemExit(f"unknown internal command {command}")
+
+
+# ---------------------------------------------------------------------------
+# Databases
+# ---------------------------------------------------------------------------
+
+
+def reset_postgres(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+# ---------------------------------------------------------------------------
+# The scenarios
+# ---------------------------------------------------------------------------
+
+
+class Scenarios:
+    def __init__(self, bench: Bench, jira: JiraStandIn, outdir: Path):
+        self.bench, self.jira, self.outdir = bench, jira, outdir
+
+    def repeated(self, run_once) -> dict:
+        """`--repeat` runs of a scenario: the run of median wall time, with every run's ratio and the worst counts."""
+        rows = [run_once(i) for i in range(self.bench.args.repeat)]
+        row = dict(sorted(rows, key=lambda r: r["wall"])[len(rows) // 2])
+        row["ratios"] = [r["ratio"] for r in rows]
+        row["loads"] = [r["load"] for r in rows]
+        row["endpoint_all"] = [r["endpoint"] for r in rows]
+        row["max_per_account"] = max(r["max_per_account"] for r in rows)
+        row["invalid_grant"] = max(r["invalid_grant"] for r in rows)
+        return row
+
+    def force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "") -> dict:
+        return self.repeated(lambda i: self._force_run(backend, url, n, concurrency, profile and f"{profile}-{i}"))
+
+    def parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "") -> dict:
+        return self.repeated(
+            lambda i: self._parallel_run(backend, url, n, procs, concurrency, profile and f"{profile}-{i}"))
+
+    def _force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "") -> dict:
+        bench = self.bench
+        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}")
+        self.jira.reset()
+        run = bench.run_commands(url, [["--force", "--concurrency", str(concurrency), "-v", "0"]], self.outdir,
+                                 profile)
+        stats = self.jira.stats()
+        db = bench.helper(url, "verify")
+        effective = 1 if backend == "sqlite" else concurrency
+        limit = n * bench.latency / effective
+        row = self._row("--force, 1 process", backend, n,
+                        str(concurrency) if effective == concurrency else f"{effective} ({concurrency} asked)",
+                        run, stats, db, limit)
+        self._print_row(row)
+        return row
+
+    def _parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "") -> dict:
+        bench = self.bench
+        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}", "due=1")
+        self.jira.reset()
+        verbosity = "1" if bench.args.outcomes else "0"
+        run = bench.run_commands(url, [["--concurrency", str(concurrency), "-v", verbosity]] * procs, self.outdir,
+                                 profile)
+        if bench.args.outcomes:  # keep only each process's summary line
+            run["output"] = "\n".join(line for line in run["output"].splitlines() if line.startswith("Summary"))
+        stats = self.jira.stats()
+        db = bench.helper(url, "verify")
+        effective = 1 if backend == "sqlite" else concurrency
+        limit = n * bench.latency / (procs * effective)
+        row = self._row(f"{procs} processes, due, no --force", backend, n,
+                        f"{procs} x {effective}" + ("" if effective == concurrency else f" ({concurrency} asked)"),
+                        run, stats, db, limit)
+        self._print_row(row)
+        return row
+
+    def startup(self, url: str) -> float:
+        """A run that finds nothing due: the fixed cost of starting the command."""
+        return self.bench.run_commands(url, [["-v", "0"]], self.outdir)["wall"]
+
+    def queries(self, url: str, sample: int) -> dict:
+        self.bench.helper(url, "seed", f"n={sample}", f"base_url={self.jira.base_url}")
+        return self.bench.helper(url, "queries")
+
+    def admin(self, url: str, n: int, renders: int) -> dict:
+        self.bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}")
+        return self.bench.helper(url, "admin", f"renders={renders}")
+
+    @staticmethod
+    def _row(scenario, backend, n, c, run, stats, db, limit) -> dict:
+        return {
+            "scenario": scenario, "backend": backend, "n": n, "c": c, "wall": run["wall"], "limit": limit,
+            "ratio": run["wall"] / limit if limit else float("inf"), "per_s": stats["refreshed"] / run["wall"],
+            "rss": max(run["rss_mb"]),
+            "cpu_ms": run["cpu"] * 1000 / max(stats["refreshed"], 1), "load": run["load"],
+            "endpoint": stats["refreshed"], "max_per_account": stats["max_per_account"],
+            "invalid_grant": stats["invalid_grant"], "peak_inflight": stats["peak_inflight"],
+            "db_refreshed": db["refreshed_in_db"], "exit": run["codes"], "output": run["output"],
+        }
+
+    @staticmethod
+    def _print_row(row: dict):
+        print(f"  {row['backend']:<10} {row['scenario']:<30} N={row['n']:<6} C={row['c']:<14} "
+              f"wall {row['wall']:6.1f} s  limit {row['limit']:6.1f} s  ratio {row['ratio']:5.2f}  "
+              f"{row['per_s']:6.1f}/s  RSS {row['rss']:5.0f} MB  CPU {row['cpu_ms']:.1f} ms/refresh  "
+              f"load {row['load']:.1f}  endpoint {row['endpoint']} "
+              f"(max/account {row['max_per_account']}, invalid_grant {row['invalid_grant']}, "
+              f"peak in flight {row['peak_inflight']})  exit {row['exit']}", flush=True)
+        if row["output"]:
+            print("    command output: " + row["output"][:2000].replace("\n", "\n    "), flush=True)
+
+
+def run(args) -> int:
+    bench = Bench(args)
+    jira = JiraStandIn(bench.token_key, bench.latency)
+    tmp = Path(tempfile.mkdtemp(prefix="kendis-bench-"))
+    scenarios = Scenarios(bench, jira, tmp)
+    results: dict = {"args": vars(args)}
+    print(f"Token endpoint on {jira.base_url} (latency {args.latency_ms} ms); "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        for backend in args.backends:
+            if backend == "postgresql":
+                url = args.pg_url
+                reset_postgres(url)
+                sizes = sorted({args.n_small, args.n})
+                c, procs_n, procs_c = args.concurrency, args.procs_n, args.procs_concurrency
+                admin_n = args.admin_n
+            else:
+                url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+                sizes, c = [args.sqlite_n], args.concurrency
+                procs_n, procs_c, admin_n = args.sqlite_n, args.procs_concurrency, args.admin_n
+            print(f"\n== {backend}: {url}", flush=True)
+            bench.migrate(url)
+            results[backend] = backend_results = {"force": [], "parallel": None}
+            for n in sizes:
+                profile = f"{args.profile}-{backend}-force-{n}" if args.profile else ""
+                backend_results["force"].append(scenarios.force_run(backend, url, n, c, profile))
+            backend_results["startup"] = scenarios.startup(url)
+            print(f"  startup of a run with nothing due: {backend_results['startup']:.2f} s", flush=True)
+            if args.procs:
+                profile = f"{args.profile}-{backend}-parallel" if args.profile else ""
+                backend_results["parallel"] = scenarios.parallel_run(backend, url, procs_n, args.procs, procs_c,
+                                                                     profile)
+            q = scenarios.queries(url, args.query_sample)
+            backend_results["queries"] = q
+            print(f"  SQL per refreshed account: services.refresh_account "
+                  f"{q['service_statements'] / max(q['service_refreshed'], 1):.2f} statements, "
+                  f"{q['service_queries'] / max(q['service_refreshed'], 1):.2f} with BEGIN/COMMIT "
+                  f"({q['service_queries']} for {q['service_refreshed']}); whole command at C=1 "
+                  f"{q['command_statements'] / max(q['command_refreshed'], 1):.2f} statements, "
+                  f"{q['command_queries'] / max(q['command_refreshed'], 1):.2f} with BEGIN/COMMIT "
+                  f"({q['command_queries']} for {q['command_refreshed']})", flush=True)
+            for shape in q["shapes"]:
+                print(f"    {shape}")
+            backend_results["admin"] = []
+            for n in sorted({ADMIN_SMALL_N, admin_n}):
+                a = scenarios.admin(url, n, args.admin_renders)
+                backend_results["admin"].append(a)
+                print(f"  admin changelist with {a['accounts']} accounts: {a['queries']} queries "
+                      f"(per render: {a['query_counts']}), median {a['median_ms']:.1f} ms over "
+                      f"{args.admin_renders} renders", flush=True)
+            if args.show_sql:
+                for sql_text in backend_results["admin"][-1]["sql"]:
+                    print(f"    {sql_text}")
+    finally:
+        jira.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_summary(args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def print_summary(args, results: dict) -> None:
+    print("\n## Results\n")
+    print(f"latency {args.latency_ms} ms per token request; limit = N x latency / (processes x C); "
+          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.2f}\n")
+    print(f"Each row is the median of {args.repeat} run(s) by wall time; 'all ratios' and 'load avg' list every run.\n")
+    print("| backend | scenario | N | C | wall s | limit s | ratio | all ratios | refreshes/s | peak RSS MB "
+          "| CPU ms/refresh | endpoint refreshes | max per account | invalid_grant | peak in flight | load avg |")
+    print("|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for backend in args.backends:
+        r = results.get(backend)
+        if not r:
+            continue
+        rows = r["force"] + ([r["parallel"]] if r.get("parallel") else [])
+        for row in rows:
+            print(f"| {backend} | {row['scenario']} | {row['n']} | {row['c']} | {row['wall']:.1f} | "
+                  f"{row['limit']:.1f} | {row['ratio']:.2f} | {' '.join(f'{r:.2f}' for r in row['ratios'])} | "
+                  f"{row['per_s']:.0f} | {row['rss']:.0f} | {row['cpu_ms']:.1f} | "
+                  f"{'/'.join(str(e) for e in row['endpoint_all'])} | {row['max_per_account']} | "
+                  f"{row['invalid_grant']} | {row['peak_inflight']} | {' '.join(f'{x:.1f}' for x in row['loads'])} |")
+    print("\n| backend | SQL statements per refreshed account: service (with BEGIN/COMMIT) | same, whole command "
+          "at C=1 | changelist queries (accounts) | changelist median ms (accounts) | command start-up s |")
+    print("|---|---|---|---|---|---:|")
+    for backend in args.backends:
+        r = results.get(backend)
+        if not r:
+            continue
+        q = r["queries"]
+        admin = r["admin"]
+        print(f"| {backend} | {q['service_statements'] / max(q['service_refreshed'], 1):.2f} "
+              f"({q['service_queries'] / max(q['service_refreshed'], 1):.2f}) | "
+              f"{q['command_statements'] / max(q['command_refreshed'], 1):.2f} "
+              f"({q['command_queries'] / max(q['command_refreshed'], 1):.2f}) | "
+              + ", ".join(f"{a['queries']} ({a['accounts']})" for a in admin) + " | "
+              + ", ".join(f"{a['median_ms']:.0f} ({a['accounts']})" for a in admin)
+              + f" | {r['startup']:.2f} |")
+
+    pg = results.get("postgresql")
+    if not pg:
+        return
+    print("\n### Targets (PostgreSQL)\n")
+    force = {row["n"]: row for row in pg["force"]}
+    big, small = force.get(args.n), force.get(args.n_small)
+    lines = []
+    if big:
+        ok = big["ratio"] <= 1.3 and set(big["endpoint_all"]) == {args.n} and big["max_per_account"] == 1
+        lines.append((f"N={args.n}, C={args.concurrency}: ratio <= 1.3, each refreshed once",
+                      f"ratio {big['ratio']:.2f}, {big['endpoint']} refreshes, max {big['max_per_account']}/account",
+                      ok))
+    if big and small and big is not small:
+        growth = big["rss"] - small["rss"]
+        lines.append((f"peak RSS growth N={args.n_small} -> {args.n} < 50 MB",
+                      f"{small['rss']:.0f} -> {big['rss']:.0f} MB (+{growth:.0f})", growth < 50))
+    q = pg["queries"]
+    per = q["service_statements"] / max(q["service_refreshed"], 1)
+    with_tx = q["service_queries"] / max(q["service_refreshed"], 1)
+    lines.append(("<= 4 SQL queries per refreshed account",
+                  f"{per:.2f} statements ({with_tx:.2f} counting BEGIN and COMMIT)", per <= 4))
+    par = pg.get("parallel")
+    if par:
+        ok = set(par["endpoint_all"]) == {par["n"]} and par["max_per_account"] == 1 and par["ratio"] <= 1.3
+        lines.append((f"{args.procs} processes x C={args.procs_concurrency}, {par['n']} due: once each, "
+                      "time <= 1.3 x limit",
+                      f"{par['endpoint']} refreshes, max {par['max_per_account']}/account, ratio {par['ratio']:.2f}",
+                      ok))
+    admin = pg["admin"]
+    if len(admin) > 1:
+        ok = admin[-1]["queries"] <= admin[0]["queries"]
+        lines.append(("changelist queries do not grow with accounts",
+                      " vs ".join(f"{a['queries']} ({a['accounts']} accounts)" for a in admin), ok))
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    for label, measured, ok in lines:
+        print(f"| {label} | {measured} | {'yes' if ok else 'NO'} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--internal"]:
+        internal(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--backends", type=lambda s: s.split(","), default=["postgresql", "sqlite"],
+                        help="comma-separated: postgresql, sqlite")
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL),
+                        help="PostgreSQL database to DROP and create again (env BENCH_DATABASE_URL)")
+    parser.add_argument("--n", type=int, default=10_000, help="accounts for the main --force run")
+    parser.add_argument("--n-small", type=int, default=1_000, help="accounts for the RSS comparison run")
+    parser.add_argument("--concurrency", type=int, default=32, help="--concurrency of the --force runs")
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="latency of each token request")
+    parser.add_argument("--procs", type=int, default=4, help="processes of the parallel run (0: skip it)")
+    parser.add_argument("--procs-concurrency", type=int, default=8, help="--concurrency of each parallel process")
+    parser.add_argument("--procs-n", type=int, default=4_000, help="due accounts of the parallel run")
+    parser.add_argument("--sqlite-n", type=int, default=200,
+                        help="accounts of the SQLite runs (SQLite refreshes one at a time: N x latency)")
+    parser.add_argument("--query-sample", type=int, default=100, help="accounts of the in-process SQL count")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each timed refresh scenario; the table shows the median (shared machines)")
+    parser.add_argument("--admin-n", type=int, default=10_000, help="accounts for the changelist timing")
+    parser.add_argument("--admin-renders", type=int, default=20, help="changelist renders to take the median of")
+    parser.add_argument("--debug", action=argparse.BooleanOptionalAction, default=True,
+                        help="DEBUG=true in the benchmark's Django processes (as in development)")
+    parser.add_argument("--show-sql", action="store_true", help="print the changelist's SQL")
+    parser.add_argument("--outcomes", action="store_true",
+                        help="run the parallel processes with -v 1 and print each one's summary of outcomes")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="run the refresh_tokens processes under py-spy (GIL samples, collapsed stacks to "
+                             "PREFIX-<backend>-<scenario>-<repeat>-<process>.txt); peak RSS is then py-spy's own")
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable for --profile")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    args = parser.parse_args(argv)
+    for backend in args.backends:
+        if backend not in ("postgresql", "sqlite"):
+            parser.error(f"unknown backend {backend!r}")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
