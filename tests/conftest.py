@@ -64,6 +64,21 @@ def admin_client(client, admin_user):
     return client
 
 
+def change_form_data(account: ALMAccount, **overrides) -> dict:
+    """What the admin's change form posts for `account` as it is (Client Secret left blank)."""
+    return {
+        "alm_type": account.alm_type,
+        "name": account.name,
+        "authentication": account.authentication,
+        "base_url": account.base_url,
+        "callback_url": account.callback_id,
+        "client_id": account.client_id,
+        "client_secret": "",
+        "scope": account.scope,
+        **overrides,
+    }
+
+
 def staff_user(username: str, *perms: str) -> User:
     user = User.objects.create_user(username, password="pw-staff-123", is_staff=True)
     for codename in perms:

@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alm_accounts.models import ALMAccount
-from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, REFRESH_TOKEN, staff_user
+from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, REFRESH_TOKEN, change_form_data, staff_user
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD_URL = reverse("admin:alm_accounts_almaccount_add")
@@ -63,18 +63,7 @@ def add_data(callback_id: str, **overrides) -> dict:
 
 
 def change_data(account, **overrides) -> dict:
-    data = {
-        "alm_type": account.alm_type,
-        "name": account.name,
-        "authentication": account.authentication,
-        "base_url": account.base_url,
-        "callback_url": account.callback_id,
-        "client_id": account.client_id,
-        "client_secret": "",
-        "scope": account.scope,
-    }
-    data.update(overrides)
-    return data
+    return change_form_data(account, **overrides)
 
 
 def raw_columns(account, *columns) -> tuple:

@@ -32,6 +32,7 @@ from tests.conftest import (
     MYSELF_URL,
     REFRESH_TOKEN,
     TOKEN_URL,
+    change_form_data,
     form_of,
     query_of,
     staff_user,
@@ -49,19 +50,7 @@ def change_url(account) -> str:
 
 
 def form_data(account, **overrides) -> dict:
-    data = {
-        "alm_type": account.alm_type,
-        "name": account.name,
-        "authentication": account.authentication,
-        "base_url": account.base_url,
-        "callback_url": account.callback_id,
-        "client_id": account.client_id,
-        "client_secret": "",
-        "scope": account.scope,
-        "_get_auth_token": "Get Auth Token",
-    }
-    data.update(overrides)
-    return data
+    return change_form_data(account, _get_auth_token="Get Auth Token", **overrides)
 
 
 def start(client, account, **overrides) -> dict[str, str]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.sandbox.conftest import _free_port, jira_sandbox_factory, jira_sandbox_server  # noqa: F401 - fixtures
+from tests.sandbox.conftest import jira_sandbox_factory, jira_sandbox_server  # noqa: F401 - fixtures
+from tests.servers import free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -57,7 +57,7 @@ class App:
 def app_server(tmp_path_factory):
     """kendis-integration served by runserver, as `make run` would, on a fresh SQLite database."""
     directory = tmp_path_factory.mktemp("kendis_app")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
     env.update({
@@ -76,31 +76,9 @@ def app_server(tmp_path_factory):
     app = App(url=url, env=env, log_path=directory / "server.log")
     app.manage("migrate", "--noinput", "-v", "0")
     app.manage("ensure_admin")
-    with open(app.log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(url + "/admin/login/", process, app.log_path)
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with running_server(command, ready_url=url + "/admin/login/", log_path=app.log_path, cwd=REPO_ROOT, env=env):
         yield app
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_for(url, process, log_path, timeout=30.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the app did not start; its log:\n{log_path.read_text()}")
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,8 @@ stopped when the test ends:
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -43,11 +41,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.servers import free_port, running_server
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANAGE_PY = REPO_ROOT / "jira_sandbox" / "manage.py"
 ADMIN_USERNAME = "jira-admin"
 ADMIN_PASSWORD = "sandbox-admin-for-tests"
-STARTUP_TIMEOUT_SECONDS = 30
 
 
 class _FormInputs(HTMLParser):
@@ -148,25 +147,6 @@ class JiraSandbox:
         return session.post(consent.url, data=fields, allow_redirects=False, timeout=10)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_up(url, process, log_path):
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            requests.get(f"{url}/login/", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"Jira sandbox did not start; its log:\n{log_path.read_text()}")
-
-
 @contextlib.contextmanager
 def start_jira_sandbox(directory, env=None):
     """Set up a fresh sandbox database in `directory`, run the server, stop it afterwards."""
@@ -180,7 +160,7 @@ def start_jira_sandbox(directory, env=None):
     }
     # pytest-django exports the main project's settings; the sandbox must not see them.
     server_env.pop("DJANGO_SETTINGS_MODULE", None)
-    port = _free_port()
+    port = free_port()
     sandbox = JiraSandbox(
         url=f"http://127.0.0.1:{port}",
         admin_username=ADMIN_USERNAME,
@@ -190,24 +170,10 @@ def start_jira_sandbox(directory, env=None):
         env=server_env,
     )
     sandbox.manage("sandbox_setup")
-    with open(sandbox.log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(MANAGE_PY), "runserver", f"127.0.0.1:{port}", "--noreload"],
-            cwd=REPO_ROOT,
-            env=server_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_up(sandbox.url, process, sandbox.log_path)
+    command = [sys.executable, str(MANAGE_PY), "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with running_server(command, ready_url=f"{sandbox.url}/login/", log_path=sandbox.log_path, cwd=REPO_ROOT,
+                        env=server_env):
         yield sandbox
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
