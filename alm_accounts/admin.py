@@ -142,9 +142,15 @@ class ALMAccountAdmin(admin.ModelAdmin):
     # --- saving, and "Get Auth Token" (which saves first) ---
 
     def save_model(self, request, obj, form, change):
+        if change:
+            # Write only what the form edits. The row was read without a lock, and a refresh may
+            # rotate the tokens (under the row lock) before this save: writing every column would
+            # put back the old, already dead refresh token and cost the grant.
+            editable = {field.name for field in obj._meta.concrete_fields}
+            obj.save(update_fields=[name for name in form._meta.fields if name in editable] + ["updated_at"])
+            return
         super().save_model(request, obj, form, change)
-        if not change:
-            form.forget_pending_callback_id()
+        form.forget_pending_callback_id()
 
     def response_add(self, request, obj, post_url_continue=None):
         if "_get_auth_token" in request.POST:
