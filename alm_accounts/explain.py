@@ -6,6 +6,8 @@ Every message says what happened and what to do. Jira's own
 
 from __future__ import annotations
 
+import unicodedata
+
 from .jira import JiraError, JiraOAuthError, JiraUnauthorized, JiraUnavailable
 
 LINK = "Jira's incoming application link (Administration → Applications → Application links)"
@@ -46,10 +48,21 @@ DEFAULT_ADVICE = {
 UNAVAILABLE_ADVICE = "Check the Jira base URL and that Jira is running and reachable from this server, then try again."
 
 
+def plain_text(value, limit: int) -> str:
+    """Text from Jira (or from its redirect) made safe to store and show, at most `limit` characters.
+
+    PostgreSQL refuses NUL in text and a lone surrogate (valid in JSON) cannot be
+    encoded: either would make the write fail, possibly after Jira has already
+    acted (rotated the tokens). Control characters become spaces.
+    """
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in str(value or ""))
+    return text.strip()[:limit]
+
+
 def oauth_error(stage: str, error: str, description: str = "") -> str:
-    error = (error or "").strip()[:100]
+    error, description = plain_text(error, 100), plain_text(description, 500)
     advice = ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
-    detail = f" Jira said: {error}" + (f" — {description.strip()[:500]}" if description and description.strip() else "")
+    detail = f" Jira said: {error}" + (f" — {description}" if description else "")
     return advice + (detail + "." if error else "")
 
 
@@ -62,5 +75,5 @@ def describe(stage: str, exc: JiraError) -> str:
             "Jira refused the access token (HTTP 401). Click Refresh token now, or Get Auth Token to authorize again."
         )
     if isinstance(exc, JiraUnavailable):
-        return f"Could not complete the call to Jira: {exc}. {UNAVAILABLE_ADVICE}"
+        return f"Could not complete the call to Jira: {plain_text(exc, 500)}. {UNAVAILABLE_ADVICE}"
     return f"The call to Jira failed: {exc}."

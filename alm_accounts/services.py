@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SESSION_BINDING_KEY = "alm_accounts.oauth_binding"
 # An on-demand caller gets a token that is valid for at least this long.
 ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=60)
+TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
 Status = ALMAccount.Status
 Kind = AuthEvent.Kind
 
@@ -255,10 +256,7 @@ def _store_new_grant(account_id: int, tokens: TokenSet) -> ALMAccount:
     now = timezone.now()
     with transaction.atomic():
         account = ALMAccount.objects.select_for_update().get(pk=account_id)
-        account.access_token = tokens.access_token
-        account.refresh_token = tokens.refresh_token
-        account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
-        account.token_scope = tokens.scope or account.scope
+        _put_tokens(account, tokens, now=now, scope_if_none=account.scope)
         account.status = Status.CONNECTED
         account.connected_at = now
         account.last_refreshed_at = None
@@ -266,6 +264,21 @@ def _store_new_grant(account_id: int, tokens: TokenSet) -> ALMAccount:
         account.connected_as_name = account.connected_as_display_name = ""
         account.save()
     return account
+
+
+def _put_tokens(account: ALMAccount, tokens: TokenSet, *, now, scope_if_none: str) -> None:
+    """Put a new pair from Jira on `account` (not saved)."""
+    account.access_token = tokens.access_token
+    account.refresh_token = tokens.refresh_token
+    account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
+    # Informational only: whatever Jira puts in `scope` must not stop a rotated pair from being stored.
+    account.token_scope = explain.plain_text(tokens.scope, TOKEN_SCOPE_LENGTH) or scope_if_none
+
+
+def _jira_user(me: dict) -> tuple[str, str]:
+    """(user name, display name) from Jira's /myself answer."""
+    name = explain.plain_text(me.get("name") or me.get("key"), 255)
+    return name, explain.plain_text(me.get("displayName"), 255) or name
 
 
 def _record_jira_user(account: ALMAccount) -> str:
@@ -277,11 +290,10 @@ def _record_jira_user(account: ALMAccount) -> str:
             f"Connected to Jira ({account.token_scope}), but the Jira user could not be read: "
             f"{explain.describe('api', exc)} Use Test connection to check."
         )
-    name = str(me.get("name") or me.get("key") or "")[:255]
-    display = str(me.get("displayName") or name)[:255]
+    name, display = _jira_user(me)
     ALMAccount.objects.filter(pk=account.pk).update(connected_as_name=name, connected_as_display_name=display)
     account.connected_as_name, account.connected_as_display_name = name, display
-    return f"Connected to Jira as {display} ({account.token_scope})."
+    return f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."
 
 
 def _mark(account_id: int, **fields) -> None:
@@ -385,10 +397,7 @@ def refresh_account(
             return _refresh_failed(account, actor, explain.describe("refresh", exc), RefreshOutcome.FAILED)
 
         now = timezone.now()
-        account.access_token = tokens.access_token
-        account.refresh_token = tokens.refresh_token
-        account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
-        account.token_scope = tokens.scope or account.token_scope
+        _put_tokens(account, tokens, now=now, scope_if_none=account.token_scope)
         account.last_refreshed_at = now
         account.status = Status.CONNECTED
         account.last_error = ""
@@ -489,12 +498,11 @@ def test_connection(*, account: ALMAccount, actor: str) -> str:
         message = str(exc) if isinstance(exc, ServiceError) else explain.describe("api", exc)
         record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
         raise ServiceError(message) from None
-    display = str(me.get("displayName") or me.get("name") or "an unnamed user")[:255]
-    _mark(account.pk, connected_as_name=str(me.get("name") or me.get("key") or "")[:255],
-          connected_as_display_name=display)
-    version = str(info.get("version") or "?")[:40]
-    url = str(info.get("baseUrl") or account.base_url)[:500]
-    message = f"Connected to Jira {version} at {url} as {display}."
+    name, display = _jira_user(me)
+    _mark(account.pk, connected_as_name=name, connected_as_display_name=display)
+    version = explain.plain_text(info.get("version"), 40) or "?"
+    url = explain.plain_text(info.get("baseUrl"), 500) or account.base_url
+    message = f"Connected to Jira {version} at {url} as {display or 'an unnamed user'}."
     record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
 
