@@ -15,8 +15,10 @@ def _callback_request(view):
     """GET only; the code and state are taken out of the request before anything else sees it.
 
     The view gets the query as an argument. The request everything else sees
-    (the login redirect, templates, Django's logging, which at DEBUG prints
-    the request with its query string) carries none of it.
+    (the login redirect, templates, Django's request logging) carries none of
+    it. The server's access log is written from the raw request line: for
+    runserver, settings.LOGGING redacts `code` and `state` there; a production
+    server's or proxy's access log must not record query strings of this path.
     """
 
     @functools.wraps(view)

@@ -160,7 +160,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redact_oauth_parameters": {"()": "alm_accounts.log_filters.RedactOAuthParameters"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django": {"level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": True}},
+    "loggers": {
+        "django": {"level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": True},
+        # runserver's access log: the callback's query string holds the authorization code and the state.
+        "django.server": {"filters": ["redact_oauth_parameters"], "propagate": True},
+    },
 }
