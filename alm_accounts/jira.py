@@ -183,12 +183,11 @@ class JiraClient:
         )
 
     def revoke(self, *, token: str, token_type_hint: str) -> None:
-        response = self._post(
-            REVOKE_PATH,
-            {"token": token, "token_type_hint": token_type_hint, **self._client_auth()},
-        )
-        if response.status_code >= 400:
-            raise JiraUnavailable(f"Jira answered HTTP {response.status_code} to the revocation", reached_jira=True)
+        form = {"token": token, "token_type_hint": token_type_hint, **self._client_auth()}
+        with self._post(REVOKE_PATH, form) as response:  # streamed: close it to give the connection back
+            status = response.status_code
+        if status >= 400:
+            raise JiraUnavailable(f"Jira answered HTTP {status} to the revocation", reached_jira=True)
 
     # --- REST API with a Bearer token ---
 
