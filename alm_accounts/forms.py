@@ -72,12 +72,6 @@ class ALMAccountForm(forms.ModelForm):
     def clean_base_url(self):
         return normalize_base_url(self.cleaned_data.get("base_url", ""))
 
-    def clean_name(self):
-        return (self.cleaned_data.get("name") or "").strip()
-
-    def clean_client_id(self):
-        return (self.cleaned_data.get("client_id") or "").strip()
-
     def clean_client_secret(self):
         value = self.cleaned_data.get("client_secret") or ""
         if not value:

@@ -217,9 +217,6 @@ class JiraClient:
     def myself(self, *, access_token: str) -> dict:
         return self.get(MYSELF_PATH, access_token=access_token)
 
-    def server_info(self, *, access_token: str) -> dict:
-        return self.get(SERVER_INFO_PATH, access_token=access_token)
-
     # --- internals ---
 
     def _client_auth(self) -> dict:

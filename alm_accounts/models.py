@@ -133,10 +133,6 @@ class ALMAccount(models.Model):
         return self.status == self.Status.CONNECTED and self.refresh_token is not None
 
     @property
-    def has_credentials(self) -> bool:
-        return bool(self.client_id) and self.client_secret is not None
-
-    @property
     def unreadable_secrets(self) -> list[str]:
         """Names of stored secrets the configured keys cannot decrypt."""
         return [
@@ -148,9 +144,6 @@ class ALMAccount(models.Model):
             )
             if isinstance(value, UnreadableSecret)
         ]
-
-    def expires_soon(self, within: timedelta) -> bool:
-        return is_due(self.token_expires_at, within=within)
 
     def get_admin_url(self) -> str:
         return reverse("admin:alm_accounts_almaccount_change", args=[self.pk])

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import explain
+from . import explain, jira
 from .fields import UnreadableSecret
 from .jira import PKCE, JiraClient, JiraError, JiraOAuthError, JiraUnauthorized, JiraUnavailable, TokenSet, new_state
 from .models import ALMAccount, AuthEvent, PendingAuthorization, is_due
@@ -492,8 +492,8 @@ def test_connection(*, account: ALMAccount, actor: str) -> str:
     try:
         if account.refresh_token is None:
             raise ServiceError("This account is not connected to Jira yet: click Get Auth Token.")
-        me = jira_get(account=account, path="/rest/api/2/myself", actor=actor)
-        info = jira_get(account=account, path="/rest/api/2/serverInfo", actor=actor)
+        me = jira_get(account=account, path=jira.MYSELF_PATH, actor=actor)
+        info = jira_get(account=account, path=jira.SERVER_INFO_PATH, actor=actor)
     except (ServiceError, JiraError) as exc:
         message = str(exc) if isinstance(exc, ServiceError) else explain.describe("api", exc)
         record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
