@@ -32,7 +32,7 @@ class Command(BaseCommand):
         for model, columns in ENCRYPTED_COLUMNS.items():
             for pk, *values in raw_rows(model, columns):
                 changes = {}
-                for column, value in zip(columns, values, strict=False):
+                for column, value in zip(columns, values, strict=True):
                     if value is None:
                         continue
                     if is_encrypted_with_primary_key(value):
@@ -44,9 +44,9 @@ class Command(BaseCommand):
                         counts["unreadable"] += 1
                         self.stderr.write(f"{model._meta.verbose_name} #{pk}: {column} cannot be decrypted with any "
                                           "configured key; left as it is.")
-                if changes and not dry_run:
-                    self._write(model, pk, values, columns, changes)
-                counts["re-encrypted"] += len(changes)
+                written = self._write(model, pk, values, columns, changes) if changes and not dry_run else len(changes)
+                counts["re-encrypted"] += written
+                counts["already current"] += len(changes) - written  # rewritten (or wiped) meanwhile
         verb = "would be re-encrypted" if dry_run else "re-encrypted"
         self.stdout.write(
             f"{counts['re-encrypted']} secret(s) {verb}, {counts['already current']} already current, "
@@ -57,10 +57,14 @@ class Command(BaseCommand):
                                "again.", returncode=1)
 
     @staticmethod
-    def _write(model, pk, seen, columns, changes):
-        # Conditional on the ciphertext still being what we read: a refresh that
-        # rotated the token meanwhile wins (it already used the first key).
+    def _write(model, pk, seen, columns, changes) -> int:
+        """Write the re-encrypted values; return how many were written.
+
+        Conditional on the ciphertext still being what we read: a refresh that
+        rotated the token meanwhile wins (it already used the first key).
+        """
         table = connection.ops.quote_name(model._meta.db_table)
+        written = 0
         with transaction.atomic(), connection.cursor() as cursor:
             for column, new in changes.items():
                 name = connection.ops.quote_name(column)
@@ -68,3 +72,5 @@ class Command(BaseCommand):
                     f"UPDATE {table} SET {name} = %s WHERE id = %s AND {name} = %s",  # noqa: S608 - quoted names
                     [new, pk, seen[columns.index(column)]],
                 )
+                written += cursor.rowcount
+        return written
