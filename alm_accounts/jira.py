@@ -5,8 +5,10 @@ form-encoded token requests with client_id/client_secret in the body, one scope
 name, PKCE S256, redirect_uri on refresh too, rotating refresh tokens.
 
 No Django import here: this module is usable and testable on its own. It never
-logs, and no secret ever goes into an exception message or a URL it builds,
-except the authorize URL (which carries only public values).
+logs, and no secret ever goes into an exception message or a URL it builds.
+The one exception is the authorize URL, which must carry the state (single use,
+kept server-side only as a digest) and the PKCE challenge; never the verifier
+or the client secret.
 """
 
 from __future__ import annotations

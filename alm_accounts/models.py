@@ -1,4 +1,4 @@
-"""ALM accounts (one per Jira instance) and their audit trail.
+"""ALM accounts (one per incoming application link in a Jira), their audit trail, and pending authorizations.
 
 Fields, choices and small derived properties only: no HTTP and no business
 flow here (that is services.py).
