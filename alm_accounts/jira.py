@@ -297,7 +297,11 @@ def _read_json(response: requests.Response):
             reached_jira=True,
         )
     try:
-        return json.loads(raw.decode(response.encoding or "utf-8", errors="replace"))
+        text = raw.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know: JSON is UTF-8 anyway
+        text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
     except ValueError:
         return None
 
