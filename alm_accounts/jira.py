@@ -270,7 +270,7 @@ def _token_set(body: dict) -> TokenSet:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise JiraUnavailable(f"Jira issued a token of type {str(token_type)[:40]!r}, not bearer", reached_jira=True)
     expires_in = body.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.isdigit():
+    if isinstance(expires_in, str) and expires_in.isdecimal():  # isdigit() would accept "²", which int() refuses
         expires_in = int(expires_in)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 0 < expires_in <= MAX_EXPIRES_IN:
         raise JiraUnavailable(f"Jira's answer has an invalid expires_in ({str(expires_in)[:40]})", reached_jira=True)
