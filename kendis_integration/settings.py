@@ -40,6 +40,17 @@ def required(name, cast=str, debug_default=None):
     )
 
 
+def pauses(name, default):
+    """Comma-separated seconds, each in [0, 3600)."""
+    try:
+        values = [float(part) for part in env_list(name, default=default)]
+    except ValueError:
+        values = None
+    if values is None or any(not 0 <= value < 3600 for value in values):  # the comparison also refuses nan
+        raise ImproperlyConfigured(f"{name} must be comma-separated pauses in seconds, e.g. 0.5,2")
+    return values
+
+
 SECRET_KEY = required("SECRET_KEY", env.str, debug_default="django-insecure-dev-only-key-not-for-production")
 ALLOWED_HOSTS = required("ALLOWED_HOSTS", env_list, debug_default=["127.0.0.1", "localhost", "[::1]"])
 
@@ -151,7 +162,7 @@ USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 JIRA_CONNECT_TIMEOUT = env.float("JIRA_CONNECT_TIMEOUT", default=5.0)
 JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=30.0)
 # Pauses (seconds) between attempts when a token refresh could not reach Jira.
-JIRA_RETRY_BACKOFF = [float(x) for x in env.list("JIRA_RETRY_BACKOFF", default=["0.5", "2"])]
+JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
 OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
 
