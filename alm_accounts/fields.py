@@ -10,7 +10,8 @@ configured again).
 
 Keys come from settings.FIELD_ENCRYPTION_KEY (a list; the first encrypts, all
 decrypt) and are read when used, not at import, so a changed setting (key
-rotation, tests) takes effect at once.
+rotation, tests) takes effect at once. Encryption itself is the library's
+crypter, so values stay in its format (and readable by its own fields).
 """
 
 from __future__ import annotations
@@ -58,11 +59,18 @@ def _crypter_for(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
         raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY is empty: set at least one Fernet key.")
     try:
-        return MultiFernet([Fernet(k) for k in keys])
+        [Fernet(k) for k in keys]
     except (ValueError, TypeError):
         raise ImproperlyConfigured(
             "FIELD_ENCRYPTION_KEY holds a value that is not a Fernet key (32 url-safe base64-encoded bytes)."
         ) from None
+    # django-encrypted-model-fields' crypter: a MultiFernet over the key list
+    # (the first key encrypts, all decrypt). Imported here and not at the top:
+    # that module builds a crypter when it is imported, so a malformed key
+    # would stop every command before the E001 check could explain it.
+    from encrypted_model_fields.fields import get_crypter
+
+    return get_crypter()
 
 
 def crypter() -> MultiFernet:

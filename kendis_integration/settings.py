@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "encrypted_model_fields",  # its crypter (see alm_accounts/fields.py) and `generate_encryption_key`
     "alm_accounts",
 ]
 

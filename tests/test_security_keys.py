@@ -479,3 +479,21 @@ def test_reencrypt_secrets_with_a_malformed_key_fails_clearly(settings, connecte
     assert "not a Fernet key" in err
     assert "Traceback" not in err
     assert raw_account(connected_account) == before
+
+
+def test_values_in_django_encrypted_model_fields_format_read_back(account):
+    """Secrets stay in the library's format: what its own fields wrote, SecretField reads, and vice versa."""
+    from django.db import connection
+    from encrypted_model_fields.fields import decrypt_str, encrypt_str
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE alm_accounts_almaccount SET client_secret = %s WHERE id = %s",
+                       [encrypt_str("written-by-the-library").decode(), account.pk])
+    account.refresh_from_db()
+    assert account.client_secret == "written-by-the-library"
+
+    account.client_secret = "written-by-secretfield"
+    account.save()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT client_secret FROM alm_accounts_almaccount WHERE id = %s", [account.pk])
+        assert decrypt_str(cursor.fetchone()[0]) == "written-by-secretfield"
