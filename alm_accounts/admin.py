@@ -15,7 +15,9 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from . import services
@@ -65,6 +67,11 @@ class ALMAccountAdmin(admin.ModelAdmin):
             fieldsets.append(("Audit trail", {"fields": ["audit_trail"], "classes": ["collapse"]
                                               if not obj.events.exists() else []}))
         return fieldsets
+
+    @method_decorator(sensitive_post_parameters("client_secret"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Django's error reports (DEBUG page, error e-mails) then mask the typed Client Secret.
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         base = super().get_form(request, obj, change=change, **kwargs)
@@ -244,10 +251,15 @@ class AuthEventAdmin(admin.ModelAdmin):
     """The full audit trail, read-only."""
 
     list_display = ["created_at", "account", "kind", "outcome", "actor", "message"]
-    list_filter = ["kind", "outcome", "account"]
+    # Not "account": that filter lists every account in the sidebar (thousands). The account page links here
+    # with ?account__id__exact=<id>, allowed below.
+    list_filter = ["kind", "outcome"]
     list_select_related = ["account"]
     search_fields = ["account__name", "actor", "message"]
     date_hierarchy = "created_at"
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request):
         return False

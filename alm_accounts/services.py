@@ -5,7 +5,9 @@ nowhere else. Admin screens, the OAuth callback and operator commands call
 these functions and turn their results into messages.
 
 Messages returned or raised here are shown to admins and stored in the audit
-trail: they never contain a token, a secret, a code or a PKCE verifier.
+trail: they never contain a token, a secret, a code or a PKCE verifier. The
+functions that hold such values are marked @sensitive_variables, so Django's
+error reports (DEBUG pages, error e-mails) never show their local variables.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import explain, jira
 from .fields import UnreadableSecret
@@ -89,6 +92,7 @@ def client_for(account: ALMAccount) -> JiraClient:
 # --------------------------------------------------------------------------
 
 
+@sensitive_variables()
 def start_authorization(*, account: ALMAccount, user, session) -> str:
     """Remember a new state + PKCE verifier for this admin session; return Jira's authorize URL."""
     if not account.client_id or account.client_secret in (None, ""):
@@ -151,6 +155,7 @@ def _callback_params(query) -> dict[str, str]:
     return params
 
 
+@sensitive_variables()
 def complete_authorization(*, callback_id: str, query, user, session) -> CallbackOutcome:
     """Handle Jira's redirect to an account's callback URL.
 
@@ -212,6 +217,7 @@ def _state_ttl() -> timedelta:
     return timedelta(seconds=settings.OAUTH_STATE_TTL_SECONDS)
 
 
+@sensitive_variables()
 def _claim_pending(state: str, *, account: ALMAccount, user, session) -> PendingAuthorization:
     """Find the authorization this state belongs to and mark it used (single use)."""
     again = "Click Get Auth Token to start again."
@@ -252,6 +258,7 @@ def _claim_pending(state: str, *, account: ALMAccount, user, session) -> Pending
     return pending
 
 
+@sensitive_variables()
 def _store_new_grant(account_id: int, tokens: TokenSet) -> ALMAccount:
     now = timezone.now()
     with transaction.atomic():
@@ -266,6 +273,7 @@ def _store_new_grant(account_id: int, tokens: TokenSet) -> ALMAccount:
     return account
 
 
+@sensitive_variables()
 def _put_tokens(account: ALMAccount, tokens: TokenSet, *, now, scope_if_none: str) -> None:
     """Put a new pair from Jira on `account` (not saved)."""
     account.access_token = tokens.access_token
@@ -281,6 +289,7 @@ def _jira_user(me: dict) -> tuple[str, str]:
     return name, explain.plain_text(me.get("displayName"), 255) or name
 
 
+@sensitive_variables()
 def _record_jira_user(account: ALMAccount) -> str:
     """Ask Jira who the token belongs to; the tokens are kept whatever happens."""
     try:
@@ -336,6 +345,7 @@ def due_accounts(*, within: timedelta) -> QuerySet[ALMAccount]:
     return refreshable_accounts().filter(Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=deadline))
 
 
+@sensitive_variables()
 def refresh_account(
     *,
     account_id: int,
@@ -412,6 +422,7 @@ def refresh_account(
         return RefreshResult(account.pk, name, RefreshOutcome.REFRESHED, message)
 
 
+@sensitive_variables()
 def _refresh_with_retries(client: JiraClient, *, refresh_token: str, redirect_uri: str) -> TokenSet:
     """Retry only failures where Jira cannot have used the refresh token.
 
@@ -446,6 +457,7 @@ def _expires_text(account: ALMAccount) -> str:
     return f"expires {timezone.localtime(account.token_expires_at):%Y-%m-%d %H:%M:%S %Z}"
 
 
+@sensitive_variables()
 def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
     """An access token valid for at least a minute, refreshed under the row lock when due."""
     token = account.access_token
@@ -468,6 +480,7 @@ def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
     return account.access_token
 
 
+@sensitive_variables()
 def jira_get(*, account: ALMAccount, path: str, actor: str = "system") -> dict:
     """GET a Jira REST resource as the account; on a 401, refresh once and retry once."""
     client = client_for(account)
@@ -507,6 +520,7 @@ def test_connection(*, account: ALMAccount, actor: str) -> str:
     return message
 
 
+@sensitive_variables()
 def disconnect(*, account: ALMAccount, actor: str) -> str:
     """Best-effort revocation at Jira, then wipe the tokens locally whatever Jira said."""
     with transaction.atomic():
@@ -528,6 +542,7 @@ def disconnect(*, account: ALMAccount, actor: str) -> str:
     return message
 
 
+@sensitive_variables()
 def _revoke_best_effort(account: ALMAccount) -> bool:
     try:
         client = client_for(account)

@@ -11,6 +11,21 @@ from django.views.decorators.cache import never_cache
 from . import services
 
 
+class CallbackQuery:
+    """Jira's query parameters, read-only, with a repr that hides them (tracebacks and error pages print reprs)."""
+
+    __slots__ = ("_query",)
+
+    def __init__(self, query: QueryDict):
+        self._query = query
+
+    def getlist(self, name: str) -> list[str]:
+        return self._query.getlist(name)
+
+    def __repr__(self):
+        return f"<CallbackQuery: {', '.join(sorted(self._query)) or 'no parameters'} (values hidden)>"
+
+
 def _callback_request(view):
     """GET only; the code and state are taken out of the request before anything else sees it.
 
@@ -23,7 +38,7 @@ def _callback_request(view):
 
     @functools.wraps(view)
     def wrapper(request, callback_id):
-        query = request.GET.copy()
+        query = CallbackQuery(request.GET.copy())
         request.GET = QueryDict()
         request.META["QUERY_STRING"] = ""
         if request.method != "GET":

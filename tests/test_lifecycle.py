@@ -1020,3 +1020,21 @@ def test_audit_trail_is_read_only(admin_client, connected_account):
     assert admin_client.get(reverse("admin:alm_accounts_authevent_add")).status_code == 403
     event.refresh_from_db()
     assert (event.message, event.actor) == ("x", "someone")
+
+
+def test_all_activity_of_an_account_lists_only_its_events_without_listing_every_account(admin_client, account):
+    other = ALMAccount.objects.create(name="Jira - Other", base_url="https://other.example.com")
+    services.record_event(account, actor="someone", kind=AuthEvent.Kind.TEST_CONNECTION, ok=True,
+                          message="Event of the core banking account")
+    services.record_event(other, actor="someone", kind=AuthEvent.Kind.TEST_CONNECTION, ok=True,
+                          message="Event of the other account")
+    account_page = admin_client.get(reverse("admin:alm_accounts_almaccount_change", args=[account.pk]))
+    link = re.search(r'href="([^"]+)">All activity of this account', account_page.content.decode()).group(1)
+
+    page = admin_client.get(html.unescape(link))
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Event of the core banking account" in text
+    assert "Event of the other account" not in text
+    assert "Jira - Other" not in text  # no sidebar filter listing every account (thousands in production)

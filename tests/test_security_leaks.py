@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import traceback
@@ -436,3 +437,71 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
             if not kind.startswith("state") and any(needle in url for needle in secrets.needles(value)):
                 leaks.append(f"{kind} in the authorize URL")
     assert not leaks, "\n".join(leaks)
+
+
+
+
+@pytest.fixture
+def error_reports(settings, admin_client):
+    """What Django's error reporting (error e-mails, DEBUG off) would send for each unexpected failure."""
+    from django.core.signals import got_request_exception
+    from django.views.debug import ExceptionReporter
+
+    reports = []
+
+    def report(sender, request, **kwargs):
+        reporter = ExceptionReporter(request, *sys.exc_info(), is_email=True)
+        reports.append(reporter.get_traceback_text() + reporter.get_traceback_html())
+
+    settings.DEBUG = False
+    admin_client.raise_request_exception = False
+    got_request_exception.connect(report)
+    yield reports
+    got_request_exception.disconnect(report)
+
+
+def test_error_reports_never_show_the_typed_client_secret(admin_client, error_reports, monkeypatch):
+    from alm_accounts.admin import ALMAccountAdmin
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("an unexpected failure while saving")
+
+    monkeypatch.setattr(ALMAccountAdmin, "save_model", broken_save)
+    add_page = admin_client.get("/admin/alm_accounts/almaccount/add/").content.decode()
+    callback_id = re.search(r'name="callback_url" value="([^"]+)"', add_page).group(1)
+    response = admin_client.post("/admin/alm_accounts/almaccount/add/", {
+        "alm_type": "jira", "name": "Broken", "authentication": "jira_server_oauth2",
+        "base_url": "https://jira.example.com", "callback_url": callback_id, "client_id": "cid",
+        "client_secret": "typed-secret-5b1e9", "scope": "ADMIN"})
+
+    assert response.status_code == 500
+    assert len(error_reports) == 1 and "an unexpected failure while saving" in error_reports[0]
+    assert "typed-secret-5b1e9" not in error_reports[0]
+    assert "typed-secret-5b1e9" not in response.content.decode()
+
+
+def test_error_reports_of_an_unexpected_failure_in_the_callback_hide_code_state_and_verifier(
+        admin_client, account, error_reports, monkeypatch):
+    from alm_accounts import services
+    from alm_accounts.models import PendingAuthorization
+
+    class ClientThatBreaks:
+        def __getattr__(self, name):
+            raise RuntimeError("an unexpected failure in the Jira client")
+
+    start = admin_client.post(reverse("admin:alm_accounts_almaccount_change", args=[account.pk]), {
+        "alm_type": account.alm_type, "name": account.name, "authentication": account.authentication,
+        "base_url": account.base_url, "client_id": account.client_id, "client_secret": "", "scope": "ADMIN",
+        "_get_auth_token": "Get Auth Token"})
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+    verifier = PendingAuthorization.objects.get(account=account).code_verifier
+    monkeypatch.setattr(services, "client_for", lambda account: ClientThatBreaks())
+
+    response = admin_client.get(urlsplit(account.callback_url).path,
+                                {"code": "AUTHCODE-unexpected-77", "state": state})
+
+    assert response.status_code == 500
+    assert len(error_reports) == 1 and "an unexpected failure in the Jira client" in error_reports[0]
+    for secret in ("AUTHCODE-unexpected-77", state, verifier):
+        assert secret not in error_reports[0]
+        assert secret not in response.content.decode()
