@@ -544,17 +544,19 @@ def disconnect(*, account: ALMAccount, actor: str) -> str:
 
 @sensitive_variables()
 def _revoke_best_effort(account: ALMAccount) -> bool:
+    """True only when Jira confirmed the revocation of every token we held."""
     try:
         client = client_for(account)
     except ServiceError:
         return False
-    revoked = False
+    confirmed = []
     for hint, token in (("refresh_token", account.refresh_token), ("access_token", account.access_token)):
         if not isinstance(token, str):
             continue
         try:
             client.revoke(token=token, token_type_hint=hint)
-            revoked = True
+            confirmed.append(True)
         except JiraError as exc:
+            confirmed.append(False)
             log.info("Revocation at Jira failed for ALM account %s: %s", account.pk, type(exc).__name__)
-    return revoked
+    return bool(confirmed) and all(confirmed)

@@ -162,6 +162,9 @@ USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 # --- Jira client tuning ---
 JIRA_CONNECT_TIMEOUT = env.float("JIRA_CONNECT_TIMEOUT", default=5.0)
 JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=30.0)
+for _name in ("JIRA_CONNECT_TIMEOUT", "JIRA_READ_TIMEOUT"):
+    if not 0 < globals()[_name] <= 600:
+        raise ImproperlyConfigured(f"{_name} must be a number of seconds above 0 and at most 600.")
 # Pauses (seconds) between attempts when a token refresh could not reach Jira.
 JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.

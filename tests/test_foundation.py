@@ -573,3 +573,10 @@ def test_make_env_keys_differ_between_machines(make_env, tmp_path):
     make_env.ENV_FILE = tmp_path / "other.env"
     make_env.main()
     assert make_env.ENV_FILE.read_text() != first
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "601"])
+def test_a_jira_timeout_outside_its_range_stops_the_start_naming_it(value):
+    result = run_python({**PRODUCTION_ENV, "JIRA_READ_TIMEOUT": value})
+    assert result.returncode != 0
+    assert "JIRA_READ_TIMEOUT must be a number of seconds above 0 and at most 600" in result.stderr

@@ -1038,3 +1038,15 @@ def test_all_activity_of_an_account_lists_only_its_events_without_listing_every_
     assert "Event of the core banking account" in text
     assert "Event of the other account" not in text
     assert "Jira - Other" not in text  # no sidebar filter listing every account (thousands in production)
+
+
+def test_disconnect_does_not_claim_a_revocation_jira_confirmed_only_in_part(admin_client, connected_account,
+                                                                          mocked_jira):
+    mocked_jira.post(REVOKE_URL, status=200)  # the refresh token's revocation
+    mocked_jira.post(REVOKE_URL, status=503)  # the access token's
+
+    response = admin_client.post(button_url("disconnect", connected_account), follow=True)
+
+    assert "Jira did not confirm the revocation" in page_text(response)
+    connected_account.refresh_from_db()
+    assert connected_account.refresh_token is None and connected_account.access_token is None
