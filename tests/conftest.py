@@ -64,6 +64,21 @@ def admin_client(client, admin_user):
     return client
 
 
+def add_form_data(callback_id: str, **overrides) -> dict:
+    """What the admin's add form posts for a new account, with the callback id the form showed."""
+    return {
+        "alm_type": "jira",
+        "name": "Jira - Payments",
+        "authentication": "jira_server_oauth2",
+        "base_url": JIRA,
+        "callback_url": callback_id,
+        "client_id": "client-id-456",
+        "client_secret": "new-secret-abc",
+        "scope": "ADMIN",
+        **overrides,
+    }
+
+
 def change_form_data(account: ALMAccount, **overrides) -> dict:
     """What the admin's change form posts for `account` as it is (Client Secret left blank)."""
     return {

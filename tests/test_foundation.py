@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alm_accounts.models import ALMAccount
-from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, REFRESH_TOKEN, change_form_data, staff_user
+from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, add_form_data, change_form_data, staff_user
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD_URL = reverse("admin:alm_accounts_almaccount_add")
@@ -48,18 +48,7 @@ def callback_field(html_text: str) -> tuple[str, str]:
 
 
 def add_data(callback_id: str, **overrides) -> dict:
-    data = {
-        "alm_type": "jira",
-        "name": "Jira - Payments",
-        "authentication": "jira_server_oauth2",
-        "base_url": JIRA,
-        "callback_url": callback_id,
-        "client_id": "client-id-456",
-        "client_secret": "new-secret-abc",
-        "scope": "ADMIN",
-    }
-    data.update(overrides)
-    return data
+    return add_form_data(callback_id, **overrides)
 
 
 def change_data(account, **overrides) -> dict:

@@ -32,6 +32,7 @@ from tests.conftest import (
     MYSELF_URL,
     REFRESH_TOKEN,
     TOKEN_URL,
+    add_form_data,
     change_form_data,
     form_of,
     query_of,
@@ -179,11 +180,9 @@ def test_add_form_save_and_get_auth_token_saves_then_goes_to_jira(admin_client, 
     assert 'value="Save and get auth token"' in text
     callback_id = re.search(r'name="callback_url" value="([^"]+)"', text).group(1)
     shown = re.search(r'id="callback-url" value="([^"]+)"', text).group(1)
-    response = admin_client.post(ADD_URL, {
-        "alm_type": "jira", "name": "Jira - Payments", "authentication": "jira_server_oauth2",
-        "base_url": "https://jira.example.com/jira/", "callback_url": callback_id, "client_id": "cid-9",
-        "client_secret": "secret-9", "scope": "ADMIN", "_get_auth_token": "Save and get auth token",
-    })
+    response = admin_client.post(ADD_URL, add_form_data(
+        callback_id, base_url="https://jira.example.com/jira/", client_id="cid-9", client_secret="secret-9",
+        _get_auth_token="Save and get auth token"))
     assert response.status_code == 302
     account = ALMAccount.objects.get()
     assert (account.name, account.client_id, account.client_secret) == ("Jira - Payments", "cid-9", "secret-9")
@@ -196,11 +195,9 @@ def test_add_form_save_and_get_auth_token_saves_then_goes_to_jira(admin_client, 
 def test_invalid_add_form_shows_errors_and_does_not_leave(admin_client, db):
     text = admin_client.get(ADD_URL).content.decode()
     callback_id = re.search(r'name="callback_url" value="([^"]+)"', text).group(1)
-    response = admin_client.post(ADD_URL, {
-        "alm_type": "jira", "name": "", "authentication": "jira_server_oauth2",
-        "base_url": "https://jira.example.com/jira?x=1", "callback_url": callback_id, "client_id": "cid-9",
-        "client_secret": "secret-9", "scope": "ADMIN", "_get_auth_token": "Save and get auth token",
-    })
+    response = admin_client.post(ADD_URL, add_form_data(
+        callback_id, name="", base_url="https://jira.example.com/jira?x=1", client_id="cid-9",
+        client_secret="secret-9", _get_auth_token="Save and get auth token"))
     assert response.status_code == 200
     text = response.content.decode()
     assert "Please correct the errors below." in text
@@ -782,11 +779,9 @@ def test_no_secret_leaks_into_pages_messages_or_logs_during_the_whole_flow(
         # add the account with its secret, and go to Jira
         text = visit(admin_client.get(ADD_URL)).content.decode()
         callback_id = re.search(r'name="callback_url" value="([^"]+)"', text).group(1)
-        response = visit(admin_client.post(ADD_URL, {
-            "alm_type": "jira", "name": "Jira - Leak Test", "authentication": "jira_server_oauth2",
-            "base_url": JIRA, "callback_url": callback_id, "client_id": "client-id-123",
-            "client_secret": CLIENT_SECRET, "scope": "ADMIN", "_get_auth_token": "Save and get auth token",
-        }))
+        response = visit(admin_client.post(ADD_URL, add_form_data(
+            callback_id, name="Jira - Leak Test", client_id="client-id-123", client_secret=CLIENT_SECRET,
+            _get_auth_token="Save and get auth token")))
         account = ALMAccount.objects.get()
         states = [query_of(response["Location"])["state"]]
         verifiers = [PendingAuthorization.objects.get().code_verifier]
