@@ -87,12 +87,22 @@ class ALMAccount(models.Model):
         help_text="Shown by Jira after you save the incoming application link.",
     )
     client_secret = SecretField("Client Secret", blank=True, null=True)
+    # The Client Secret goes only to the Jira it was entered for: a changed base URL needs it pasted again
+    # (services.client_for refuses otherwise), so that editing the URL cannot send it to another host.
+    client_secret_base_url = models.CharField(max_length=500, blank=True, editable=False)
     scope = models.CharField(
         "Permission",
         max_length=20,
         choices=Scope.choices,
         default=Scope.ADMIN,
         help_text="The same Permission you chose on Jira's incoming application link (Admin recommended).",
+    )
+    jira_ca_certificate = models.TextField(
+        "Jira CA certificate (PEM)",
+        blank=True,
+        help_text="Only when Jira's HTTPS certificate is signed by your company's own certificate authority: paste "
+        "that CA certificate (-----BEGIN CERTIFICATE-----). Used only for this account's calls to Jira, in "
+        "addition to the trusted CAs; certificates are always verified.",
     )
 
     access_token = SecretField(blank=True, null=True, editable=False)
@@ -160,12 +170,17 @@ class AuthEvent(models.Model):
         REFRESH_FAILED = "refresh_failed", "Token refresh failed"
         TEST_CONNECTION = "test_connection", "Test connection"
         DISCONNECTED = "disconnected", "Disconnected"
+        CONNECTION_ENDED = "connection_ended", "Connection ended"
+        TOKENS_NOT_STORED = "tokens_not_stored", "Tokens not stored"
+        ACCOUNT_DELETED = "account_deleted", "Account deleted"
 
     class Outcome(models.TextChoices):
         OK = "ok", "OK"
         FAILED = "failed", "Failed"
 
-    account = models.ForeignKey(ALMAccount, on_delete=models.CASCADE, related_name="events")
+    # The trail outlives the account: deleting an account keeps its events, named by account_name.
+    account = models.ForeignKey(ALMAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    account_name = models.CharField("Account", max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="The admin user, or the command that acted.")
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -123,3 +123,12 @@ def connected_account(account):
     account.connected_as_display_name = "Jira Admin"
     account.save()
     return account
+
+
+@pytest.fixture
+def fake_jira():
+    """Jira DC on a real local socket (tests/fake_jira.py): rotating grants, identities, scripted answers."""
+    from tests.fake_jira import FakeJira
+
+    with FakeJira() as fake:
+        yield fake

@@ -1,0 +1,253 @@
+"""One test double for Jira Data Center on a real socket: the OAuth 2.0 provider and a few REST resources.
+
+Used wherever a test needs Jira over real HTTP (threads, processes, timeouts,
+cookies, TLS) rather than `responses` at the `requests` level:
+
+- **Grants that rotate like Jira's**: `add_grant(key, ...)` gives a grant
+  refresh token RT-<key>-0 / access token AT-<key>-0; each refresh issues
+  generation n+1 and kills the previous refresh *and* access token at once.
+  A re-used refresh token gets `invalid_grant`; every request is counted.
+- **Identities**: a Bearer call to `/rest/api/2/myself` answers as the Jira
+  user of the grant that owns the access token, and sets a `JSESSIONID`
+  cookie bound to that user, as Jira does. A request that carries a session
+  cookie of *another* user is recorded in `identity_mismatches` (Jira would
+  act as the cookie's user).
+- **Scripted answers**: `json(path, payload)`, `html(...)`, `slow(...)`
+  queue answers for a path; a queued answer is used before the behaviour
+  above.
+- `latency` (seconds) delays every token answer: a slow Jira.
+
+Start it with the `fake_jira` fixture (tests/conftest.py) or as a context
+manager; `https=True` with a `trustme` CA serves TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+PREFIX = "/jira"  # Jira keeps its context path: {base}/rest/...
+TOKEN_PATH = f"{PREFIX}/rest/oauth2/latest/token"
+REVOKE_PATH = f"{PREFIX}/rest/oauth2/latest/revoke"
+MYSELF_PATH = f"{PREFIX}/rest/api/2/myself"
+SERVER_INFO_PATH = f"{PREFIX}/rest/api/2/serverInfo"
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # with the query string
+    headers: dict
+    body: bytes
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode(errors="replace"), keep_blank_values=True).items()}
+
+
+@dataclass
+class Grant:
+    key: str
+    redirect_uri: str
+    client_id: str
+    client_secret: str
+    user: str
+    display_name: str
+    generation: int = 0
+
+
+class FakeJira:
+    def __init__(self, *, latency: float = 0.0, tls_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
+        self.latency = latency
+        self.lock = threading.Lock()
+        self.grants: dict[str, Grant] = {}
+        self.live_refresh: dict[str, str] = {}  # live refresh token -> grant key
+        self.live_access: dict[str, str] = {}  # live access token -> grant key
+        self.sessions: dict[str, str] = {}  # JSESSIONID -> Jira user
+        self.refreshes: Counter[str] = Counter()  # grant key -> successful refreshes
+        self.rejected: list[str] = []  # why requests were refused (re-used token, bad request)
+        self.identity_mismatches: list[str] = []
+        self.answers: dict[str, deque[Answer]] = defaultdict(deque)
+        self.calls: list[Call] = []
+        self.unexpected: list[str] = []
+        self.token_requests_started = threading.Semaphore(0)  # released when a token request arrives
+        self.server = ThreadingHTTPServer((host, 0), self._handler())
+        self.server.daemon_threads = True
+        if tls_context is not None:
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        scheme = "https" if tls_context is not None else "http"
+        self.base_url = f"{scheme}://{host}:{self.server.server_address[1]}{PREFIX}"
+
+    # --- set-up ---
+
+    def add_grant(self, key: str, *, redirect_uri: str, client_id: str, client_secret: str, user: str = "",
+                  display_name: str = "") -> tuple[str, str]:
+        """A grant as Jira holds it after consent; returns its first (access, refresh) pair."""
+        with self.lock:
+            grant = Grant(key, redirect_uri, client_id, client_secret, user or f"user-{key}",
+                          display_name or f"User {key}")
+            self.grants[key] = grant
+            access, refresh = self.current_tokens(key)
+            self.live_refresh[refresh] = key
+            self.live_access[access] = key
+        return access, refresh
+
+    def current_tokens(self, key: str) -> tuple[str, str]:
+        n = self.grants[key].generation
+        return f"AT-{key}-{n}", f"RT-{key}-{n}"
+
+    def json(self, path: str, payload, status: int = 200, *, headers: dict | None = None, delay: float = 0.0):
+        self.answers[path].append(Answer(status, json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json", **(headers or {})}, delay))
+
+    def html(self, path: str, status: int, text: str, *, headers: dict | None = None):
+        self.answers[path].append(Answer(status, text.encode(), {"Content-Type": "text/html", **(headers or {})}))
+
+    def slow(self, path: str, seconds: float):
+        self.answers[path].append(Answer(200, b"{}", {"Content-Type": "application/json"}, delay=seconds))
+
+    def pending(self) -> dict[str, int]:
+        return {path: len(queue) for path, queue in self.answers.items() if queue}
+
+    def calls_to(self, path: str) -> list[Call]:
+        return [call for call in self.calls if call.path.split("?", 1)[0] == path]
+
+    # --- Jira's behaviour ---
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict, dict]:
+        if self.latency:
+            time.sleep(self.latency)
+        sent = form.get("refresh_token", "")
+        with self.lock:
+            key = self.live_refresh.get(sent)
+            grant = self.grants.get(key) if key else None
+            if form.get("grant_type") != "refresh_token":
+                self.rejected.append(f"unsupported grant {form.get('grant_type')!r}")
+                return 400, {"error": "unsupported_grant_type"}, {}
+            if grant is None:
+                self.rejected.append(f"re-used or unknown refresh token {sent}")
+                return 400, {"error": "invalid_grant", "error_description": "Refresh token is invalid"}, {}
+            if (form.get("client_id"), form.get("client_secret")) != (grant.client_id, grant.client_secret):
+                self.rejected.append(f"bad client credentials for {key}")
+                return 401, {"error": "invalid_client"}, {}
+            if form.get("redirect_uri") != grant.redirect_uri:
+                self.rejected.append(f"wrong redirect_uri for {key}: {form.get('redirect_uri')!r}")
+                return 400, {"error": "invalid_grant"}, {}
+            old_access, _ = self.current_tokens(key)
+            del self.live_refresh[sent]
+            self.live_access.pop(old_access, None)
+            grant.generation += 1
+            self.refreshes[key] += 1
+            access, refresh = self.current_tokens(key)
+            self.live_refresh[refresh] = key
+            self.live_access[access] = key
+        return 200, {"access_token": access, "refresh_token": refresh, "token_type": "bearer",
+                     "expires_in": 7200, "scope": "ADMIN"}, {}
+
+    def rest(self, path: str, headers: dict) -> tuple[int, dict, dict]:
+        auth = headers.get("Authorization", "")
+        with self.lock:
+            key = self.live_access.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+            grant = self.grants.get(key) if key else None
+        if grant is None:
+            return 401, {"errorMessages": ["You are not authenticated."]}, {}
+        cookie = _session_cookie(headers.get("Cookie", ""))
+        if cookie is not None and self.sessions.get(cookie) not in (None, grant.user):
+            # Real Jira would now act as the cookie's user, not the token's.
+            self.identity_mismatches.append(f"token of {grant.user} sent with the session of {self.sessions[cookie]}")
+        session_id = secrets.token_hex(8)
+        self.sessions[session_id] = grant.user
+        cookie_header = {"Set-Cookie": f"JSESSIONID={session_id}; Path={PREFIX}; HttpOnly"}
+        if path == MYSELF_PATH:
+            return 200, {"name": grant.user, "key": grant.user, "displayName": grant.display_name}, cookie_header
+        if path == SERVER_INFO_PATH:
+            return 200, {"version": "9.12.2", "baseUrl": self.base_url, "deploymentType": "Server"}, cookie_header
+        return 404, {"errorMessages": ["Not found"]}, cookie_header
+
+    # --- the HTTP server ---
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                self._answer()
+
+            def do_POST(self):  # noqa: N802
+                self._answer()
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                headers = dict(self.headers)
+                fake.calls.append(Call(self.command, self.path, headers, body))
+                queue = fake.answers.get(path)
+                if queue:
+                    answer = queue.popleft()
+                elif path == TOKEN_PATH and self.command == "POST":
+                    fake.token_requests_started.release()
+                    answer = _json_answer(*fake.token(Call("POST", path, headers, body).form))
+                elif path.startswith(f"{PREFIX}/rest/api/") and self.command == "GET":
+                    answer = _json_answer(*fake.rest(path, headers))
+                else:
+                    fake.unexpected.append(f"{self.command} {path}")
+                    answer = Answer(599, b"unexpected call")
+                if answer.delay:
+                    time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:
+                    pass  # the client gave up (timeout)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _json_answer(status: int, payload: dict, headers: dict) -> Answer:
+    return Answer(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+
+
+def _session_cookie(header: str) -> str | None:
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "JSESSIONID":
+            return value
+    return None
