@@ -9,15 +9,24 @@ logs, and no secret ever goes into an exception message or a URL it builds.
 The one exception is the authorize URL, which must carry the state (single use,
 kept server-side only as a digest) and the PKCE challenge; never the verifier
 or the client secret.
+
+Secrets (client secret, tokens, codes, verifiers) travel through this module
+wrapped in `Secret`, and Jira's token answers in `_Body`: neither is a string
+or a mapping, and their repr is hidden. Error reporters that print the local
+variables of every frame (Django's error pages and mails, Sentry's frame
+capture) therefore show "<hidden>" for them; a secret is revealed only inside
+the expression that hands it to `requests`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import http.cookiejar
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -38,6 +47,66 @@ MAX_BODY_BYTES = 1_000_000
 # than "never expires": an absurd value is treated as a broken answer.
 MAX_EXPIRES_IN = 366 * 24 * 3600
 USER_AGENT = "kendis-integration/1.0 (+Jira DC OAuth 2.0 client)"
+
+
+class Secret:
+    """A secret value that never shows itself: repr and str are hidden, and it is neither str nor a mapping."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        if isinstance(value, Secret):
+            value = value.reveal()
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self):
+        return bool(self._value)
+
+    def __eq__(self, other):
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
+def reveal(value: Secret | str) -> str:
+    return value.reveal() if isinstance(value, Secret) else value
+
+
+class Deadline:
+    """One time budget for everything a call to Jira may take: connecting, reading, pauses between retries.
+
+    A refresh holds its account's row lock while Jira answers; the deadline bounds that hold whatever
+    Jira (or a proxy in front of it) does.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._ends - time.monotonic()
+
+    def timeout(self, timeout: tuple[float, float]) -> tuple[float, float]:
+        """(connect, read) timeouts for the next request, cut to what is left."""
+        left = self.remaining()
+        if left <= 0:
+            raise DeadlineExceeded(self.seconds, reached_jira=False)
+        return min(timeout[0], left), min(timeout[1], left)
+
+    def allows_pause(self, seconds: float) -> bool:
+        # A retry after the pause needs time of its own (at least a connect) to be worth it.
+        return seconds + 1.0 < self.remaining()
+
+    def __repr__(self):
+        return f"Deadline({self.seconds} s, {max(0.0, self.remaining()):.1f} s left)"
 
 
 class JiraError(Exception):
@@ -68,14 +137,25 @@ class JiraUnavailable(JiraError):
         super().__init__(message)
 
 
+class DeadlineExceeded(JiraUnavailable):
+    """The call to Jira did not finish within its deadline (JIRA_REFRESH_DEADLINE)."""
+
+    def __init__(self, seconds: float, *, reached_jira: bool):
+        super().__init__(f"Jira did not answer within the {seconds:g} s deadline", reached_jira=reached_jira)
+
+
+class InvalidPath(JiraError, ValueError):
+    """A REST path that could leave the Jira host (or is not a path at all): nothing was sent."""
+
+
 class JiraUnauthorized(JiraError):
     """A REST call was refused with 401: the access token is expired, revoked or rotated away."""
 
 
 @dataclass(frozen=True)
 class TokenSet:
-    access_token: str
-    refresh_token: str
+    access_token: Secret
+    refresh_token: Secret
     expires_in: int
     scope: str
     token_type: str = "bearer"
@@ -108,26 +188,52 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
 
-_sessions: dict[str, requests.Session] = {}
+_sessions: dict[tuple, requests.Session] = {}
 _sessions_lock = threading.Lock()
 
 
-def session_for(base_url: str) -> requests.Session:
-    """One pooled session per Jira origin, shared by threads (refresh_tokens --concurrency)."""
+class _RejectAllCookies(http.cookiejar.DefaultCookiePolicy):
+    """Jira answers Bearer calls with a JSESSIONID cookie. A pooled session serves every account (and every
+    user) on one Jira host: a kept cookie would be sent with another identity's token, and Jira would act as
+    the cookie's user. So no cookie is ever stored, hence none is ever sent."""
+
+    def set_ok(self, cookie, request):
+        return False
+
+    def return_ok(self, cookie, request):
+        return False
+
+
+def session_for(base_url: str, *, verify: str | bool = True, proxies: dict | None = None) -> requests.Session:
+    """One pooled session per (Jira origin, trusted CA file, proxy), shared by threads (refresh_tokens
+    --concurrency). Keyed by trust and proxy too, so that one account's own CA never applies to another
+    account on the same host.
+
+    `verify` is True (certifi's CAs) or the path of a CA bundle file; it can never switch verification off.
+    `proxies` is requests' mapping {"http": url, "https": url}, or None for a direct connection.
+    """
+    if verify is not True and not (isinstance(verify, str) and verify):
+        raise ValueError("certificate verification of Jira calls cannot be switched off; pass a CA bundle path")
     parts = urlsplit(base_url)
     origin = f"{parts.scheme}://{parts.netloc}"
+    key = (origin, verify, tuple(sorted((proxies or {}).items())))
     with _sessions_lock:
-        session = _sessions.get(origin)
+        session = _sessions.get(key)
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = USER_AGENT
-            # Proxies and .netrc from the environment would be surprising for
-            # credentials traffic; trust only what the account says.
+            session.cookies = requests.cookies.RequestsCookieJar(policy=_RejectAllCookies())
+            # The environment's REQUESTS_CA_BUNDLE, HTTPS_PROXY / NO_PROXY and ~/.netrc are ignored: a
+            # variable meant for another tool (or a .netrc with a password) would silently change where
+            # credentials go and whom we trust. Trust and proxy are explicit (JIRA_CA_BUNDLE, JIRA_PROXY_URL,
+            # the account's CA: alm_accounts/egress.py); with trust_env off requests uses exactly these two.
             session.trust_env = False
-            _sessions[origin] = session
+            session.verify = verify
+            session.proxies = dict(proxies or {})
+            _sessions[key] = session
         return session
 
 
@@ -142,12 +248,14 @@ class JiraClient:
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
         session: requests.Session | None = None,
+        verify: str | bool = True,
+        proxies: dict | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
-        self._client_secret = client_secret
+        self._client_secret = Secret(client_secret)
         self.timeout = timeout
-        self.session = session or session_for(self.base_url)
+        self.session = session or session_for(self.base_url, verify=verify, proxies=proxies)
 
     def __repr__(self):
         return f"JiraClient({self.base_url!r}, client_id={self.client_id!r})"
@@ -168,37 +276,65 @@ class JiraClient:
         )
         return f"{self.base_url}{AUTHORIZE_PATH}?{query}"
 
-    def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> TokenSet:
+    def exchange_code(
+        self, *, code: Secret, redirect_uri: str, code_verifier: Secret, deadline: Deadline | None = None
+    ) -> TokenSet:
         return self._token_request(
             {
                 "grant_type": "authorization_code",
-                "code": code,
+                "code": Secret(code),
                 "redirect_uri": redirect_uri,
-                "code_verifier": code_verifier,
-            }
+                "code_verifier": Secret(code_verifier),
+            },
+            deadline,
         )
 
-    def refresh(self, *, refresh_token: str, redirect_uri: str) -> TokenSet:
+    def refresh(self, *, refresh_token: Secret, redirect_uri: str, deadline: Deadline | None = None) -> TokenSet:
         # Jira DC rejects a refresh without redirect_uri with a bare invalid_grant.
         return self._token_request(
-            {"grant_type": "refresh_token", "refresh_token": refresh_token, "redirect_uri": redirect_uri}
+            {"grant_type": "refresh_token", "refresh_token": Secret(refresh_token), "redirect_uri": redirect_uri},
+            deadline,
         )
 
-    def revoke(self, *, token: str, token_type_hint: str) -> None:
-        form = {"token": token, "token_type_hint": token_type_hint, **self._client_auth()}
-        with self._post(REVOKE_PATH, form) as response:  # streamed: close it to give the connection back
-            status = response.status_code
-        if status >= 400:
-            raise JiraUnavailable(f"Jira answered HTTP {status} to the revocation", reached_jira=True)
+    def revoke(self, *, token: Secret, token_type_hint: str, deadline: Deadline | None = None) -> bool:
+        """True only when Jira answered 200. Jira DC documents no revocation endpoint: a redirect (an SSO
+        proxy's login page), a 404 or anything else is not a confirmation."""
+        form = {"token": Secret(token), "token_type_hint": token_type_hint, **self._client_auth()}
+        with self._post(REVOKE_PATH, form, deadline) as response:  # streamed: close it to give the connection back
+            return response.status_code == 200
 
     # --- REST API with a Bearer token ---
 
-    def get(self, path: str, *, access_token: str) -> dict:
+    def rest_url(self, path: str) -> str:
+        """base_url + path, for a path that cannot leave this Jira (scheme, host and port stay the same).
+
+        A path such as "@evil.example/x" or "//evil.example/x" would otherwise send the Bearer token to
+        another host.
+        """
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/")
+            or path.startswith("//")
+            or any(ch in path for ch in "\\#")
+            or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in path)
+        ):
+            raise InvalidPath(
+                f"A Jira REST path must start with a single '/' and hold no spaces, backslashes or '#' "
+                f"(got {str(path)[:80]!r}); nothing was sent."
+            )
+        url = self.base_url + path
+        base, built = urlsplit(self.base_url), urlsplit(url)
+        if (built.scheme, built.netloc) != (base.scheme, base.netloc) or not built.path.startswith(base.path):
+            raise InvalidPath(f"The path {path[:80]!r} would leave the Jira at {self.base_url}; nothing was sent.")
+        return url
+
+    def get(self, path: str, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
+        url = self.rest_url(path)
         try:
             response = self.session.get(
-                self.base_url + path,
-                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-                timeout=self.timeout,
+                url,
+                headers={"Authorization": f"Bearer {reveal(access_token)}", "Accept": "application/json"},
+                timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
                 allow_redirects=False,
                 stream=True,
             )
@@ -207,46 +343,47 @@ class JiraClient:
         with response:
             if response.status_code == 401:
                 raise JiraUnauthorized("Jira refused the access token (HTTP 401)")
-            body = _read_json(response)
-            if response.status_code != 200 or not isinstance(body, dict):
+            body = _read_json(response, deadline)
+            if response.status_code != 200 or not body.is_object:
                 raise JiraUnavailable(
                     f"Jira answered HTTP {response.status_code} to {path}",
                     reached_jira=True,
                     status=response.status_code,
                 )
-            return body
+            return body.data  # REST resources are not secrets: the caller gets them as they are
 
-    def myself(self, *, access_token: str) -> dict:
-        return self.get(MYSELF_PATH, access_token=access_token)
+    def myself(self, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
+        return self.get(MYSELF_PATH, access_token=access_token, deadline=deadline)
 
     # --- internals ---
 
     def _client_auth(self) -> dict:
         # Jira takes client credentials as form parameters; HTTP Basic is not supported.
-        return {"client_id": self.client_id, "client_secret": self._client_secret}
+        return {"client_id": self.client_id, "client_secret": Secret(self._client_secret)}
 
-    def _post(self, path: str, form: dict) -> requests.Response:
+    def _post(self, path: str, form: dict, deadline: Deadline | None) -> requests.Response:
         try:
             # `data=` sends application/x-www-form-urlencoded; a JSON body gets HTTP 500 from Jira.
+            # Secrets are revealed inside this expression only (see the module docstring).
             return self.session.post(
                 self.base_url + path,
-                data=form,
+                data={name: reveal(value) for name, value in form.items()},
                 headers={"Accept": "application/json"},
-                timeout=self.timeout,
+                timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
                 allow_redirects=False,
                 stream=True,
             )
         except requests.RequestException as exc:
-            raise _network_error(exc) from None
+            raise _network_error(exc, deadline) from None
 
-    def _token_request(self, form: dict) -> TokenSet:
-        response = self._post(TOKEN_PATH, {**form, **self._client_auth()})
+    def _token_request(self, form: dict, deadline: Deadline | None) -> TokenSet:
+        response = self._post(TOKEN_PATH, {**form, **self._client_auth()}, deadline)
         with response:
             status = response.status_code
-            body = _read_json(response)
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            description = body.get("error_description")
-            raise JiraOAuthError(body["error"], description if isinstance(description, str) else "", status)
+            body = _read_json(response, deadline)
+        error, description = body.get("error"), body.get("error_description")
+        if isinstance(error, str):
+            raise JiraOAuthError(error, description if isinstance(description, str) else "", status)
         if status != 200:
             raise JiraUnavailable(
                 f"Jira's token endpoint answered HTTP {status}"
@@ -255,16 +392,39 @@ class JiraClient:
                 retryable=status in (429, 502, 503),
                 status=status,
             )
-        if not isinstance(body, dict):
+        if not body.is_object:
             raise JiraUnavailable("Jira's token endpoint did not answer with JSON", reached_jira=True, status=status)
         return _token_set(body)
 
 
-def _token_set(body: dict) -> TokenSet:
-    access, refresh = body.get("access_token"), body.get("refresh_token")
-    if not isinstance(access, str) or not access:
+class _Body:
+    """Jira's parsed JSON answer, kept out of sight: a token answer holds both tokens (see Secret)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+    @property
+    def is_object(self) -> bool:
+        return isinstance(self.data, dict)
+
+    def get(self, name: str, default=None):
+        return self.data.get(name, default) if isinstance(self.data, dict) else default
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.get(name)
+        return Secret(value) if isinstance(value, str) and value else None
+
+    def __repr__(self):
+        return "<Jira's answer, hidden>"
+
+
+def _token_set(body: _Body) -> TokenSet:
+    access, refresh = body.secret("access_token"), body.secret("refresh_token")
+    if access is None:
         raise JiraUnavailable("Jira's answer has no access token", reached_jira=True)
-    if not isinstance(refresh, str) or not refresh:
+    if refresh is None:
         raise JiraUnavailable("Jira's answer has no refresh token", reached_jira=True)
     token_type = body.get("token_type", "bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
@@ -284,20 +444,47 @@ def _token_set(body: dict) -> TokenSet:
     )
 
 
-def _read_json(response: requests.Response):
-    """The JSON body, or None when it is not JSON (HTML error pages, garbage). Refuses oversized bodies."""
+READ_CHUNK_BYTES = 64 * 1024
+
+
+def _read_json(response: requests.Response, deadline: Deadline | None = None) -> _Body:
+    """The JSON body (data None when it is not JSON: HTML error pages, garbage). Refuses oversized bodies.
+
+    Read in chunks so that a Jira dripping its answer cannot hold the caller past its deadline.
+    """
+    return _Body(_parse_json(_read_body(response, deadline), response.encoding))
+
+
+def _read_body(response: requests.Response, deadline: Deadline | None) -> bytearray | None:
+    chunks = bytearray()
     try:
-        raw = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
+        while True:
+            before = len(chunks)
+            chunks += response.raw.read1(READ_CHUNK_BYTES, decode_content=True)  # read1: one recv, not "all of it"; no name holds it
+            if len(chunks) == before:
+                break
+            if len(chunks) > MAX_BODY_BYTES:
+                chunks.clear()  # no copy of the answer stays in this frame
+                raise JiraUnavailable(
+                    f"Jira's answer is larger than {MAX_BODY_BYTES // 1000} kB, which no Jira answer is; check the "
+                    "Jira base URL",
+                    reached_jira=True,
+                )
+            if deadline is not None and deadline.remaining() <= 0:
+                chunks.clear()
+                raise DeadlineExceeded(deadline.seconds, reached_jira=True)
+    except JiraUnavailable:
+        raise
     except Exception:  # noqa: BLE001 - a body that cannot be read is no answer at all
         return None
-    if len(raw) > MAX_BODY_BYTES:
-        raise JiraUnavailable(
-            f"Jira's answer is larger than {MAX_BODY_BYTES // 1000} kB, which no Jira answer is; check the Jira "
-            "base URL",
-            reached_jira=True,
-        )
+    return chunks
+
+
+def _parse_json(raw: bytearray | None, encoding: str | None):
+    if raw is None:
+        return None
     try:
-        text = raw.decode(response.encoding or "utf-8", errors="replace")
+        text = raw.decode(encoding or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know: JSON is UTF-8 anyway
         text = raw.decode("utf-8", errors="replace")
     try:
@@ -306,9 +493,11 @@ def _read_json(response: requests.Response):
         return None
 
 
-def _network_error(exc: requests.RequestException) -> JiraUnavailable:
+def _network_error(exc: requests.RequestException, deadline: Deadline | None = None) -> JiraUnavailable:
     # Only failures to open the connection are certain not to have reached
     # Jira: they are the only ones a refresh may retry (see services.refresh_account).
+    if isinstance(exc, requests.ReadTimeout) and deadline is not None and deadline.remaining() <= 0.05:
+        return DeadlineExceeded(deadline.seconds, reached_jira=True)
     if isinstance(exc, requests.ConnectTimeout):
         return JiraUnavailable("Jira did not accept the connection in time", reached_jira=False, retryable=True)
     if isinstance(exc, requests.exceptions.SSLError):

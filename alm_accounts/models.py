@@ -89,7 +89,9 @@ class ALMAccount(models.Model):
     client_secret = SecretField("Client Secret", blank=True, null=True)
     # The Client Secret goes only to the Jira it was entered for: a changed base URL needs it pasted again
     # (services.client_for refuses otherwise), so that editing the URL cannot send it to another host.
-    client_secret_base_url = models.CharField(max_length=500, blank=True, editable=False)
+    client_secret_base_url = models.CharField(
+        max_length=500, blank=True, editable=False, help_text="The Jira base URL the Client Secret was entered for."
+    )
     scope = models.CharField(
         "Permission",
         max_length=20,

@@ -167,6 +167,12 @@ for _name in ("JIRA_CONNECT_TIMEOUT", "JIRA_READ_TIMEOUT"):
         raise ImproperlyConfigured(f"{_name} must be a number of seconds above 0 and at most 600.")
 # Pauses (seconds) between attempts when a token refresh could not reach Jira.
 JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
+# One time budget per token refresh or code exchange: connecting, reading and retries together. The account's
+# row lock is held meanwhile, so it bounds that hold; keep it well under the web server's and proxy's timeouts
+# (gunicorn 30 s, nginx 60 s) so that "Refresh token now" always answers.
+JIRA_REFRESH_DEADLINE = env.float("JIRA_REFRESH_DEADLINE", default=20.0)
+if not 1 <= JIRA_REFRESH_DEADLINE <= 300:
+    raise ImproperlyConfigured("JIRA_REFRESH_DEADLINE must be a number of seconds between 1 and 300.")
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
 OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
 

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='almaccount',
             name='client_secret_base_url',
-            field=models.CharField(blank=True, editable=False, max_length=500),
+            field=models.CharField(blank=True, editable=False, help_text='The Jira base URL the Client Secret was entered for.', max_length=500),
         ),
         migrations.AddField(
             model_name='almaccount',

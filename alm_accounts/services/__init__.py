@@ -1,0 +1,43 @@
+"""The use cases of an ALM account's Jira connection, one function each.
+
+Transactions, row locks, status changes and audit events happen here and
+nowhere else. Admin screens, the OAuth callback and operator commands call
+these functions and turn their results into messages.
+
+Messages returned or raised here are shown to admins and stored in the audit
+trail: they never contain a token, a secret, a code or a PKCE verifier. The
+functions that hold such values are marked @sensitive_variables, so Django's
+error reports (DEBUG pages, error e-mails) never show their local variables.
+
+- common: errors, the audit trail, the Jira client of an account, our own transactions
+- authorization: Get Auth Token (start, callback)
+- grants: refresh under the row lock, on-demand tokens, REST calls as the account
+- connection: Test connection, Disconnect, what ends a connection
+"""
+
+from ..selectors import due_accounts, refreshable_accounts
+from .authorization import (
+    SESSION_BINDING_KEY,
+    CallbackOutcome,
+    CallbackRejected,
+    complete_authorization,
+    start_authorization,
+)
+from .common import NestedTransactionError, ServiceError, actor_of, client_for, record_event
+from .connection import Outcome, delete_account, disconnect, save_account, test_connection
+from .grants import (
+    ACCESS_TOKEN_MIN_VALIDITY,
+    RefreshOutcome,
+    RefreshResult,
+    jira_get,
+    refresh_account,
+    valid_access_token,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackOutcome", "CallbackRejected", "NestedTransactionError",
+    "RefreshOutcome", "RefreshResult", "ServiceError", "actor_of", "client_for", "complete_authorization",
+    "Outcome", "delete_account", "disconnect", "due_accounts", "save_account", "jira_get", "record_event",
+    "refresh_account", "refreshable_accounts",
+    "start_authorization", "test_connection", "valid_access_token",
+]

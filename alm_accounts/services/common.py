@@ -1,0 +1,112 @@
+"""What every use case shares: the error shown to admins, the audit trail, the Jira client of an account."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .. import egress
+from ..fields import UnreadableSecret
+from ..jira import JiraClient
+from ..models import ALMAccount, AuthEvent
+
+log = logging.getLogger("alm_accounts.services")
+
+Status = ALMAccount.Status
+Kind = AuthEvent.Kind
+
+
+class ServiceError(Exception):
+    """A failure to show to the admin as it is (already in their words)."""
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def record_event(account: ALMAccount | None, *, actor: str, kind: str, ok: bool, message: str = "",
+                 account_name: str = "") -> AuthEvent:
+    return AuthEvent.objects.create(
+        account=account,
+        account_name=(account.name if account is not None else account_name)[:200],
+        actor=(actor or "system")[:150],
+        kind=kind,
+        outcome=AuthEvent.Outcome.OK if ok else AuthEvent.Outcome.FAILED,
+        message=message,
+    )
+
+
+def actor_of(user) -> str:
+    return user.get_username() if user is not None and user.is_authenticated else "anonymous"
+
+
+def client_for(account: ALMAccount) -> JiraClient:
+    """A Jira client with the account's credentials, for the Jira they were entered for only."""
+    if isinstance(account.client_secret, UnreadableSecret):
+        raise ServiceError(
+            "The stored Client Secret cannot be decrypted with the configured FIELD_ENCRYPTION_KEY. Restore the "
+            "key it was encrypted with, or paste the Client Secret from Jira again."
+        )
+    secret = account.client_secret or ""
+    bound_to = account.client_secret_base_url
+    if secret and bound_to and bound_to != account.base_url:
+        # Never send a secret to a host it was not entered for (an edited base URL must not harvest it). The
+        # admin records where each secret was entered; a row made elsewhere without it (a script) is not bound.
+        raise ServiceError(
+            "The Jira base URL changed since the Client Secret was entered: paste the Client Secret shown by "
+            "Jira's incoming application link again and save."
+        )
+    try:
+        options = egress.client_options(account)
+    except egress.EgressError as exc:
+        raise ServiceError(str(exc)) from None
+    return JiraClient(
+        account.base_url,
+        account.client_id,
+        secret,
+        timeout=(settings.JIRA_CONNECT_TIMEOUT, settings.JIRA_READ_TIMEOUT),
+        **options,
+    )
+
+
+def mark(account_id: int, **fields) -> None:
+    ALMAccount.objects.filter(pk=account_id).update(updated_at=timezone.now(), **fields)
+
+
+class NestedTransactionError(RuntimeError):
+    """A use case that commits Jira's rotated tokens was called inside a caller's transaction."""
+
+
+@contextlib.contextmanager
+def own_transaction(what: str):
+    """A transaction of its own, never a savepoint of a caller's (atomic(durable=True)).
+
+    Refreshes, code exchanges and disconnects hold a row lock while Jira
+    answers and store tokens Jira has just rotated: inside a caller's
+    transaction the lock would be held until the caller commits, and the
+    caller's rollback would drop the new tokens (and with them the grant).
+    """
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(transaction.atomic(durable=True))
+    except RuntimeError as exc:
+        raise NestedTransactionError(
+            f"{what} must not run inside a database transaction: it commits the tokens Jira has just rotated "
+            "at once. Call it outside transaction.atomic()."
+        ) from exc
+    with stack:
+        if connection.vendor == "postgresql":
+            # The row lock is held while Jira answers: a database policy must not end the transaction
+            # midway (the rotated pair would be lost), and waiting for a lock has a bound of its own.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('idle_in_transaction_session_timeout', '0', true), "
+                    "set_config('lock_timeout', %s, true)",
+                    [f"{int((settings.JIRA_REFRESH_DEADLINE + 10) * 1000)}ms"],
+                )
+        yield

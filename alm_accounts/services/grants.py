@@ -1,0 +1,319 @@
+"""Keeping a grant alive: refresh under the row lock (Jira rotates both tokens), on-demand tokens, 401 → retry.
+
+Jira rotates the refresh token on every refresh, so the read of the refresh
+token, the call to Jira and the write of the new pair happen in one
+transaction holding the account's row lock: no two callers ever send the same
+refresh token. The transaction is always our own (never a savepoint of a
+caller's), the call to Jira has one deadline (JIRA_REFRESH_DEADLINE), and a
+new pair whose write failed is written again on a fresh connection: once Jira
+has rotated, the pair in memory is the only live copy of the grant.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from .. import explain
+from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
+from ..models import ALMAccount, is_due
+from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
+
+# An on-demand caller gets a token that is valid for at least this long.
+ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=60)
+TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
+# Pauses before each new attempt to store a rotated pair whose first write failed (database failover, a
+# killed connection): bounded, and long enough to ride out a quick failover.
+STORE_RETRY_PAUSES = (0.0, 1.0, 3.0)
+TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at", "status",
+                "last_error", "updated_at"]
+
+
+class RefreshOutcome(enum.Enum):
+    REFRESHED = "refreshed"
+    NOT_DUE = "not due"
+    BUSY = "skipped: another runner is refreshing it"
+    NOT_CONNECTED = "not connected"
+    FAILED = "failed"
+    NEEDS_REAUTHORIZATION = "needs re-authorization"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    account_id: int
+    account_name: str
+    outcome: RefreshOutcome
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in (RefreshOutcome.FAILED, RefreshOutcome.NEEDS_REAUTHORIZATION)
+
+
+def refresh_deadline() -> Deadline:
+    return Deadline(settings.JIRA_REFRESH_DEADLINE)
+
+
+def unreadable_message(account: ALMAccount) -> str:
+    return (
+        f"The stored {', '.join(account.unreadable_secrets)} cannot be decrypted with the configured "
+        "FIELD_ENCRYPTION_KEY; restore the key it was encrypted with, or click Get Auth Token."
+    )
+
+
+@sensitive_variables()
+def put_tokens(account: ALMAccount, tokens: TokenSet, *, now, scope_if_none: str) -> None:
+    """Put a new pair from Jira on `account` (not saved)."""
+    account.access_token = tokens.access_token.reveal()
+    account.refresh_token = tokens.refresh_token.reveal()
+    account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
+    # Informational only: whatever Jira puts in `scope` must not stop a rotated pair from being stored.
+    account.token_scope = explain.plain_text(tokens.scope, TOKEN_SCOPE_LENGTH) or scope_if_none
+
+
+@sensitive_variables()
+def refresh_account(
+    *,
+    account_id: int,
+    actor: str,
+    due_within: timedelta | None = None,
+    skip_locked: bool = False,
+    unless_access_token_changed_from: str | None = None,
+) -> RefreshResult:
+    """Refresh one account's tokens under its row lock.
+
+    `due_within=None` forces the refresh; otherwise the expiry is checked
+    again after the lock is taken (another runner may just have refreshed).
+    With `skip_locked`, an account locked by another runner is skipped.
+    On SQLite the transaction starts with BEGIN IMMEDIATE (see settings),
+    which serialises refreshes across processes instead of row locks.
+    """
+    deadline = refresh_deadline()
+    rotated: tuple[TokenSet, Secret, str] | None = None  # Jira's new pair, the token it replaced, the name
+    try:
+        with own_transaction("A token refresh"):
+            account = ALMAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+            if account is None:
+                return RefreshResult(account_id, f"#{account_id}", RefreshOutcome.BUSY if skip_locked else
+                                     RefreshOutcome.NOT_CONNECTED, "no such account" if not skip_locked else "")
+            name = account.name
+            if account.refresh_token is None:
+                return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED,
+                                     "no refresh token: Get Auth Token")
+            if account.status == Status.NEEDS_REAUTHORIZATION:
+                return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED,
+                                     "Jira no longer accepts its grant: click Get Auth Token")
+            changed_from = unless_access_token_changed_from
+            if changed_from is not None and account.access_token != changed_from:
+                return RefreshResult(account.pk, name, RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
+            if due_within is not None and not is_due(account.token_expires_at, within=due_within):
+                return RefreshResult(account.pk, name, RefreshOutcome.NOT_DUE, expires_text(account))
+            if account.unreadable_secrets:
+                return _refresh_failed(account, actor, unreadable_message(account), RefreshOutcome.FAILED)
+
+            sent = Secret(account.refresh_token)
+            try:
+                tokens = _refresh_with_retries(client_for(account), refresh_token=sent,
+                                               redirect_uri=account.callback_url, deadline=deadline)
+            except ServiceError as exc:
+                return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
+            except JiraOAuthError as exc:
+                if exc.error == "invalid_grant":
+                    # Under the row lock nobody else can have used this refresh token: the grant is dead.
+                    return _refresh_failed(account, actor, explain.describe("refresh", exc),
+                                           RefreshOutcome.NEEDS_REAUTHORIZATION, status=Status.NEEDS_REAUTHORIZATION)
+                return _refresh_failed(account, actor, explain.describe("refresh", exc), RefreshOutcome.FAILED,
+                                       status=Status.ERROR)
+            except JiraUnavailable as exc:
+                # Tokens untouched and status kept: the grant is most likely still alive.
+                return _refresh_failed(account, actor, explain.describe("refresh", exc), RefreshOutcome.FAILED)
+
+            rotated = (tokens, sent, name)
+            return _store_refreshed(account, tokens, actor=actor)
+    except DatabaseError as exc:
+        if rotated is None:
+            raise  # nothing was rotated: the grant is as it was
+        tokens, sent, name = rotated
+        return _store_rotated_pair_again(account_id, name, tokens, sent, actor=actor, error=exc)
+
+
+@sensitive_variables()
+def _store_refreshed(account: ALMAccount, tokens: TokenSet, *, actor: str, note: str = "") -> RefreshResult:
+    now = timezone.now()
+    put_tokens(account, tokens, now=now, scope_if_none=account.token_scope)
+    account.last_refreshed_at = now
+    account.status = Status.CONNECTED
+    account.last_error = ""
+    account.save(update_fields=TOKEN_FIELDS)
+    message = f"Token refreshed; {expires_text(account)}{note}."
+    record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
+    return RefreshResult(account.pk, account.name, RefreshOutcome.REFRESHED, message)
+
+
+class WriteLost(Exception):
+    """Tokens Jira issued could not be written to the database, even on fresh connections."""
+
+    def __init__(self, failure: str, attempts: int):
+        self.failure, self.attempts = failure, attempts
+        super().__init__(f"{failure} after {attempts} attempts")
+
+
+def write_again(account_id: int, *, write, what: str, error: Exception):
+    """Jira issued new tokens but our write failed: the pair in memory is the grant. Write it again.
+
+    The first transaction is gone with its connection (and its row lock), so
+    each attempt runs on a fresh connection and locks the row again; `write`
+    gets the locked account (None when it was deleted) and does the storing.
+    Raises WriteLost when every attempt failed. Logs at CRITICAL, never a token.
+    """
+    failure = type(error).__name__
+    log.critical("ALM account %s: Jira issued new tokens (%s) but storing them failed (%s); writing them again on "
+                 "a fresh database connection.", account_id, what, failure)
+    for attempt, pause in enumerate(STORE_RETRY_PAUSES, start=2):
+        time.sleep(pause)
+        try:
+            connection.close()  # the broken connection; the next query opens a fresh one
+            with own_transaction(f"Storing tokens ({what})"):
+                result = write(ALMAccount.objects.select_for_update().filter(pk=account_id).first())
+            log.warning("ALM account %s: the new tokens (%s) were stored on attempt %s.", account_id, what, attempt)
+            return result
+        except DatabaseError as exc:
+            failure = type(exc).__name__
+            log.critical("ALM account %s: storing the new tokens (%s) failed again (%s, attempt %s).",
+                         account_id, what, failure, attempt)
+    raise WriteLost(failure, len(STORE_RETRY_PAUSES) + 1)
+
+
+@sensitive_variables()
+def _store_rotated_pair_again(account_id: int, name: str, tokens: TokenSet, sent: Secret, *, actor: str,
+                              error: Exception) -> RefreshResult:
+    """See write_again. If the stored refresh token is still the one we sent, ours is the newest pair Jira
+    issued (anyone who sent the old one meanwhile got invalid_grant and may have marked the account: ours
+    wins). If it is another token, someone authorized anew meanwhile: theirs stays."""
+    first_failure = type(error).__name__
+
+    @sensitive_variables()
+    def write(account: ALMAccount | None) -> RefreshResult:
+        if account is None:
+            log.critical("ALM account %s was deleted before its rotated tokens could be stored.", account_id)
+            return RefreshResult(account_id, name, RefreshOutcome.FAILED, "the account was deleted meanwhile")
+        if Secret(account.refresh_token or "") != sent:
+            message = ("Jira rotated the tokens but they could not be stored, and the account was authorized anew "
+                       "meanwhile: the new authorization is kept.")
+            record_event(account, actor=actor, kind=Kind.TOKENS_NOT_STORED, ok=False, message=message)
+            return RefreshResult(account.pk, name, RefreshOutcome.FAILED, message)
+        return _store_refreshed(account, tokens, actor=actor,
+                                note=f" (the first write failed with {first_failure} and was repeated)")
+
+    try:
+        return write_again(account_id, write=write, what="refresh", error=error)
+    except WriteLost as lost:
+        message = (
+            f"Jira rotated the tokens but the database did not accept them ({lost.failure}, {lost.attempts} "
+            "attempts): the connection is lost. Click Get Auth Token to authorize again."
+        )
+        log.critical("ALM account %s: %s", account_id, message)
+        record_outside(account_id, actor=actor, message=message)
+        return RefreshResult(account_id, name, RefreshOutcome.FAILED, message)
+
+
+def record_outside(account_id: int, *, actor: str, message: str, kind: str = Kind.TOKENS_NOT_STORED) -> None:
+    """Best effort, in autocommit: the database that refused the tokens may refuse this too (then the log has it).
+
+    A lost refresh costs the grant (Jira rotated the old pair away): the account needs re-authorization.
+    """
+    try:
+        connection.close()
+        account = ALMAccount.objects.filter(pk=account_id).first()
+        if account is not None:
+            if kind == Kind.TOKENS_NOT_STORED:
+                mark(account_id, status=Status.NEEDS_REAUTHORIZATION, last_error=message)
+            record_event(account, actor=actor, kind=kind, ok=False, message=message)
+    except DatabaseError as exc:
+        log.critical("ALM account %s: the failure could not be recorded either (%s).", account_id,
+                     type(exc).__name__)
+
+
+@sensitive_variables()
+def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect_uri: str,
+                          deadline: Deadline) -> TokenSet:
+    """Retry only failures where Jira cannot have used the refresh token, within the deadline.
+
+    A refresh that reached Jira but whose answer was lost (read timeout, broken
+    connection, HTTP 500/504) may already have rotated the token: sending it
+    again would get invalid_grant and cost the grant. Those are reported and
+    not retried; the next run finds out. Retried: connections that were never
+    made, and 429/502/503 (Jira or its proxy refused before processing).
+    """
+    pauses = list(settings.JIRA_RETRY_BACKOFF)
+    while True:
+        try:
+            return client.refresh(refresh_token=refresh_token, redirect_uri=redirect_uri, deadline=deadline)
+        except JiraUnavailable as exc:
+            if not exc.retryable or not pauses or not deadline.allows_pause(pauses[0]):
+                raise
+            time.sleep(pauses.pop(0))
+
+
+def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
+    fields = {"last_error": message}
+    if status is not None:
+        fields["status"] = status
+    mark(account.pk, **fields)
+    record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
+    return RefreshResult(account.pk, account.name, outcome, message)
+
+
+def expires_text(account: ALMAccount) -> str:
+    if account.token_expires_at is None:
+        return "expiry unknown"
+    return f"expires {timezone.localtime(account.token_expires_at):%Y-%m-%d %H:%M:%S %Z}"
+
+
+@sensitive_variables()
+def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
+    """An access token valid for at least a minute, refreshed under the row lock when due."""
+    token = account.access_token
+    if isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
+        account.token_expires_at, within=ACCESS_TOKEN_MIN_VALIDITY
+    ):
+        return token
+    result = refresh_account(account_id=account.pk, actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
+    account.refresh_from_db()
+    return _token_after(account, result)
+
+
+@sensitive_variables()
+def _token_after(account: ALMAccount, result: RefreshResult) -> str:
+    """The access token an on-demand caller may use after `result`, or a ServiceError saying why not."""
+    if account.status == Status.NEEDS_REAUTHORIZATION:
+        # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
+        raise ServiceError(account.last_error or "Jira no longer accepts this account's grant: click Get Auth Token.")
+    if result.failed:
+        raise ServiceError(result.message)
+    if account.unreadable_secrets:
+        raise ServiceError(unreadable_message(account))
+    if not isinstance(account.access_token, str):
+        raise ServiceError("This account is not connected to Jira: click Get Auth Token.")
+    return account.access_token
+
+
+@sensitive_variables()
+def jira_get(*, account: ALMAccount, path: str, actor: str = "system") -> dict:
+    """GET a Jira REST resource as the account; on a 401, refresh once and retry once."""
+    client = client_for(account)
+    client.rest_url(path)  # a path that could leave the Jira host is refused before any token is read
+    token = valid_access_token(account=account, actor=actor)
+    try:
+        return client.get(path, access_token=Secret(token))
+    except JiraUnauthorized:
+        result = refresh_account(account_id=account.pk, actor=actor, unless_access_token_changed_from=token)
+        account.refresh_from_db()
+        return client.get(path, access_token=Secret(_token_after(account, result)))
