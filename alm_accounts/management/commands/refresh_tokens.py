@@ -9,20 +9,44 @@ Several runners (hosts) may run at once on PostgreSQL: each account is
 refreshed under its row lock, locked accounts are skipped (skip_locked), and
 the expiry is checked again under the lock. On SQLite refreshes are serialised
 (BEGIN IMMEDIATE) and run one at a time.
+
+Stopping it (SIGTERM from systemd or a Kubernetes CronJob deadline, SIGINT from
+Ctrl-C): it takes no new account, lets every refresh in flight finish and store
+Jira's new tokens, prints the summary with the number of accounts left untried
+and exits with 128 + the signal number. A refresh is never abandoned half-way:
+Jira may already have rotated the tokens and only this process holds the new
+pair, so further signals are ignored while those refreshes finish. Each is
+bounded by JIRA_REFRESH_DEADLINE seconds: allow the process at least that long
+before it is killed (systemd TimeoutStopSec, Kubernetes
+terminationGracePeriodSeconds). A signal already ignored when the command
+starts (e.g. SIGINT of a job started in the background) stays ignored.
+
+Exit codes:
+    0    every account tried, every refresh succeeded (or nothing was due)
+    1    a refresh failed or an account needs re-authorization; or the run
+         itself failed (the list of accounts could not be read, a refresh
+         stopped unexpectedly) and the remaining accounts were not tried
+    2    bad arguments
+    130  stopped by SIGINT before every account was tried
+    143  stopped by SIGTERM before every account was tried
 """
 
 from __future__ import annotations
 
-import queue
+import contextlib
+import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from itertools import islice
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, connections, reset_queries
+from django.db import DatabaseError, connection, connections, reset_queries
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount
@@ -31,7 +55,8 @@ from alm_accounts.services import RefreshOutcome
 ACTOR = "manage.py refresh_tokens"
 MAX_CONCURRENCY = 64  # the HTTP pool per Jira host holds 64 connections
 SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see Command._spread
-_STOP = object()
+QUEUED_PER_THREAD = 4  # accounts handed to the thread pool at a time, per thread (see Command._run)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def positive_int(value: str) -> int:
@@ -46,11 +71,36 @@ def default_concurrency() -> int:
     return 1 if connection.vendor == "sqlite" else 8
 
 
+def refresh_deadline() -> float:
+    return getattr(settings, "JIRA_REFRESH_DEADLINE", 20)
+
+
+class _Counted:
+    """An iterator that counts the items taken from it (to tell how many accounts were left untried)."""
+
+    def __init__(self, iterable):
+        self._iterator = iter(iterable)
+        self.taken = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self._iterator)
+        self.taken += 1
+        return item
+
+
 class Command(BaseCommand):
     help = (
         "Refresh the Jira auth tokens of connected ALM accounts whose access token expires within the window. "
         "Jira rotates refresh tokens on every refresh; each account is refreshed under a row lock so that "
-        "parallel runs never use the same refresh token twice."
+        "parallel runs never use the same refresh token twice. "
+        "On SIGTERM or SIGINT it takes no new account, lets the refreshes in flight finish and store Jira's new "
+        "tokens (further signals are ignored meanwhile; each refresh ends within JIRA_REFRESH_DEADLINE seconds) "
+        "and prints the summary. "
+        "Exit codes: 0 all refreshed; 1 a refresh failed, or the run failed and left accounts untried; "
+        "2 bad arguments; 130 (SIGINT) or 143 (SIGTERM) stopped before every account was tried."
     )
     # A cron job every few minutes: skip the full system checks at start.
     requires_system_checks = []
@@ -69,34 +119,59 @@ class Command(BaseCommand):
         concurrency = self._concurrency(concurrency)
         self.verbosity = verbosity
         self._contended = threading.Event()  # set once another runner is met (see _spread)
+        self._signal: int | None = None  # the first SIGTERM / SIGINT received: take no new account
+        self._failure: str | None = None  # why the run itself failed: take no new account
+        self._tried = 0  # accounts handed to a refresh (or listed, with --dry-run)
+        self._dropped = 0  # accounts _spread left out: another runner refreshed them
+        self._handed_out: dict[Future, tuple[int, str]] = {}  # see _run
         due_within = None if force else timedelta(minutes=window)
-        ids = self._select(account, due_within)
 
-        started = time.monotonic()
-        counts: Counter[str] = Counter()
-        if dry_run:
-            for account_id, name, expires in ids:
-                # Accounts named with --account are listed whatever their state: say what a real run would do.
-                verdict = self._dry_run_verdict(account_id, due_within) if account else "would refresh"
-                self._line(f"{name}: {verdict} (expires {expires or 'unknown'})", failed=False)
-                counts[verdict] += 1
-        else:
-            pks = (pk for pk, _, _ in ids)
-            if due_within is not None and not account:
-                pks = self._spread(pks, due_within)
-            for result in self._run(pks, due_within, concurrency):
-                counts[result.outcome.value] += 1
-                text = f"{result.account_name}: {result.outcome.value}"
-                self._line(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+        with self._stop_on_signals():
+            rows = _Counted(self._select(account, due_within))
+            started = time.monotonic()
+            counts: Counter[str] = Counter()
+            if dry_run:
+                listing = self._read(rows)
+                while not self._halted() and (row := next(listing, None)) is not None:
+                    account_id, name, expires = row
+                    self._tried += 1
+                    # Accounts named with --account are listed whatever their state: say what a real run would do.
+                    verdict = self._dry_run_verdict(account_id, due_within) if account else "would refresh"
+                    self._line(f"{name}: {verdict} (expires {expires or 'unknown'})", failed=False)
+                    counts[verdict] += 1
+            else:
+                todo = ((pk, name) for pk, name, _ in rows)
+                if due_within is not None and not account:
+                    todo = self._spread(todo, due_within)
+                for result in self._run(self._read(todo), due_within, concurrency):
+                    counts[result.outcome.value] += 1
+                    text = f"{result.account_name}: {result.outcome.value}"
+                    self._line(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+            elapsed = time.monotonic() - started
+            untried = self._untried(rows) if self._signal is not None and self._failure is None else 0
 
-        elapsed = time.monotonic() - started
+        done = sum(counts.values())
         failed = sum(n for outcome, n in counts.items() if outcome in (RefreshOutcome.FAILED.value,
                                                                         RefreshOutcome.NEEDS_REAUTHORIZATION.value))
+        stopped = self._signal is not None and untried != 0
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to refresh"
-        if verbosity >= 1 or failed:
-            style = self.style.ERROR if failed else self.style.SUCCESS
-            self.stdout.write(style(f"Summary: {summary} ({sum(counts.values())} accounts, {elapsed:.1f} s, "
-                                    f"concurrency {concurrency})."))
+        summary = f"Summary: {summary} ({done} accounts, {elapsed:.1f} s, concurrency {concurrency})."
+        if stopped:
+            left = "the rest" if untried is None else _accounts(untried)
+            summary += f" Stopped early ({signal.Signals(self._signal).name}): {left} left untried."
+        elif self._failure:
+            summary += " The run failed: the rest left untried."
+        elif self._signal is not None:
+            summary += f" {signal.Signals(self._signal).name} came after the last account was taken: none left untried."
+        if verbosity >= 1 or failed or stopped or self._failure:
+            style = self.style.ERROR if failed or stopped or self._failure else self.style.SUCCESS
+            self.stdout.write(style(summary))
+        if self._failure:
+            self.stderr.write(self.style.ERROR(
+                f"{self._failure[0].upper()}{self._failure[1:]}: {_accounts(done)} done, the rest untried."))
+            raise SystemExit(1)
+        if stopped:
+            raise SystemExit(128 + self._signal)
         if failed:
             raise SystemExit(1)
 
@@ -110,6 +185,63 @@ class Command(BaseCommand):
             return 1
         return requested
 
+    # --- stopping -----------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGTERM / SIGINT stop the run between accounts, never in the middle of a refresh.
+
+        Python runs signal handlers in the main thread only, and only the main
+        thread may install them: called from another thread (a caller's own
+        thread), the caller's handling stays as it is. The previous handlers are
+        restored when the run ends.
+        """
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored on purpose by whoever started us
+                    previous[signum] = signal.signal(signum, self._on_signal)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def _on_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self._signal is None:
+            self._signal = signum
+            # At once, not when the next refresh ends: a thread finishing its refresh would start a queued one.
+            self._withdraw_queued()
+            note = (f"{name} received: taking no new accounts. The refreshes in flight finish and store Jira's new "
+                    f"tokens (each within {refresh_deadline():g} s), then the summary follows.\n")
+        else:
+            note = (f"{name} received again: still waiting for the refreshes in flight. They are not interrupted: "
+                    "Jira may already have replaced their tokens, and only this process holds the new ones.\n")
+        # os.write, not self.stderr: the handler may run in the middle of a write to the same buffered stream,
+        # which Python refuses as a reentrant call.
+        with contextlib.suppress(OSError):
+            os.write(2, note.encode())
+
+    def _withdraw_queued(self):
+        """Cancel the accounts handed to the pool that no thread has started; the running ones go on."""
+        for future in list(self._handed_out):
+            future.cancel()
+
+    def _halted(self) -> bool:
+        return self._signal is not None or self._failure is not None
+
+    def _untried(self, rows: _Counted) -> int | None:
+        """Accounts selected but never tried: those already read and not handed out, and the rest of the list."""
+        try:
+            for _ in rows:  # the rest of the list, counted by `rows`
+                pass
+        except Exception:  # noqa: BLE001 - only a count for the summary: "the rest" then
+            return None
+        return rows.taken - self._dropped - self._tried
+
+    # --- which accounts -----------------------------------------------------------------------------------
+
     def _select(self, accounts: list[str], due_within: timedelta | None):
         """(id, name, expiry) of the accounts to consider, streamed from the database."""
         if accounts:
@@ -120,8 +252,9 @@ class Command(BaseCommand):
             queryset = services.due_accounts(within=due_within)
         rows = queryset.order_by("token_expires_at", "pk").values_list("pk", "name", "token_expires_at")
         if connection.vendor == "sqlite":
-            # An unfinished SQLite read keeps a lock that stops other runners from committing: read it all at once.
-            return list(rows)
+            # An unfinished SQLite read keeps a lock that stops other runners from committing: read it all at once
+            # (at the first account, so that a failure to read it is reported like any other, see _read).
+            return _all_at_once(rows)
         return rows.iterator(chunk_size=2000)
 
     def _named_accounts(self, accounts: list[str]):
@@ -135,6 +268,24 @@ class Command(BaseCommand):
             ids.append(match)
         return ALMAccount.objects.filter(pk__in=ids)
 
+    def _read(self, items):
+        """The items, until the list ends or can no longer be read (then self._failure says so).
+
+        The list is streamed from the database while refreshes run: a lost
+        connection there must fail the run, not end it as if every account had
+        been tried.
+        """
+        iterator = iter(items)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - reported as the run's failure
+                self._failure = f"the list of accounts could not be read ({type(exc).__name__})"
+                return
+            yield item
+
     @staticmethod
     def _dry_run_verdict(account_id, due_within) -> str:
         if not services.refreshable_accounts().filter(pk=account_id).exists():
@@ -143,39 +294,7 @@ class Command(BaseCommand):
             return RefreshOutcome.NOT_DUE.value
         return "would refresh"
 
-    def _run(self, ids, due_within, concurrency):
-        """Yield a RefreshResult per account; `concurrency` worker threads, a bounded queue."""
-        if concurrency == 1:
-            for pk in ids:
-                yield self._refresh(pk, due_within)
-            return
-        todo: queue.Queue = queue.Queue(maxsize=concurrency * 4)
-        done: queue.Queue = queue.Queue()
-
-        def worker():
-            try:
-                while (pk := todo.get()) is not _STOP:
-                    done.put(self._refresh(pk, due_within))
-                    reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
-            finally:
-                connections.close_all()  # this thread's database connection
-                done.put(_STOP)
-
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        feeder = threading.Thread(target=self._feed, args=(ids, todo, concurrency), daemon=True)
-        feeder.start()
-        running = concurrency
-        while running:
-            item = done.get()
-            if item is _STOP:
-                running -= 1
-            else:
-                yield item
-        feeder.join()
-
-    def _spread(self, pks, due_within):
+    def _spread(self, todo, due_within):
         """The due accounts, most urgent first; once another runner is met, shuffled and filtered.
 
         Runners started together (cron on several hosts) walk the same list in
@@ -187,8 +306,8 @@ class Command(BaseCommand):
         alone keeps the order. The row lock and the re-check under it decide.
         """
         shuffle = random.Random().shuffle  # noqa: S311 - an order, not a secret
-        pks = iter(pks)
-        while block := list(islice(pks, SPREAD_BLOCK)):
+        todo = iter(todo)
+        while block := list(islice(todo, SPREAD_BLOCK)):
             shuffled = False
             for start in range(0, len(block), SPREAD_BATCH):
                 if not self._contended.is_set():
@@ -199,25 +318,88 @@ class Command(BaseCommand):
                     shuffle(rest)
                     block[start:], shuffled = rest, True
                 batch = block[start:start + SPREAD_BATCH]
-                due = set(services.due_accounts(within=due_within).filter(pk__in=batch).values_list("pk", flat=True))
-                yield from (pk for pk in batch if pk in due)
+                due = set(services.due_accounts(within=due_within).filter(
+                    pk__in=[pk for pk, _ in batch]).values_list("pk", flat=True))
+                self._dropped += sum(1 for pk, _ in batch if pk not in due)
+                yield from (item for item in batch if item[0] in due)
 
-    @staticmethod
-    def _feed(ids, todo, concurrency):
+    # --- refreshing ---------------------------------------------------------------------------------------
+
+    def _run(self, todo, due_within, concurrency):
+        """Yield a RefreshResult per account tried, taking no new account once the run is halted.
+
+        With --concurrency 1 each refresh runs in this (the main) thread.
+        Otherwise a pool of `concurrency` threads with a few accounts queued
+        per thread (memory stays bounded: the list is read as it is consumed;
+        the queue keeps the threads busy while this thread reads the list).
+        Once the run is halted the queued accounts are withdrawn (left
+        untried) and the refreshes already running are let finish.
+        """
+        if concurrency == 1:
+            while not self._halted() and (item := next(todo, None)) is not None:
+                self._tried += 1
+                yield self._outcome(_run_now(self._refresh, *item, due_within), *item)
+            return
+
+        threads_connections = []  # the database connections of the pool's threads, closed at the end
+
+        def thread_started():
+            threads_connections.extend(connections[alias] for alias in connections)
+
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens",
+                                  initializer=thread_started)
+        self._handed_out = in_flight = {}  # Future -> (id, name): queued or running
         try:
-            for pk in ids:
-                todo.put(pk)
+            while True:
+                while not self._halted() and len(in_flight) < QUEUED_PER_THREAD * concurrency and (
+                        item := next(todo, None)) is not None:
+                    in_flight[pool.submit(self._refresh_in_thread, *item, due_within)] = item
+                    self._tried += 1
+                if self._halted():
+                    self._withdraw_queued()
+                if not in_flight:
+                    return
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = in_flight.pop(future)
+                    if future.cancelled():
+                        self._tried -= 1  # withdrawn before any thread took it: untried
+                    else:
+                        yield self._outcome(future, *item)
         finally:
-            connections.close_all()
-            for _ in range(concurrency):
-                todo.put(_STOP)
+            # Also when the caller stops early (an error writing a line): the refreshes in flight still finish.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for wrapper in threads_connections:
+                # The threads are gone; their connections are closed from here (Django checks the thread).
+                wrapper.inc_thread_sharing()
+                try:
+                    with contextlib.suppress(DatabaseError):  # a connection already lost: nothing to close
+                        wrapper.close()
+                finally:
+                    wrapper.dec_thread_sharing()
 
-    def _refresh(self, pk, due_within) -> services.RefreshResult:
+    def _outcome(self, future: Future, pk: int, name: str) -> services.RefreshResult:
+        error = future.exception()
+        if error is None:
+            return future.result()
+        # Not an error of the account (those are results): something stopped the refresh itself (SystemExit,
+        # KeyboardInterrupt outside our handlers, ...). Nothing more is tried.
+        kind = type(error).__name__
+        self._failure = self._failure or f"a refresh stopped unexpectedly ({kind}) on {name}"
+        return services.RefreshResult(pk, name, RefreshOutcome.FAILED,
+                                      f"the refresh stopped unexpectedly ({kind}); the run stops")
+
+    def _refresh_in_thread(self, pk, name, due_within) -> services.RefreshResult:
+        try:
+            return self._refresh(pk, name, due_within)
+        finally:
+            reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
+
+    def _refresh(self, pk, name, due_within) -> services.RefreshResult:
         try:
             result = services.refresh_account(account_id=pk, actor=ACTOR, due_within=due_within, skip_locked=True)
         except Exception as exc:  # noqa: BLE001 - one broken account must not stop the others
-            return services.RefreshResult(pk, f"#{pk}", RefreshOutcome.FAILED,
-                                          f"unexpected error ({type(exc).__name__})")
+            return services.RefreshResult(pk, name, RefreshOutcome.FAILED, f"unexpected error ({type(exc).__name__})")
         if result.outcome in (RefreshOutcome.BUSY, RefreshOutcome.NOT_DUE):
             self._contended.set()  # another runner is at work: see _spread
         return result
@@ -227,3 +409,21 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(text))
         elif self.verbosity >= 1:
             self.stdout.write(text)
+
+
+def _accounts(number: int) -> str:
+    return f"{number} account" if number == 1 else f"{number} accounts"
+
+
+def _all_at_once(rows):
+    yield from list(rows)
+
+
+def _run_now(function, *args) -> Future:
+    """Run `function` in this thread; its result or whatever it raised, as a finished Future."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as exc:  # noqa: BLE001 - _outcome decides: the run fails
+        future.set_exception(exc)
+    return future

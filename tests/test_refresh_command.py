@@ -1,0 +1,303 @@
+"""refresh_tokens stopped or broken mid-run (issue 10): no grant lost, no account silently left untried.
+
+- SIGTERM / SIGINT sent to a real `manage.py refresh_tokens` process while its
+  refreshes wait on a slow Jira (tests/fake_jira.py): the refreshes in flight
+  finish and store Jira's new tokens, nothing new is started, the summary says
+  it stopped, the exit code is 128 + the signal number.
+- The list of accounts breaking while it is streamed, or a refresh stopped by
+  an unexpected BaseException: the run fails (exit 1, a message) instead of
+  ending with exit 0 and accounts never tried.
+
+Runs on SQLite (concurrency forced to 1: the one refresh in flight must
+finish) and on PostgreSQL (4 in flight). The process shares the test's
+database: on PostgreSQL pytest-django's test database, on SQLite a file copy of
+it (the test database lives in memory, out of another process's reach).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from alm_accounts import services
+from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
+from alm_accounts.models import ALMAccount
+from tests.fake_jira import FakeJira
+
+pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by worker threads and processes
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLIENT_ID, CLIENT_SECRET = "cmd-client", "CLIENTSECRET-cmd-8a7b"
+PROCESS_TIMEOUT_SECONDS = 120  # only reached when something is broken
+Status = ALMAccount.Status
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def summary(self) -> str:
+        (line,) = [line for line in self.out.splitlines() if line.startswith("Summary: ")]
+        return line
+
+
+def create_accounts(fake: FakeJira, count: int) -> dict[int, str]:
+    """`count` connected accounts due for a refresh (5 minutes left), each with its grant at `fake`.
+
+    Returns {account id: grant key}, in the order the command takes them (same expiry: by id).
+    """
+    now = timezone.now()
+    accounts = [
+        ALMAccount(name=f"Jira {i:02}", base_url=fake.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                   client_secret_base_url=fake.base_url, token_expires_at=now + timedelta(minutes=5),
+                   token_scope="ADMIN", status=Status.CONNECTED, connected_at=now - timedelta(days=1))
+        for i in range(count)
+    ]
+    for i, account in enumerate(accounts):
+        account.access_token, account.refresh_token = fake.add_grant(
+            f"k{i:02}", redirect_uri=account.callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    ALMAccount.objects.bulk_create(accounts)
+    return {pk: f"k{int(name.split()[1]):02}" for pk, name in ALMAccount.objects.order_by("pk").values_list(
+        "pk", "name")}
+
+
+def assert_every_grant_alive(fake: FakeJira, keys: dict[int, str]):
+    """Each account holds the pair Jira currently accepts (refreshed or untouched), and is still connected."""
+    assert fake.rejected == [], fake.rejected
+    stored = {pk: (access, refresh, status) for pk, access, refresh, status in ALMAccount.objects.values_list(
+        "pk", "access_token", "refresh_token", "status")}
+    lost = {pk: (keys[pk], refresh, fake.current_tokens(keys[pk])[1], status)
+            for pk, (access, refresh, status) in stored.items()
+            if (access, refresh) != fake.current_tokens(keys[pk]) or status != Status.CONNECTED}
+    assert lost == {}, f"account: (grant, stored refresh token, Jira's live one, status): {lost}"
+
+
+@pytest.fixture
+def run_command(capfd):
+    """Run `manage.py refresh_tokens ARGS` in this process as manage.py does (real exit codes)."""
+
+    def run(*args: str) -> Run:
+        capfd.readouterr()
+        code = 0
+        try:
+            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capfd.readouterr()
+        return Run(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def shared_database(transactional_db, tmp_path):
+    """The environment of a `manage.py` process that sees this test's database.
+
+    PostgreSQL: the test database itself. SQLite: the in-memory test database
+    is copied (SQLite's backup) to a file, and this test's connection uses
+    that file until the test ends, so the test and the process share it.
+    """
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "kendis_integration.settings_test"}
+    db = connection.settings_dict
+    if connection.vendor != "sqlite":
+        auth = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+        env["DATABASE_URL"] = (f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+                               f"{quote(db['NAME'], safe='')}")
+        yield env
+        return
+    path = tmp_path / "shared.sqlite3"
+    connection.ensure_connection()
+    in_memory, name = connection.connection, db["NAME"]
+    copy = sqlite3.connect(path)
+    in_memory.backup(copy)
+    copy.close()
+    connection.connection, db["NAME"] = None, str(path)  # the next query connects to the file
+    env["DATABASE_URL"] = f"sqlite:///{path}"
+    try:
+        yield env
+    finally:
+        connection.close()
+        connection.connection, db["NAME"] = in_memory, name
+
+
+@pytest.fixture
+def slow_jira():
+    """Jira taking 2 s to answer each token request: refreshes are in flight long enough to be signalled."""
+    with FakeJira(latency=2.0) as fake:
+        yield fake
+
+
+# --------------------------------------------------------------------------
+# SIGTERM / SIGINT
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_lets_the_refreshes_in_flight_finish_and_stops_taking_accounts(shared_database, slow_jira, signum):
+    """systemd stop, a CronJob deadline or Ctrl-C while refreshes wait on Jira: no grant is lost.
+
+    Jira rotates the grant as soon as it answers; a process killed before it
+    stores the answer leaves the account with a refresh token Jira no longer
+    accepts. Sent twice: the second signal must not abort the refreshes either.
+    """
+    keys = create_accounts(slow_jira, 10)
+    in_flight = 1 if connection.vendor == "sqlite" else 4
+    # SIGINT is delivered as the default (KeyboardInterrupt) even if this test run ignores it (a background job).
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv = ['manage.py', *sys.argv[1:]]; runpy.run_path('manage.py', run_name='__main__')")
+    process = subprocess.Popen([sys.executable, "-c", launcher, "refresh_tokens", "--concurrency", "4"],
+                               cwd=REPO_ROOT, env=shared_database, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        for _ in range(in_flight):
+            assert slow_jira.token_requests_started.acquire(timeout=PROCESS_TIMEOUT_SECONDS), "no refresh started"
+        process.send_signal(signum)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    run = Run(process.returncode, out, err)
+    name = signal.Signals(signum).name
+
+    assert run.code == 128 + signum, run
+    assert f"{name} received: taking no new accounts" in run.err, run.err
+    # Every refresh that had reached Jira was finished and stored; none was started after the signal.
+    assert sum(slow_jira.refreshes.values()) == in_flight, slow_jira.refreshes
+    assert run.out.count(": refreshed — ") == in_flight, run.out
+    assert run.summary.startswith(f"Summary: {in_flight} refreshed ({in_flight} accounts, "), run.summary
+    assert run.summary.endswith(f"Stopped early ({name}): {len(keys) - in_flight} accounts left untried."), run.summary
+    assert_every_grant_alive(slow_jira, keys)
+
+
+def test_ctrl_c_during_a_refresh_in_this_process_is_handled_and_the_handlers_are_restored(
+    fake_jira, run_command, monkeypatch
+):
+    """The same inside one process, signals delivered while the refresh runs (--concurrency 1: the main thread).
+
+    The command's handlers are in place only during the run: the caller's own
+    handler neither sees the signals nor is lost afterwards.
+    """
+    keys = create_accounts(fake_jira, 3)
+    real_refresh = services.refresh_account
+
+    def refresh_interrupted(**kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while this refresh is under way...
+        os.kill(os.getpid(), signal.SIGINT)  # ...and again
+        return real_refresh(**kwargs)
+
+    monkeypatch.setattr(services, "refresh_account", refresh_interrupted)
+    seen_by_caller = []
+
+    def callers_handler(signum, frame):
+        seen_by_caller.append(signum)
+
+    previous = signal.signal(signal.SIGINT, callers_handler)
+    try:
+        run = run_command("--concurrency", "1")
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    assert run.code == 130, run
+    assert seen_by_caller == []
+    assert after is callers_handler
+    assert "SIGINT received: taking no new accounts" in run.err
+    assert "SIGINT received again: still waiting for the refreshes in flight" in run.err
+    assert run.out.startswith("Jira 00: refreshed — "), run.out
+    assert run.summary.endswith("Stopped early (SIGINT): 2 accounts left untried."), run.summary
+    assert dict(fake_jira.refreshes) == {"k00": 1}
+    assert_every_grant_alive(fake_jira, keys)
+
+
+# --------------------------------------------------------------------------
+# A broken feeder or worker fails the run
+# --------------------------------------------------------------------------
+
+
+def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_command, monkeypatch):
+    """The database connection is lost while the ids are streamed: exit 1 and say so, never exit 0."""
+    keys = create_accounts(fake_jira, 6)
+    real_select = RefreshTokensCommand._select
+
+    def select_then_lose_the_connection(self, accounts, due_within):
+        rows = real_select(self, accounts, due_within)
+
+        def stream():
+            yield from islice(rows, 3)
+            raise OperationalError("server closed the connection unexpectedly")
+
+        return stream()
+
+    monkeypatch.setattr(RefreshTokensCommand, "_select", select_then_lose_the_connection)
+
+    # --force: the ids go straight to the refreshes (a due-only run reads them by blocks first, see _spread).
+    run = run_command("--concurrency", "4", "--force")
+
+    assert run.code == 1, run
+    assert "The list of accounts could not be read (OperationalError): 3 accounts done, the rest untried." in run.err
+    assert run.summary.startswith("Summary: 3 refreshed (3 accounts, "), run.summary
+    assert "the rest left untried" in run.summary
+    first_three = list(keys.values())[:3]
+    assert dict(fake_jira.refreshes) == dict.fromkeys(first_three, 1)
+    assert_every_grant_alive(fake_jira, keys)
+
+
+@pytest.fixture
+def steady_jira():
+    """Jira taking half a second per token request: refreshes running when the run fails are still running."""
+    with FakeJira(latency=0.5) as fake:
+        yield fake
+
+
+def test_a_refresh_stopped_by_an_unexpected_base_exception_fails_the_run(steady_jira, run_command, monkeypatch):
+    """Something inside a refresh calls sys.exit(0) (a BaseException, not caught as an account's error).
+
+    It must not end the run with exit 0 while the remaining accounts were never tried,
+    nor kill a worker thread silently: the run fails, naming the account, and takes no new account.
+    """
+    keys = create_accounts(steady_jira, 8)
+    victim = list(keys)[1]
+    real_refresh = services.refresh_account
+
+    def refresh_or_exit(*, account_id, **kwargs):
+        if account_id == victim:
+            sys.exit(0)
+        return real_refresh(account_id=account_id, **kwargs)
+
+    monkeypatch.setattr(services, "refresh_account", refresh_or_exit)
+
+    run = run_command("--concurrency", "4")
+
+    assert run.code == 1, run
+    assert "Jira 01: failed — the refresh stopped unexpectedly (SystemExit); the run stops" in run.out
+    assert "A refresh stopped unexpectedly (SystemExit) on Jira 01: " in run.err, run.err
+    assert run.err.rstrip().endswith("accounts done, the rest untried.")
+    assert "1 failed" in run.summary and "the rest left untried" in run.summary
+    # Refreshes under way were let finish; the accounts still waiting were not taken (SQLite: one at a time,
+    # so only Jira 00 before it; PostgreSQL: the three running beside it and at most one its thread took next).
+    refreshed = sum(steady_jira.refreshes.values())
+    assert 1 <= refreshed <= 4 and keys[victim] not in steady_jira.refreshes, steady_jira.refreshes
+    assert run.out.count(": refreshed — ") == refreshed
+    assert_every_grant_alive(steady_jira, keys)
