@@ -148,6 +148,15 @@ class InvalidPath(JiraError, ValueError):
     """A REST path that could leave the Jira host (or is not a path at all): nothing was sent."""
 
 
+class JiraRESTError(JiraUnavailable):
+    """Jira answered a REST call with an error status (other than 401); `messages` are Jira's own words."""
+
+    def __init__(self, message: str, *, status: int, messages: tuple[str, ...] = (), retry_after: float | None = None):
+        super().__init__(message, reached_jira=True, retryable=status in (429, 502, 503, 504), status=status)
+        self.messages = messages
+        self.retry_after = retry_after
+
+
 class JiraUnauthorized(JiraError):
     """A REST call was refused with 401: the access token is expired, revoked or rotated away."""
 
@@ -328,11 +337,28 @@ class JiraClient:
             raise InvalidPath(f"The path {path[:80]!r} would leave the Jira at {self.base_url}; nothing was sent.")
         return url
 
-    def get(self, path: str, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: Secret,
+        json=None,
+        params: dict | None = None,
+        deadline: Deadline | None = None,
+    ):
+        """Call a Jira REST resource with a Bearer token; Jira's parsed JSON answer (None when it has no body).
+
+        Raises JiraUnauthorized on 401, JiraRESTError on any other error status (with Jira's errorMessages
+        and a Retry-After when Jira sent one), JiraUnavailable when Jira cannot be reached.
+        """
         url = self.rest_url(path)
         try:
-            response = self.session.get(
+            response = self.session.request(
+                method.upper(),
                 url,
+                params=params,
+                json=json,
                 headers={"Authorization": f"Bearer {reveal(access_token)}", "Accept": "application/json"},
                 timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
                 allow_redirects=False,
@@ -341,16 +367,26 @@ class JiraClient:
         except requests.RequestException as exc:
             raise _network_error(exc) from None
         with response:
-            if response.status_code == 401:
+            status = response.status_code
+            if status == 401:
                 raise JiraUnauthorized("Jira refused the access token (HTTP 401)")
             body = _read_json(response, deadline)
-            if response.status_code != 200 or not body.is_object:
-                raise JiraUnavailable(
-                    f"Jira answered HTTP {response.status_code} to {path}",
-                    reached_jira=True,
-                    status=response.status_code,
-                )
-            return body.data  # REST resources are not secrets: the caller gets them as they are
+            if 200 <= status < 300:
+                return body.data  # REST resources are not secrets: the caller gets them as they are
+            messages = _error_messages(body)
+            raise JiraRESTError(
+                f"Jira answered HTTP {status} to {method.upper()} {path.split('?', 1)[0]}"
+                + (f" ({'; '.join(messages)[:300]})" if messages else ""),
+                status=status,
+                messages=messages,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+
+    def get(self, path: str, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
+        body = self.request("GET", path, access_token=access_token, deadline=deadline)
+        if not isinstance(body, dict):
+            raise JiraUnavailable(f"Jira's answer to {path} is not a JSON object", reached_jira=True, status=200)
+        return body
 
     def myself(self, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
         return self.get(MYSELF_PATH, access_token=access_token, deadline=deadline)
@@ -445,6 +481,26 @@ def _token_set(body: _Body) -> TokenSet:
 
 
 READ_CHUNK_BYTES = 64 * 1024
+MAX_RETRY_AFTER_SECONDS = 3600
+
+
+def _error_messages(body: _Body) -> tuple[str, ...]:
+    """Jira's REST errors: {"errorMessages": [...], "errors": {"field": "message"}}, as short plain lines."""
+    messages = []
+    listed = body.get("errorMessages")
+    if isinstance(listed, list):
+        messages += [str(m) for m in listed if isinstance(m, str)]
+    fields = body.get("errors")
+    if isinstance(fields, dict):
+        messages += [f"{name}: {text}" for name, text in fields.items() if isinstance(text, str)]
+    return tuple("".join(ch if ch.isprintable() else " " for ch in m)[:200] for m in messages[:10])
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header in seconds (an HTTP date is rare from Jira: ignored)."""
+    if value and value.strip().isdecimal():
+        return min(float(value.strip()), MAX_RETRY_AFTER_SECONDS)
+    return None
 
 
 def _read_json(response: requests.Response, deadline: Deadline | None = None) -> _Body:
@@ -460,7 +516,7 @@ def _read_body(response: requests.Response, deadline: Deadline | None) -> bytear
     try:
         while True:
             before = len(chunks)
-            chunks += response.raw.read1(READ_CHUNK_BYTES, decode_content=True)  # read1: one recv, not "all of it"; no name holds it
+            chunks += response.raw.read1(READ_CHUNK_BYTES, decode_content=True)  # read1: one recv per chunk
             if len(chunks) == before:
                 break
             if len(chunks) > MAX_BODY_BYTES:
@@ -470,7 +526,7 @@ def _read_body(response: requests.Response, deadline: Deadline | None) -> bytear
                     "Jira base URL",
                     reached_jira=True,
                 )
-            if deadline is not None and deadline.remaining() <= 0:
+            if deadline is not None and deadline.remaining() <= 0 and response.raw.length_remaining != 0:  # 0: all here
                 chunks.clear()
                 raise DeadlineExceeded(deadline.seconds, reached_jira=True)
     except JiraUnavailable:
@@ -498,11 +554,20 @@ def _network_error(exc: requests.RequestException, deadline: Deadline | None = N
     # Jira: they are the only ones a refresh may retry (see services.refresh_account).
     if isinstance(exc, requests.ReadTimeout) and deadline is not None and deadline.remaining() <= 0.05:
         return DeadlineExceeded(deadline.seconds, reached_jira=True)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        # The tunnel through the egress proxy was never opened: nothing reached Jira.
+        return JiraUnavailable(
+            "the egress proxy (JIRA_PROXY_URL) could not be reached or refused to open the connection to Jira",
+            reached_jira=False,
+            retryable=True,
+        )
     if isinstance(exc, requests.ConnectTimeout):
         return JiraUnavailable("Jira did not accept the connection in time", reached_jira=False, retryable=True)
     if isinstance(exc, requests.exceptions.SSLError):
         return JiraUnavailable(
-            "the TLS handshake with Jira failed (certificate not trusted, or not the host it claims)",
+            "the TLS handshake with Jira failed (certificate not trusted, or not the host it claims); if Jira's "
+            "certificate is signed by your company's CA, paste that CA's certificate into \"Jira CA certificate "
+            "(PEM)\" or set JIRA_CA_BUNDLE",
             reached_jira=False,
         )
     if isinstance(exc, requests.ReadTimeout):

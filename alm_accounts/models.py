@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .fields import SecretField, UnreadableSecret
-from .validators import validate_base_url, validate_callback_id
+from .validators import validate_base_url, validate_ca_certificate, validate_callback_id
 
 
 def new_callback_id() -> str:
@@ -102,6 +102,7 @@ class ALMAccount(models.Model):
     jira_ca_certificate = models.TextField(
         "Jira CA certificate (PEM)",
         blank=True,
+        validators=[validate_ca_certificate],
         help_text="Only when Jira's HTTPS certificate is signed by your company's own certificate authority: paste "
         "that CA certificate (-----BEGIN CERTIFICATE-----). Used only for this account's calls to Jira, in "
         "addition to the trusted CAs; certificates are always verified.",

@@ -6,6 +6,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -13,6 +14,10 @@ MAX_BASE_URL_LENGTH = 500
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$")
 _CALLBACK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# A CA bundle of a few certificates is a few kB; certifi's whole bundle is about 300 kB.
+MAX_CA_CERTIFICATE_BYTES = 64 * 1024
+_PEM_BEGIN_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_PEM_CERTIFICATE_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def normalize_base_url(value: str) -> str:
@@ -64,3 +69,66 @@ def validate_callback_id(value: str) -> None:
 
 def is_well_formed_callback_id(value: str) -> bool:
     return bool(_CALLBACK_ID_RE.match(value or ""))
+
+
+def validate_ca_certificate(value: str) -> None:
+    """The "Jira CA certificate (PEM)": one or more CA certificates, nothing else (above all no private key).
+
+    Accepted: certificates marked as a CA (basicConstraints CA:TRUE), and self-signed certificates (a Jira
+    whose own certificate is self-signed, e.g. made with keytool, is trusted by pasting that certificate).
+    Text around the PEM blocks (openssl's "subject=" lines) is ignored; only the certificates are used.
+    """
+    value = value or ""
+    if len(value.encode("utf-8")) > MAX_CA_CERTIFICATE_BYTES:
+        raise ValidationError(
+            f"This is larger than {MAX_CA_CERTIFICATE_BYTES // 1024} kB: paste only the certificate of the CA that "
+            "signed Jira's certificate (and its intermediates), not a whole CA bundle."
+        )
+    labels = _PEM_BEGIN_RE.findall(value)
+    if any("PRIVATE KEY" in label for label in labels):
+        raise ValidationError("This looks like a private key: paste the CA's certificate only.")
+    if not labels:
+        raise ValidationError(
+            "Paste the CA certificate in PEM form, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE----- "
+            "included."
+        )
+    others = sorted({label for label in labels if label != "CERTIFICATE"})
+    if others:
+        raise ValidationError(
+            f"Only certificates belong here (-----BEGIN CERTIFICATE-----), not a {others[0].lower()}."
+        )
+    blocks = _PEM_CERTIFICATE_RE.findall(value)
+    if len(blocks) != len(labels):
+        raise ValidationError(
+            "A certificate is cut off: copy it from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE----- "
+            "included."
+        )
+    for number, block in enumerate(blocks, start=1):
+        which = f"Certificate {number}" if len(blocks) > 1 else "The certificate"
+        try:
+            certificate = x509.load_pem_x509_certificate(block.encode("ascii", errors="replace"))
+        except ValueError:
+            raise ValidationError(f"{which} cannot be read as an X.509 certificate; copy it again.") from None
+        if not _is_ca_or_self_signed(certificate):
+            raise ValidationError(
+                f"{which} ({_name(certificate.subject)}) is not a CA certificate but a server's: paste the "
+                f"certificate of the CA that signed it ({_name(certificate.issuer)})."
+            )
+
+
+def _is_ca_or_self_signed(certificate: x509.Certificate) -> bool:
+    try:
+        if certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return True
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:  # a malformed extension: judge by the names alone
+        pass
+    return certificate.issuer == certificate.subject
+
+
+def _name(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()[:200] or "no name"
+    except ValueError:
+        return "a name that cannot be read"

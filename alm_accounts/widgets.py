@@ -28,3 +28,11 @@ class CallbackURLWidget(forms.Widget):
             value or "",
             url,
         )
+
+
+class CACertificateInput(forms.Textarea):
+    """Never renders a private key pasted by mistake back into the page (the form refuses it)."""
+
+    def format_value(self, value):
+        value = super().format_value(value)
+        return "" if value and "PRIVATE KEY" in value else value

@@ -6,7 +6,11 @@ variables always win over it. Outside DEBUG a missing required variable stops
 the process at start with a message naming it.
 """
 
+import os
+import re
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -49,6 +53,52 @@ def pauses(name, default):
     if values is None or any(not 0 <= value < 3600 for value in values):  # the comparison also refuses nan
         raise ImproperlyConfigured(f"{name} must be comma-separated pauses in seconds, e.g. 0.5,2")
     return values
+
+
+def ca_bundle(name):
+    """The absolute path of a PEM file holding at least one certificate, or ""."""
+    value = env.str(name, default="").strip()
+    if not value:
+        return ""
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path):
+        raise ImproperlyConfigured(f"{name} must be the path of a PEM file of CA certificates; {path} is not a file.")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError: no certificate, garbage, unreadable
+        context = None
+    if context is None or not context.cert_store_stats()["x509"]:
+        raise ImproperlyConfigured(
+            f"{name} must be the path of a PEM file of CA certificates; {path} holds no readable certificate "
+            "(-----BEGIN CERTIFICATE-----)."
+        )
+    return path
+
+
+def proxy_url(name):
+    """An http:// or https:// proxy address, or "". The value is never repeated: it may hold a password."""
+    value = env.str(name, default="").strip()
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ImproperlyConfigured(f"{name} must be the proxy's address, e.g. http://proxy.example.com:3128")
+    return value
+
+
+def host_list(name):
+    """Comma-separated host names or IP addresses; a leading dot is allowed (.example.com)."""
+    hosts = env_list(name)
+    for host in hosts:
+        if not re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|[0-9A-Fa-f:]+", host):
+            raise ImproperlyConfigured(f"{name} must be comma-separated host names, e.g. jira.example.com,.corp")
+    return hosts
 
 
 SECRET_KEY = required("SECRET_KEY", env.str, debug_default="django-insecure-dev-only-key-not-for-production")
@@ -165,6 +215,17 @@ JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=30.0)
 for _name in ("JIRA_CONNECT_TIMEOUT", "JIRA_READ_TIMEOUT"):
     if not 0 < globals()[_name] <= 600:
         raise ImproperlyConfigured(f"{_name} must be a number of seconds above 0 and at most 600.")
+
+# How calls leave for Jira (alm_accounts/egress.py). The Jira client ignores the environment's
+# REQUESTS_CA_BUNDLE, HTTPS_PROXY and NO_PROXY: a variable meant for another tool must not decide whom we
+# trust with credentials. These say it explicitly.
+# A PEM bundle trusted for Jira calls *instead of* certifi's (e.g. the company's CAs); an account's own
+# "Jira CA certificate (PEM)" is added to it for that account's calls.
+JIRA_CA_BUNDLE = ca_bundle("JIRA_CA_BUNDLE")
+# The egress proxy for every Jira call (HTTPS through CONNECT), except hosts listed in JIRA_NO_PROXY.
+JIRA_PROXY_URL = proxy_url("JIRA_PROXY_URL")
+JIRA_NO_PROXY = host_list("JIRA_NO_PROXY")
+
 # Pauses (seconds) between attempts when a token refresh could not reach Jira.
 JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
 # One time budget per token refresh or code exchange: connecting, reading and retries together. The account's
