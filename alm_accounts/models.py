@@ -36,7 +36,66 @@ def is_due(expires_at: datetime | None, *, within: timedelta, now: datetime | No
     return expires_at <= (now or timezone.now()) + within
 
 
-class ALMAccount(models.Model):
+class GrantStatus(models.TextChoices):
+    NOT_CONNECTED = "not_connected", "Not connected"
+    CONNECTED = "connected", "Connected"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization", "Needs re-authorization"
+    ERROR = "error", "Error"
+
+
+class Grant(models.Model):
+    """An OAuth 2.0 grant Jira issued through an account's incoming application link.
+
+    Two kinds share these fields and one lifecycle (services.grants): the ALM
+    account's own connection (Get Auth Token by an admin) and a person's own
+    credential (user-based sync, ALMCredential).
+    """
+
+    Status = GrantStatus
+
+    access_token = SecretField(blank=True, null=True, editable=False)
+    refresh_token = SecretField(blank=True, null=True, editable=False)
+    token_expires_at = models.DateTimeField("Token expires", null=True, blank=True, editable=False)
+    token_scope = models.CharField("Granted scope", max_length=40, blank=True, editable=False)
+    connected_as_name = models.CharField("Jira user name", max_length=255, blank=True, editable=False)
+    connected_as_display_name = models.CharField("Jira display name", max_length=255, blank=True, editable=False)
+    connected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_refreshed_at = models.DateTimeField("Last refresh", null=True, blank=True, editable=False)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.NOT_CONNECTED, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    # What differs between the two kinds of grant, in one place each.
+    grant_kind = ""  # "account" or "user"
+
+    @property
+    def grant_account(self) -> ALMAccount:
+        raise NotImplementedError
+
+    @property
+    def grant_owner(self) -> str:
+        """Whose grant this is, in the audit trail's words."""
+        raise NotImplementedError
+
+    @property
+    def connected_as(self) -> str:
+        if self.connected_as_display_name and self.connected_as_name:
+            return f"{self.connected_as_display_name} ({self.connected_as_name})"
+        return self.connected_as_display_name or self.connected_as_name
+
+    @property
+    def is_connected(self) -> bool:
+        return self.status == self.Status.CONNECTED and self.refresh_token is not None
+
+    @property
+    def unreadable_tokens(self) -> list[str]:
+        return [label for label, value in (("access token", self.access_token), ("refresh token", self.refresh_token))
+                if isinstance(value, UnreadableSecret)]
+
+
+class ALMAccount(Grant):
     class ALMType(models.TextChoices):
         JIRA = "jira", "Atlassian JIRA"
 
@@ -50,11 +109,9 @@ class ALMAccount(models.Model):
         ADMIN = "ADMIN", "Admin"
         SYSTEM_ADMIN = "SYSTEM_ADMIN", "System admin"
 
-    class Status(models.TextChoices):
-        NOT_CONNECTED = "not_connected", "Not connected"
-        CONNECTED = "connected", "Connected"
-        NEEDS_REAUTHORIZATION = "needs_reauthorization", "Needs re-authorization"
-        ERROR = "error", "Error"
+    class UnconnectedUsers(models.TextChoices):
+        ACT_AS_ACCOUNT = "account", "Act as the account's own connection"
+        REFUSE = "refuse", "Refuse: they must connect their own Jira account"
 
     name = models.CharField(
         "Account Name",
@@ -108,16 +165,14 @@ class ALMAccount(models.Model):
         "addition to the trusted CAs; certificates are always verified.",
     )
 
-    access_token = SecretField(blank=True, null=True, editable=False)
-    refresh_token = SecretField(blank=True, null=True, editable=False)
-    token_expires_at = models.DateTimeField("Token expires", null=True, blank=True, editable=False)
-    token_scope = models.CharField("Granted scope", max_length=40, blank=True, editable=False)
-    connected_as_name = models.CharField("Jira user name", max_length=255, blank=True, editable=False)
-    connected_as_display_name = models.CharField("Jira display name", max_length=255, blank=True, editable=False)
-    connected_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_refreshed_at = models.DateTimeField("Last refresh", null=True, blank=True, editable=False)
-    status = models.CharField(max_length=30, choices=Status.choices, default=Status.NOT_CONNECTED, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
+    unconnected_users = models.CharField(
+        "People without their own connection",
+        max_length=20,
+        choices=UnconnectedUsers.choices,
+        default=UnconnectedUsers.ACT_AS_ACCOUNT,
+        help_text="What the product does for a person who has not connected their own Jira account under My ALM "
+        "Credentials: act as this account's own connection, or refuse until they connect.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -135,15 +190,20 @@ class ALMAccount(models.Model):
     def callback_url(self) -> str:
         return callback_url_for(self.callback_id)
 
-    @property
-    def connected_as(self) -> str:
-        if self.connected_as_display_name and self.connected_as_name:
-            return f"{self.connected_as_display_name} ({self.connected_as_name})"
-        return self.connected_as_display_name or self.connected_as_name
+    grant_kind = "account"
 
     @property
-    def is_connected(self) -> bool:
-        return self.status == self.Status.CONNECTED and self.refresh_token is not None
+    def grant_account(self) -> ALMAccount:
+        return self
+
+    @property
+    def grant_owner(self) -> str:
+        return ""  # the account's own connection
+
+    @property
+    def is_ready_for_people(self) -> bool:
+        """People can connect their own Jira account once the link's credentials are here."""
+        return bool(self.client_id) and self.client_secret not in (None, "")
 
     @property
     def unreadable_secrets(self) -> list[str]:
@@ -160,6 +220,51 @@ class ALMAccount(models.Model):
 
     def get_admin_url(self) -> str:
         return reverse("admin:alm_accounts_almaccount_change", args=[self.pk])
+
+
+class ALMCredential(Grant):
+    """One person's own Jira grant on an ALM account (user-based sync): the product acts in Jira as them.
+
+    Same incoming application link, same callback URL as the account's own
+    connection; Jira limits it to that person's permissions.
+    """
+
+    account = models.ForeignKey(ALMAccount, on_delete=models.CASCADE, related_name="credentials")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alm_credentials")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "ALM credential"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "user"], name="alm_one_credential_per_person"),
+            # One Jira identity belongs to one person on an account (the service refuses a second one first).
+            models.UniqueConstraint(fields=["account", "connected_as_name"], condition=~models.Q(connected_as_name=""),
+                                    name="alm_one_person_per_jira_user"),
+        ]
+        indexes = [models.Index(fields=["status", "token_expires_at"], name="alm_credential_due")]
+
+    grant_kind = "user"
+
+    def __str__(self):
+        return f"{self.user} on {self.account}"
+
+    @property
+    def grant_account(self) -> ALMAccount:
+        return self.account
+
+    @property
+    def grant_owner(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def callback_url(self) -> str:
+        return self.account.callback_url
+
+    @property
+    def unreadable_secrets(self) -> list[str]:
+        client = ["client secret"] if isinstance(self.account.client_secret, UnreadableSecret) else []
+        return client + self.unreadable_tokens
 
 
 class AuthEvent(models.Model):
@@ -184,6 +289,12 @@ class AuthEvent(models.Model):
     # The trail outlives the account: deleting an account keeps its events, named by account_name.
     account = models.ForeignKey(ALMAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
     account_name = models.CharField("Account", max_length=200, blank=True)
+    # Whose grant the event concerns: blank for the account's own connection, else the person's user name
+    # (kept when the credential or the person is gone).
+    credential = models.ForeignKey("ALMCredential", on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="events")
+    grant_owner = models.CharField("Whose grant", max_length=150, blank=True,
+                                   help_text="Blank: the account's own connection; else the person's user name.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="The admin user, or the command that acted.")
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -213,6 +324,9 @@ class PendingAuthorization(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     session_binding_digest = models.CharField(max_length=64)
     code_verifier = SecretField()
+    # Jira's link has one Redirect URL: the same callback completes the account's connection or this
+    # person's own credential, as recorded here when the authorization started.
+    for_own_credential = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     used_at = models.DateTimeField(null=True, blank=True)
 

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 from . import services
@@ -64,17 +65,30 @@ def oauth_callback(request, callback_id, query):
     the code or state.
     """
     user = request.user
-    if not user.has_perm("alm_accounts.change_almaccount"):
+    may_connect_account = user.has_perm("alm_accounts.change_almaccount")
+    if not may_connect_account and not services.started_for_own_credential(query=query, user=user):
+        # Refused before anything is looked at or used up (a person's own connection needs no permission).
         return render(request, "alm_accounts/callback_error.html",
                       {"message": "You are not allowed to connect ALM accounts."}, status=403)
     try:
         outcome = services.complete_authorization(
-            callback_id=callback_id, query=query, user=user, session=request.session
+            callback_id=callback_id, query=query, user=user, session=request.session,
+            may_connect_account=may_connect_account,
         )
+    except services.CallbackForbidden as exc:
+        return render(request, "alm_accounts/callback_error.html", {"message": str(exc)}, status=403)
     except services.CallbackRejected as exc:
         if exc.account is None:
             return render(request, "alm_accounts/callback_error.html", {"message": str(exc)}, status=400)
         messages.error(request, str(exc))
-        return HttpResponseRedirect(exc.account.get_admin_url())
+        return HttpResponseRedirect(_back_to(user, exc.account, for_own_credential=None))
     messages.add_message(request, messages.SUCCESS if outcome.ok else messages.ERROR, outcome.message)
-    return HttpResponseRedirect(outcome.account.get_admin_url())
+    return HttpResponseRedirect(_back_to(user, outcome.account, for_own_credential=outcome.for_own_credential))
+
+
+def _back_to(user, account, *, for_own_credential: bool | None) -> str:
+    """The account page for an account's connection; My ALM Credentials for a person's own (or when the person
+    may not see the account page)."""
+    if for_own_credential or not user.has_perm("alm_accounts.view_almaccount"):
+        return reverse("my_alm_credentials")
+    return account.get_admin_url()

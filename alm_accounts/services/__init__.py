@@ -18,26 +18,31 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 from ..selectors import due_accounts, refreshable_accounts
 from .authorization import (
     SESSION_BINDING_KEY,
+    CallbackForbidden,
     CallbackOutcome,
     CallbackRejected,
     complete_authorization,
     start_authorization,
+    started_for_own_credential,
 )
 from .common import NestedTransactionError, ServiceError, actor_of, client_for, record_event
 from .connection import Outcome, delete_account, disconnect, save_account, test_connection
 from .grants import (
     ACCESS_TOKEN_MIN_VALIDITY,
+    GrantRef,
     RefreshOutcome,
     RefreshResult,
+    grant_name,
     jira_get,
     refresh_account,
+    refresh_grant,
     valid_access_token,
 )
 
 __all__ = [
-    "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackOutcome", "CallbackRejected", "NestedTransactionError",
-    "RefreshOutcome", "RefreshResult", "ServiceError", "actor_of", "client_for", "complete_authorization",
-    "Outcome", "delete_account", "disconnect", "due_accounts", "save_account", "jira_get", "record_event",
-    "refresh_account", "refreshable_accounts",
-    "start_authorization", "test_connection", "valid_access_token",
+    "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackForbidden", "CallbackOutcome", "CallbackRejected",
+    "GrantRef", "NestedTransactionError", "Outcome", "RefreshOutcome", "RefreshResult", "ServiceError", "actor_of",
+    "client_for", "complete_authorization", "delete_account", "disconnect", "due_accounts", "grant_name", "jira_get",
+    "record_event", "refresh_account", "refresh_grant", "refreshable_accounts", "save_account", "start_authorization",
+    "started_for_own_credential", "test_connection", "valid_access_token",
 ]

@@ -14,10 +14,10 @@ from django.views.decorators.debug import sensitive_variables
 from .. import explain
 from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
-from ..models import ALMAccount, PendingAuthorization
+from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
 from ..validators import is_well_formed_callback_id
 from .common import Kind, ServiceError, Status, actor_of, client_for, digest, log, mark, own_transaction, record_event
-from .grants import WriteLost, put_tokens, record_outside, refresh_deadline, write_again
+from .grants import GrantRef, WriteLost, put_tokens, record_outside, refresh_deadline, write_again
 
 SESSION_BINDING_KEY = "alm_accounts.oauth_binding"
 
@@ -31,13 +31,22 @@ class CallbackRejected(ServiceError):
 
 
 @sensitive_variables()
-def start_authorization(*, account: ALMAccount, user, session) -> str:
-    """Remember a new state + PKCE verifier for this admin session; return Jira's authorize URL."""
-    if not account.client_id or account.client_secret in (None, ""):
+def start_authorization(*, account: ALMAccount, user, session, for_own_credential: bool = False) -> str:
+    """Remember a new state + PKCE verifier for this browser session; return Jira's authorize URL.
+
+    `for_own_credential`: the person connects their own Jira identity (user-based sync) instead of the
+    account's connection. Same link, same callback URL: the pending authorization says which grant it is for.
+    """
+    if not account.is_ready_for_people:
         raise ServiceError(
             "Paste the Client ID and Client Secret shown by Jira's incoming application link, save, then click "
             "Get Auth Token."
+            if not for_own_credential else
+            f"{account.name} is not ready for personal connections yet: an administrator must paste its Client ID "
+            "and Client Secret first."
         )
+    if for_own_credential and not (user.is_active and user.is_staff):
+        raise ServiceError("Only active staff users can connect their own Jira account.")
     client = client_for(account)
     binding = session.get(SESSION_BINDING_KEY)
     if not binding:
@@ -53,6 +62,7 @@ def start_authorization(*, account: ALMAccount, user, session) -> str:
         session_binding_digest=digest(binding),
         code_verifier=pkce.verifier,
         created_at=now,
+        for_own_credential=for_own_credential,
     )
     record_event(
         account,
@@ -60,6 +70,7 @@ def start_authorization(*, account: ALMAccount, user, session) -> str:
         kind=Kind.AUTHORIZATION_STARTED,
         ok=True,
         message=f"Sent to Jira for consent (Permission {account.scope}).",
+        grant_owner=user.get_username() if for_own_credential else "",
     )
     return client.authorization_url(
         redirect_uri=account.callback_url, scope=account.scope, state=state, code_challenge=pkce.challenge
@@ -71,6 +82,11 @@ class CallbackOutcome:
     account: ALMAccount
     ok: bool
     message: str
+    for_own_credential: bool = False  # the person's own connection: back to My ALM Credentials
+
+
+class CallbackForbidden(CallbackRejected):
+    """The user may not complete this kind of authorization (an account's connection needs change permission)."""
 
 
 # Longest values we accept on the callback; Jira's are far shorter.
@@ -95,7 +111,8 @@ def _callback_params(query) -> dict[str, str]:
 
 
 @sensitive_variables()
-def complete_authorization(*, callback_id: str, query, user, session) -> CallbackOutcome:
+def complete_authorization(*, callback_id: str, query, user, session,
+                           may_connect_account: bool = True) -> CallbackOutcome:
     """Handle Jira's redirect to an account's callback URL.
 
     Raises CallbackRejected (with the account when it can be named) when the
@@ -124,26 +141,118 @@ def complete_authorization(*, callback_id: str, query, user, session) -> Callbac
             account,
         )
     pending = _claim_pending(params["state"], account=account, user=user, session=session)
+    if not pending.for_own_credential and not may_connect_account:
+        raise CallbackForbidden("You are not allowed to connect ALM accounts.", account)
     actor = actor_of(user)
+    own = pending.for_own_credential
+    existing = ALMCredential.objects.filter(account=account, user=user).first() if own else account
+    owner = user.get_username() if own else ""
 
     if "error" in params:
-        message = _kept(account, explain.oauth_error("authorize", params["error"], params.get("error_description", "")))
-        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message)
-        return CallbackOutcome(account, False, message)
+        said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""))
+        message = _kept(existing, said)
+        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
+                     grant_owner=owner)
+        return CallbackOutcome(account, False, message, own)
     if "code" not in params:
-        message = _kept(account, "Jira's answer has neither an authorization code nor an error. Click Get Auth Token "
-                                 "again.")
-        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message)
-        return CallbackOutcome(account, False, message)
-    return _exchange_and_store(account, code=Secret(params["code"]), verifier=Secret(pending.code_verifier),
-                               actor=actor)
+        message = _kept(existing, "Jira's answer has neither an authorization code nor an error. Click Get Auth "
+                                  "Token again.")
+        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
+                     grant_owner=owner)
+        return CallbackOutcome(account, False, message, own)
+    code, verifier = Secret(params["code"]), Secret(pending.code_verifier)
+    if own:
+        return _connect_person(account, user, code=code, verifier=verifier, actor=actor)
+    return _exchange_and_store(account, code=code, verifier=verifier, actor=actor)
 
 
-def _kept(account: ALMAccount, message: str) -> str:
+def started_for_own_credential(*, query, user) -> bool:
+    """Whether this callback answers an authorization `user` started for their own credential (nothing is used up).
+
+    Lets the callback refuse at once, without touching the authorization, a user who may not connect accounts.
+    """
+    states = query.getlist("state")
+    if len(states) != 1 or len(states[0]) > CALLBACK_LIMITS["state"]:
+        return False
+    return PendingAuthorization.objects.filter(state_digest=digest(states[0]), user_id=getattr(user, "pk", None),
+                                               for_own_credential=True).exists()
+
+
+def _kept(grant: Grant | None, message: str) -> str:
     """A failed re-authorization of a working connection says that the connection still works."""
-    if account.is_connected:
+    if grant is not None and grant.is_connected:
         return f"{message} The existing connection is kept and still works."
     return message
+
+
+class _Refused(Exception):
+    """A person's new grant is refused after the exchange; nothing is stored (the transaction rolls back)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@sensitive_variables()
+def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret, actor: str) -> CallbackOutcome:
+    """A person's own Jira grant: exchange, ask Jira who it is, refuse an identity another person holds, store.
+
+    Everything under the row lock of the person's credential, in our own transaction; a refusal rolls it back
+    (nothing stored) and revokes the new tokens at Jira, best effort, after the lock is released.
+    """
+    owner = user.get_username()
+    client = client_for(account)
+    issued: TokenSet | None = None
+    try:
+        with own_transaction("Connecting a Jira account"):
+            ALMCredential.objects.get_or_create(account=account, user=user)
+            credential = GrantRef("user", ALMCredential.objects.get(account=account, user=user).pk).locked()
+            deadline = refresh_deadline()
+            try:
+                issued = client.exchange_code(code=code, redirect_uri=account.callback_url, code_verifier=verifier,
+                                              deadline=deadline)
+                me = client.myself(access_token=issued.access_token, deadline=deadline)
+            except JiraError as exc:
+                stage = "exchange" if issued is None else "api"
+                raise _Refused(_kept(credential, explain.describe(stage, exc) + (
+                    " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
+                    if issued is not None else ""))) from None
+            name, display = jira_user(me)
+            holder = (ALMCredential.objects.filter(account=account, connected_as_name=name)
+                      .exclude(user=user).exclude(connected_as_name="").select_related("user").first())
+            if holder is not None:
+                raise _Refused(
+                    f"The Jira user {display or name} is already connected to {account.name} by "
+                    f"{holder.user.get_username()}. Log out of Jira, sign in to Jira as yourself, then click Connect "
+                    "my Jira account again. Nothing was stored."
+                )
+            store_new_grant(credential, issued, name=name, display=display)
+    except _Refused as refused:
+        if issued is not None:
+            _revoke_quietly(client, issued)
+        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=refused.message,
+                     grant_owner=owner)
+        return CallbackOutcome(account, False, refused.message, True)
+    except DatabaseError as exc:
+        if issued is None:
+            raise
+        ref = GrantRef("user", ALMCredential.objects.get(account=account, user=user).pk)
+        if _store_issued_grant_again(ref, issued, actor=actor, error=exc) is None:
+            return CallbackOutcome(account, False, _LOST, True)
+    credential = ALMCredential.objects.select_related("account", "user").get(account=account, user=user)
+    message = f"Connected to Jira as {credential.connected_as_display_name or 'an unnamed user'} " \
+              f"({credential.token_scope})."
+    record_event(credential, actor=actor, kind=Kind.CONNECTED, ok=True, message=message)
+    return CallbackOutcome(account, True, message, True)
+
+
+@sensitive_variables()
+def _revoke_quietly(client, tokens: TokenSet) -> None:
+    for hint, token in (("refresh_token", tokens.refresh_token), ("access_token", tokens.access_token)):
+        try:
+            client.revoke(token=token, token_type_hint=hint, deadline=refresh_deadline())
+        except JiraError:
+            log.info("Revoking a refused grant at Jira failed (%s).", hint)
 
 
 @sensitive_variables()
@@ -156,7 +265,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     outcome_failed = None
     try:
         with own_transaction("Completing Get Auth Token"):
-            locked = ALMAccount.objects.select_for_update().get(pk=account.pk)
+            locked = GrantRef("account", account.pk).locked()
             try:
                 tokens = client_for(locked).exchange_code(
                     code=code, redirect_uri=locked.callback_url, code_verifier=verifier, deadline=refresh_deadline()
@@ -166,7 +275,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
                 if not locked.is_connected:
                     # A working connection stays as it is: a failed re-authorization (wrong secret, a code that
                     # expired) does not make it fail.
-                    mark(locked.pk, status=Status.ERROR, last_error=failure)
+                    mark(locked, status=Status.ERROR, last_error=failure)
                 record_event(locked, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=failure)
                 outcome_failed = (locked, failure)
             else:
@@ -175,7 +284,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     except DatabaseError as exc:
         if issued is None:
             raise
-        if _store_issued_grant_again(account, issued, actor=actor, error=exc) is None:
+        if _store_issued_grant_again(GrantRef("account", account.pk), issued, actor=actor, error=exc) is None:
             return CallbackOutcome(account, False, _LOST)
     if outcome_failed is not None:
         locked, failure = outcome_failed
@@ -193,17 +302,17 @@ _LOST = ("Jira issued the tokens but the database did not accept them: nothing w
 
 
 @sensitive_variables()
-def _store_issued_grant_again(account: ALMAccount, tokens: TokenSet, *, actor: str, error: Exception):
+def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, error: Exception):
     def write(locked):
         if locked is not None:
             store_new_grant(locked, tokens)
         return locked
 
     try:
-        return write_again(account.pk, write=write, what="Get Auth Token", error=error)
+        return write_again(grant, write=write, what="Get Auth Token", error=error)
     except WriteLost:
-        log.critical("ALM account %s: %s", account.pk, _LOST)
-        record_outside(account.pk, actor=actor, message=_LOST, kind=Kind.AUTHORIZATION_FAILED)
+        log.critical("%s: %s", grant, _LOST)
+        record_outside(grant, actor=actor, message=_LOST, kind=Kind.AUTHORIZATION_FAILED)
         return None
 
 
@@ -256,16 +365,16 @@ def _claim_pending(state: str, *, account: ALMAccount, user, session) -> Pending
 
 
 @sensitive_variables()
-def store_new_grant(account: ALMAccount, tokens: TokenSet) -> None:
-    """A new grant from Get Auth Token on the locked `account` (saved)."""
+def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: str = "") -> None:
+    """A new grant from Jira's consent on the locked `grant` (saved); who it is, when already known."""
     now = timezone.now()
-    put_tokens(account, tokens, now=now, scope_if_none=account.scope)
-    account.status = Status.CONNECTED
-    account.connected_at = now
-    account.last_refreshed_at = None
-    account.last_error = ""
-    account.connected_as_name = account.connected_as_display_name = ""
-    account.save()
+    put_tokens(grant, tokens, now=now, scope_if_none=grant.grant_account.scope)
+    grant.status = Status.CONNECTED
+    grant.connected_at = now
+    grant.last_refreshed_at = None
+    grant.last_error = ""
+    grant.connected_as_name, grant.connected_as_display_name = name, display
+    grant.save()
 
 
 def jira_user(me: dict) -> tuple[str, str]:

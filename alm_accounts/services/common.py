@@ -13,7 +13,7 @@ from django.utils import timezone
 from .. import egress
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
-from ..models import ALMAccount, AuthEvent
+from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
 
 log = logging.getLogger("alm_accounts.services")
 
@@ -29,10 +29,15 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def record_event(account: ALMAccount | None, *, actor: str, kind: str, ok: bool, message: str = "",
-                 account_name: str = "") -> AuthEvent:
+def record_event(grant: Grant | None, *, actor: str, kind: str, ok: bool, message: str = "",
+                 account_name: str = "", grant_owner: str = "") -> AuthEvent:
+    """An audit event about `grant` (an account's own connection or a person's credential), or about an
+    account that is gone (grant None, named by account_name)."""
+    account = grant.grant_account if grant is not None else None
     return AuthEvent.objects.create(
         account=account,
+        credential=grant if isinstance(grant, ALMCredential) else None,
+        grant_owner=(grant_owner or (grant.grant_owner if grant is not None else ""))[:150],
         account_name=(account.name if account is not None else account_name)[:200],
         actor=(actor or "system")[:150],
         kind=kind,
@@ -74,8 +79,10 @@ def client_for(account: ALMAccount) -> JiraClient:
     )
 
 
-def mark(account_id: int, **fields) -> None:
-    ALMAccount.objects.filter(pk=account_id).update(updated_at=timezone.now(), **fields)
+def mark(grant: Grant | int, **fields) -> None:
+    """Update a grant's fields without reading it (an int is an ALM account's id)."""
+    model, pk = (ALMAccount, grant) if isinstance(grant, int) else (type(grant), grant.pk)
+    model.objects.filter(pk=pk).update(updated_at=timezone.now(), **fields)
 
 
 class NestedTransactionError(RuntimeError):

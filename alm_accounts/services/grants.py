@@ -1,5 +1,9 @@
 """Keeping a grant alive: refresh under the row lock (Jira rotates both tokens), on-demand tokens, 401 → retry.
 
+One implementation for both kinds of grant (models.Grant): an ALM account's
+own connection and a person's own credential. A grant is named by a GrantRef
+(kind + primary key) wherever it crosses a transaction.
+
 Jira rotates the refresh token on every refresh, so the read of the refresh
 token, the call to Jira and the write of the new pair happen in one
 transaction holding the account's row lock: no two callers ever send the same
@@ -23,7 +27,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
-from ..models import ALMAccount, is_due
+from ..models import ALMAccount, ALMCredential, Grant, is_due
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -34,6 +38,41 @@ TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
 STORE_RETRY_PAUSES = (0.0, 1.0, 3.0)
 TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at", "status",
                 "last_error", "updated_at"]
+
+
+GRANT_MODELS: dict[str, type[Grant]] = {"account": ALMAccount, "user": ALMCredential}
+
+
+@dataclass(frozen=True)
+class GrantRef:
+    """Which grant: the account's own connection ("account", account id) or a person's ("user", credential id)."""
+
+    kind: str
+    pk: int
+
+    @classmethod
+    def of(cls, grant: Grant) -> GrantRef:
+        return cls(grant.grant_kind, grant.pk)
+
+    @property
+    def model(self) -> type[Grant]:
+        return GRANT_MODELS[self.kind]
+
+    def locked(self, *, skip_locked: bool = False) -> Grant | None:
+        """The grant under its row lock (its account and person read along, not locked)."""
+        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+        if self.kind == "user":
+            queryset = queryset.select_related("account", "user")
+        return queryset.filter(pk=self.pk).first()
+
+    def __str__(self):
+        return f"{'ALM account' if self.kind == 'account' else 'ALM credential'} {self.pk}"
+
+
+def grant_name(grant: Grant) -> str:
+    """How a grant is named in a command's output and in messages."""
+    account = grant.grant_account
+    return account.name if grant.grant_kind == "account" else f"{account.name} ({grant.grant_owner})"
 
 
 class RefreshOutcome(enum.Enum):
@@ -47,10 +86,11 @@ class RefreshOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class RefreshResult:
-    account_id: int
-    account_name: str
+    account_id: int  # the grant's primary key (an account's, or a credential's when kind is "user")
+    account_name: str  # the grant's name (see grant_name)
     outcome: RefreshOutcome
     message: str = ""
+    kind: str = "account"
 
     @property
     def failed(self) -> bool:
@@ -61,7 +101,7 @@ def refresh_deadline() -> Deadline:
     return Deadline(settings.JIRA_REFRESH_DEADLINE)
 
 
-def unreadable_message(account: ALMAccount) -> str:
+def unreadable_message(account: Grant) -> str:
     return (
         f"The stored {', '.join(account.unreadable_secrets)} cannot be decrypted with the configured "
         "FIELD_ENCRYPTION_KEY; restore the key it was encrypted with, or click Get Auth Token."
@@ -69,7 +109,7 @@ def unreadable_message(account: ALMAccount) -> str:
 
 
 @sensitive_variables()
-def put_tokens(account: ALMAccount, tokens: TokenSet, *, now, scope_if_none: str) -> None:
+def put_tokens(account: Grant, tokens: TokenSet, *, now, scope_if_none: str) -> None:
     """Put a new pair from Jira on `account` (not saved)."""
     account.access_token = tokens.access_token.reveal()
     account.refresh_token = tokens.refresh_token.reveal()
@@ -78,16 +118,21 @@ def put_tokens(account: ALMAccount, tokens: TokenSet, *, now, scope_if_none: str
     account.token_scope = explain.plain_text(tokens.scope, TOKEN_SCOPE_LENGTH) or scope_if_none
 
 
+def refresh_account(*, account_id: int, actor: str, **options) -> RefreshResult:
+    """Refresh an ALM account's own connection (see refresh_grant)."""
+    return refresh_grant(grant=GrantRef("account", account_id), actor=actor, **options)
+
+
 @sensitive_variables()
-def refresh_account(
+def refresh_grant(
     *,
-    account_id: int,
+    grant: GrantRef,
     actor: str,
     due_within: timedelta | None = None,
     skip_locked: bool = False,
     unless_access_token_changed_from: str | None = None,
 ) -> RefreshResult:
-    """Refresh one account's tokens under its row lock.
+    """Refresh one grant's tokens under its row lock.
 
     `due_within=None` forces the refresh; otherwise the expiry is checked
     again after the lock is taken (another runner may just have refreshed).
@@ -99,28 +144,34 @@ def refresh_account(
     rotated: tuple[TokenSet, Secret, str] | None = None  # Jira's new pair, the token it replaced, the name
     try:
         with own_transaction("A token refresh"):
-            account = ALMAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+            account = grant.locked(skip_locked=skip_locked)
             if account is None:
-                return RefreshResult(account_id, f"#{account_id}", RefreshOutcome.BUSY if skip_locked else
-                                     RefreshOutcome.NOT_CONNECTED, "no such account" if not skip_locked else "")
-            name = account.name
+                return RefreshResult(grant.pk, f"#{grant.pk}", RefreshOutcome.BUSY if skip_locked else
+                                     RefreshOutcome.NOT_CONNECTED, "no such grant" if not skip_locked else "",
+                                     kind=grant.kind)
+            name = grant_name(account)
+
+            def result(outcome, message=""):
+                return RefreshResult(account.pk, name, outcome, message, kind=grant.kind)
+
             if account.refresh_token is None:
-                return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED,
-                                     "no refresh token: Get Auth Token")
+                return result(RefreshOutcome.NOT_CONNECTED, f"no refresh token: {reconnect_hint(account)}")
             if account.status == Status.NEEDS_REAUTHORIZATION:
-                return RefreshResult(account.pk, name, RefreshOutcome.NOT_CONNECTED,
-                                     "Jira no longer accepts its grant: click Get Auth Token")
+                return result(RefreshOutcome.NOT_CONNECTED,
+                              f"Jira no longer accepts its grant: {reconnect_hint(account)}")
+            if grant.kind == "user" and not account.user.is_active:
+                return result(RefreshOutcome.NOT_CONNECTED, "the person is inactive: never refreshed or used")
             changed_from = unless_access_token_changed_from
             if changed_from is not None and account.access_token != changed_from:
-                return RefreshResult(account.pk, name, RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
+                return result(RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
             if due_within is not None and not is_due(account.token_expires_at, within=due_within):
-                return RefreshResult(account.pk, name, RefreshOutcome.NOT_DUE, expires_text(account))
+                return result(RefreshOutcome.NOT_DUE, expires_text(account))
             if account.unreadable_secrets:
                 return _refresh_failed(account, actor, unreadable_message(account), RefreshOutcome.FAILED)
 
             sent = Secret(account.refresh_token)
             try:
-                tokens = _refresh_with_retries(client_for(account), refresh_token=sent,
+                tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
                                                redirect_uri=account.callback_url, deadline=deadline)
             except ServiceError as exc:
                 return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
@@ -141,11 +192,11 @@ def refresh_account(
         if rotated is None:
             raise  # nothing was rotated: the grant is as it was
         tokens, sent, name = rotated
-        return _store_rotated_pair_again(account_id, name, tokens, sent, actor=actor, error=exc)
+        return _store_rotated_pair_again(grant, name, tokens, sent, actor=actor, error=exc)
 
 
 @sensitive_variables()
-def _store_refreshed(account: ALMAccount, tokens: TokenSet, *, actor: str, note: str = "") -> RefreshResult:
+def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str = "") -> RefreshResult:
     now = timezone.now()
     put_tokens(account, tokens, now=now, scope_if_none=account.token_scope)
     account.last_refreshed_at = now
@@ -154,7 +205,7 @@ def _store_refreshed(account: ALMAccount, tokens: TokenSet, *, actor: str, note:
     account.save(update_fields=TOKEN_FIELDS)
     message = f"Token refreshed; {expires_text(account)}{note}."
     record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
-    return RefreshResult(account.pk, account.name, RefreshOutcome.REFRESHED, message)
+    return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind)
 
 
 class WriteLost(Exception):
@@ -165,7 +216,7 @@ class WriteLost(Exception):
         super().__init__(f"{failure} after {attempts} attempts")
 
 
-def write_again(account_id: int, *, write, what: str, error: Exception):
+def write_again(grant: GrantRef, *, write, what: str, error: Exception):
     """Jira issued new tokens but our write failed: the pair in memory is the grant. Write it again.
 
     The first transaction is gone with its connection (and its row lock), so
@@ -174,25 +225,25 @@ def write_again(account_id: int, *, write, what: str, error: Exception):
     Raises WriteLost when every attempt failed. Logs at CRITICAL, never a token.
     """
     failure = type(error).__name__
-    log.critical("ALM account %s: Jira issued new tokens (%s) but storing them failed (%s); writing them again on "
-                 "a fresh database connection.", account_id, what, failure)
+    log.critical("%s: Jira issued new tokens (%s) but storing them failed (%s); writing them again on "
+                 "a fresh database connection.", grant, what, failure)
     for attempt, pause in enumerate(STORE_RETRY_PAUSES, start=2):
         time.sleep(pause)
         try:
             connection.close()  # the broken connection; the next query opens a fresh one
             with own_transaction(f"Storing tokens ({what})"):
-                result = write(ALMAccount.objects.select_for_update().filter(pk=account_id).first())
-            log.warning("ALM account %s: the new tokens (%s) were stored on attempt %s.", account_id, what, attempt)
+                result = write(grant.locked())
+            log.warning("%s: the new tokens (%s) were stored on attempt %s.", grant, what, attempt)
             return result
         except DatabaseError as exc:
             failure = type(exc).__name__
-            log.critical("ALM account %s: storing the new tokens (%s) failed again (%s, attempt %s).",
-                         account_id, what, failure, attempt)
+            log.critical("%s: storing the new tokens (%s) failed again (%s, attempt %s).",
+                         grant, what, failure, attempt)
     raise WriteLost(failure, len(STORE_RETRY_PAUSES) + 1)
 
 
 @sensitive_variables()
-def _store_rotated_pair_again(account_id: int, name: str, tokens: TokenSet, sent: Secret, *, actor: str,
+def _store_rotated_pair_again(grant: GrantRef, name: str, tokens: TokenSet, sent: Secret, *, actor: str,
                               error: Exception) -> RefreshResult:
     """See write_again. If the stored refresh token is still the one we sent, ours is the newest pair Jira
     issued (anyone who sent the old one meanwhile got invalid_grant and may have marked the account: ours
@@ -200,45 +251,45 @@ def _store_rotated_pair_again(account_id: int, name: str, tokens: TokenSet, sent
     first_failure = type(error).__name__
 
     @sensitive_variables()
-    def write(account: ALMAccount | None) -> RefreshResult:
+    def write(account: Grant | None) -> RefreshResult:
         if account is None:
-            log.critical("ALM account %s was deleted before its rotated tokens could be stored.", account_id)
-            return RefreshResult(account_id, name, RefreshOutcome.FAILED, "the account was deleted meanwhile")
+            log.critical("%s was deleted before its rotated tokens could be stored.", grant)
+            return RefreshResult(grant.pk, name, RefreshOutcome.FAILED, "it was deleted meanwhile", kind=grant.kind)
         if Secret(account.refresh_token or "") != sent:
-            message = ("Jira rotated the tokens but they could not be stored, and the account was authorized anew "
+            message = ("Jira rotated the tokens but they could not be stored, and the grant was authorized anew "
                        "meanwhile: the new authorization is kept.")
             record_event(account, actor=actor, kind=Kind.TOKENS_NOT_STORED, ok=False, message=message)
-            return RefreshResult(account.pk, name, RefreshOutcome.FAILED, message)
+            return RefreshResult(account.pk, name, RefreshOutcome.FAILED, message, kind=grant.kind)
         return _store_refreshed(account, tokens, actor=actor,
                                 note=f" (the first write failed with {first_failure} and was repeated)")
 
     try:
-        return write_again(account_id, write=write, what="refresh", error=error)
+        return write_again(grant, write=write, what="refresh", error=error)
     except WriteLost as lost:
         message = (
             f"Jira rotated the tokens but the database did not accept them ({lost.failure}, {lost.attempts} "
-            "attempts): the connection is lost. Click Get Auth Token to authorize again."
+            "attempts): the connection is lost. Authorize again (Get Auth Token, or Connect under My ALM "
+            "Credentials)."
         )
-        log.critical("ALM account %s: %s", account_id, message)
-        record_outside(account_id, actor=actor, message=message)
-        return RefreshResult(account_id, name, RefreshOutcome.FAILED, message)
+        log.critical("%s: %s", grant, message)
+        record_outside(grant, actor=actor, message=message)
+        return RefreshResult(grant.pk, name, RefreshOutcome.FAILED, message, kind=grant.kind)
 
 
-def record_outside(account_id: int, *, actor: str, message: str, kind: str = Kind.TOKENS_NOT_STORED) -> None:
+def record_outside(grant: GrantRef, *, actor: str, message: str, kind: str = Kind.TOKENS_NOT_STORED) -> None:
     """Best effort, in autocommit: the database that refused the tokens may refuse this too (then the log has it).
 
     A lost refresh costs the grant (Jira rotated the old pair away): the account needs re-authorization.
     """
     try:
         connection.close()
-        account = ALMAccount.objects.filter(pk=account_id).first()
+        account = grant.model.objects.filter(pk=grant.pk).first()
         if account is not None:
             if kind == Kind.TOKENS_NOT_STORED:
-                mark(account_id, status=Status.NEEDS_REAUTHORIZATION, last_error=message)
+                mark(account, status=Status.NEEDS_REAUTHORIZATION, last_error=message)
             record_event(account, actor=actor, kind=kind, ok=False, message=message)
     except DatabaseError as exc:
-        log.critical("ALM account %s: the failure could not be recorded either (%s).", account_id,
-                     type(exc).__name__)
+        log.critical("%s: the failure could not be recorded either (%s).", grant, type(exc).__name__)
 
 
 @sensitive_variables()
@@ -266,42 +317,46 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     fields = {"last_error": message}
     if status is not None:
         fields["status"] = status
-    mark(account.pk, **fields)
+    mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
-    return RefreshResult(account.pk, account.name, outcome, message)
+    return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
 
 
-def expires_text(account: ALMAccount) -> str:
+def reconnect_hint(grant: Grant) -> str:
+    return "click Get Auth Token" if grant.grant_kind == "account" else "reconnect under My ALM Credentials"
+
+
+def expires_text(account: Grant) -> str:
     if account.token_expires_at is None:
         return "expiry unknown"
     return f"expires {timezone.localtime(account.token_expires_at):%Y-%m-%d %H:%M:%S %Z}"
 
 
 @sensitive_variables()
-def valid_access_token(*, account: ALMAccount, actor: str = "system") -> str:
-    """An access token valid for at least a minute, refreshed under the row lock when due."""
+def valid_access_token(*, account: Grant, actor: str = "system") -> str:
+    """An access token of `account` (any grant) valid for at least a minute, refreshed under the row lock when due."""
     token = account.access_token
     if isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
         account.token_expires_at, within=ACCESS_TOKEN_MIN_VALIDITY
     ):
         return token
-    result = refresh_account(account_id=account.pk, actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
+    result = refresh_grant(grant=GrantRef.of(account), actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
     account.refresh_from_db()
-    return _token_after(account, result)
+    return token_after(account, result)
 
 
 @sensitive_variables()
-def _token_after(account: ALMAccount, result: RefreshResult) -> str:
+def token_after(account: Grant, result: RefreshResult) -> str:
     """The access token an on-demand caller may use after `result`, or a ServiceError saying why not."""
     if account.status == Status.NEEDS_REAUTHORIZATION:
         # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
-        raise ServiceError(account.last_error or "Jira no longer accepts this account's grant: click Get Auth Token.")
+        raise ServiceError(account.last_error or f"Jira no longer accepts this grant: {reconnect_hint(account)}.")
     if result.failed:
         raise ServiceError(result.message)
     if account.unreadable_secrets:
         raise ServiceError(unreadable_message(account))
     if not isinstance(account.access_token, str):
-        raise ServiceError("This account is not connected to Jira: click Get Auth Token.")
+        raise ServiceError(f"Not connected to Jira: {reconnect_hint(account)}.")
     return account.access_token
 
 
@@ -316,4 +371,4 @@ def jira_get(*, account: ALMAccount, path: str, actor: str = "system") -> dict:
     except JiraUnauthorized:
         result = refresh_account(account_id=account.pk, actor=actor, unless_access_token_changed_from=token)
         account.refresh_from_db()
-        return client.get(path, access_token=Secret(_token_after(account, result)))
+        return client.get(path, access_token=Secret(token_after(account, result)))
