@@ -7,8 +7,10 @@ into a message. Stored secrets are never rendered; tokens are shown only as
 
 from __future__ import annotations
 
+import shlex
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -22,9 +24,13 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .forms import ALMAccountForm
+from .jira import Deadline
 from .models import ALMAccount, AuthEvent
 
 AUDIT_TRAIL_ROWS = 25
+# Each refresh may wait for Jira up to JIRA_REFRESH_DEADLINE: more than a few in one web request would outlast
+# the proxy's or gunicorn's timeout. More accounts are refreshed by manage.py refresh_tokens.
+MAX_ACCOUNTS_PER_REFRESH_ACTION = 5
 
 
 def status_badge(account: ALMAccount) -> str:
@@ -48,7 +54,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
-            ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "callback_url"],
+            ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate",
+                                           "callback_url"],
                                 "description": "Keep this screen open while you create the link in Jira."}),
             ("III. Jira credentials", {
                 # View-only screens render fields read-only, which would show the decrypted secret.
@@ -149,15 +156,31 @@ class ALMAccountAdmin(admin.ModelAdmin):
     # --- saving, and "Get Auth Token" (which saves first) ---
 
     def save_model(self, request, obj, form, change):
-        if change:
-            # Write only what the form edits. The row was read without a lock, and a refresh may
-            # rotate the tokens (under the row lock) before this save: writing every column would
-            # put back the old, already dead refresh token and cost the grant.
-            editable = {field.name for field in obj._meta.concrete_fields}
-            obj.save(update_fields=[name for name in form._meta.fields if name in editable] + ["updated_at"])
-            return
-        super().save_model(request, obj, form, change)
-        form.forget_pending_callback_id()
+        # The service writes only what the form edits (a refresh may have rotated the tokens meanwhile) and
+        # ends the connection when the Jira base URL or the Client ID changed.
+        ended = services.save_account(account=obj, form_fields=list(form._meta.fields),
+                                      new_client_secret=form.client_secret_entered, actor=self._actor(request),
+                                      report=self._reporter(request))
+        if ended:
+            self.message_user(request, ended, messages.WARNING)
+        if not change:
+            form.forget_pending_callback_id()
+
+    def delete_model(self, request, obj):
+        services.delete_account(account=obj, actor=self._actor(request), report=self._reporter(request))
+
+    def delete_queryset(self, request, queryset):
+        # One time budget for every revocation of a bulk delete: the request must end.
+        deadline = Deadline(settings.JIRA_REFRESH_DEADLINE)
+        for account in queryset:
+            services.delete_account(account=account, actor=self._actor(request), report=self._reporter(request),
+                                    deadline=deadline)
+
+    def _reporter(self, request):
+        """How a service tells, after the commit, what Jira answered to a revocation."""
+        def report(text: str, confirmed: bool):
+            self.message_user(request, text, messages.SUCCESS if confirmed else messages.WARNING)
+        return report
 
     def response_add(self, request, obj, post_url_continue=None):
         if "_get_auth_token" in request.POST:
@@ -229,8 +252,12 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     def _disconnect(self, request, pk):
         account = self._account_for_change(request, pk)
-        self.message_user(request, services.disconnect(account=account, actor=self._actor(request)),
-                          messages.SUCCESS)
+        try:
+            outcome = services.disconnect(account=account, actor=self._actor(request))
+        except services.ServiceError as exc:
+            self.message_user(request, f"Disconnect failed: {exc}", messages.ERROR)
+            return self._back(account)
+        self.message_user(request, outcome, messages.SUCCESS if outcome.confirmed else messages.WARNING)
         return self._back(account)
 
     def _report_refresh(self, request, result: services.RefreshResult):
@@ -241,7 +268,19 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh the auth tokens of the selected ALM accounts", permissions=["change"])
     def refresh_selected(self, request, queryset):
-        for account_id in queryset.values_list("pk", flat=True):
+        selected = list(queryset.values_list("pk", "name")[:MAX_ACCOUNTS_PER_REFRESH_ACTION + 1])
+        if len(selected) > MAX_ACCOUNTS_PER_REFRESH_ACTION:
+            count = queryset.count()
+            names = list(queryset.values_list("name", flat=True)[:20]) if count <= 20 else []
+            accounts = " ".join(f"--account {shlex.quote(name)}" for name in names) or '--account "<name>" ...'
+            self.message_user(request, (
+                f"Nothing was refreshed: {count} ALM accounts were selected, and this button refreshes at most "
+                f"{MAX_ACCOUNTS_PER_REFRESH_ACTION} at once (each may wait up to "
+                f"{settings.JIRA_REFRESH_DEADLINE:g} s for Jira). Refresh them on the server instead: "
+                f"manage.py refresh_tokens --force {accounts}"
+            ), messages.ERROR)
+            return
+        for account_id, _name in selected:
             self._report_refresh(request, services.refresh_account(account_id=account_id,
                                                                    actor=self._actor(request)))
 
@@ -250,13 +289,20 @@ class ALMAccountAdmin(admin.ModelAdmin):
 class AuthEventAdmin(admin.ModelAdmin):
     """The full audit trail, read-only."""
 
-    list_display = ["created_at", "account", "kind", "outcome", "actor", "message"]
+    list_display = ["created_at", "account_display", "kind", "outcome", "actor", "message"]
     # Not "account": that filter lists every account in the sidebar (thousands). The account page links here
     # with ?account__id__exact=<id>, allowed below.
     list_filter = ["kind", "outcome"]
     list_select_related = ["account"]
-    search_fields = ["account__name", "actor", "message"]
+    # account_name: the name the account had at the event, and the only one left once the account is deleted.
+    search_fields = ["account_name", "account__name", "actor", "message"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Account", ordering="account_name")
+    def account_display(self, obj):
+        if obj.account is not None:
+            return obj.account.name
+        return f"{obj.account_name} (deleted)" if obj.account_name else "—"
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)

@@ -1,7 +1,11 @@
 """The ALM account form, in the order of the setup walk-through.
 
 The Client Secret is write-only: the form never renders a stored value, and
-leaving it blank on an existing account keeps the stored secret.
+leaving it blank on an existing account keeps the stored secret. A changed
+Jira base URL needs the Client Secret pasted again (a stored secret is sent
+only to the Jira it was entered for); on a connected account the form says
+before saving that a new base URL or Client ID ends the connection
+(services.save_account ends it).
 """
 
 from __future__ import annotations
@@ -11,9 +15,26 @@ from django.core.exceptions import ValidationError
 
 from .models import ALMAccount, new_callback_id
 from .validators import is_well_formed_callback_id, normalize_base_url
-from .widgets import CallbackURLWidget
+from .widgets import CACertificateInput, CallbackURLWidget
 
 PENDING_CALLBACK_SESSION_KEY = "alm_accounts.pending_callback_id"
+
+# Shown under the field on a connected account, and by connection_notice.js as soon as the field is edited.
+ENDS_CONNECTION = {
+    "base_url": (
+        "Changing it ends the connection: its tokens are deleted here (and revoked at the current Jira where it "
+        "allows), the Client Secret of the new Jira's incoming application link must be pasted, and you click Get "
+        "Auth Token again.",
+        "You changed the Jira base URL: saving ends the connection to Jira. Its tokens will be deleted here; paste "
+        "the Client Secret shown by the new Jira's incoming application link, save, then click Get Auth Token.",
+    ),
+    "client_id": (
+        "Changing it ends the connection: its tokens are deleted here (and revoked at Jira where it allows), and "
+        "you click Get Auth Token again.",
+        "You changed the Client ID: saving ends the connection to Jira. Its tokens will be deleted here; click Get "
+        "Auth Token after saving.",
+    ),
+}
 
 
 class ALMAccountForm(forms.ModelForm):
@@ -37,16 +58,24 @@ class ALMAccountForm(forms.ModelForm):
 
     class Meta:
         model = ALMAccount
-        fields = ["alm_type", "name", "authentication", "base_url", "client_id", "client_secret", "scope"]
+        fields = ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate", "client_id", "client_secret",
+                  "scope"]
         widgets = {
             "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
+            "jira_ca_certificate": CACertificateInput(attrs={"rows": 6, "cols": 64, "spellcheck": "false",
+                                                         "placeholder": "-----BEGIN CERTIFICATE-----"}),
             "client_id": forms.TextInput(attrs={"size": 40, "autocomplete": "off", "spellcheck": "false"}),
             "name": forms.TextInput(attrs={"placeholder": "Jira - Core Banking", "size": 40}),
         }
 
+    class Media:
+        js = ["alm_accounts/connection_notice.js"]
+        css = {"all": ["alm_accounts/alm_accounts.css"]}
+
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request
+        self.client_secret_entered = False
         field = self.fields["callback_url"]
         if self.instance.pk is None:
             field.initial = self.pending_callback_id()
@@ -55,8 +84,15 @@ class ALMAccountForm(forms.ModelForm):
             field.disabled = True
             if self.instance.client_secret is not None:
                 self.fields["client_secret"].help_text = (
-                    "A Client Secret is stored (encrypted). Leave blank to keep it, or paste a new one to replace it."
+                    "A Client Secret is stored (encrypted). Leave blank to keep it, or paste a new one to replace it. "
+                    "After a change of the Jira base URL, paste the new Jira's Client Secret."
                 )
+            if self.instance.refresh_token is not None or self.instance.access_token is not None:
+                for name, (help_text, notice) in ENDS_CONNECTION.items():
+                    if name in self.fields:
+                        field = self.fields[name]
+                        field.help_text = f"{str(field.help_text).rstrip('. ')}. {help_text}".lstrip(". ")
+                        field.widget.attrs["data-ends-connection"] = notice
 
     def pending_callback_id(self) -> str:
         """Stable across reloads of the add form in one session, until an account is saved with it."""
@@ -78,7 +114,26 @@ class ALMAccountForm(forms.ModelForm):
             return self.instance.client_secret  # blank keeps what is stored (None on a new account)
         if any(ch.isspace() for ch in value):
             raise ValidationError("The Client Secret must not contain spaces; paste it again from Jira.")
+        self.client_secret_entered = True
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        base_url = cleaned.get("base_url")
+        if (
+            self.instance.pk is not None
+            and base_url
+            and base_url != normalize_base_url(self.instance.base_url)
+            and not self.client_secret_entered
+            and self.instance.client_secret is not None
+            and "client_secret" not in self.errors
+        ):
+            self.add_error("client_secret", ValidationError(
+                "The Jira base URL changed: paste the Client Secret shown by the incoming application link of the "
+                "Jira at the new base URL. The stored Client Secret is sent only to the Jira it was entered for.",
+                code="secret_for_another_jira",
+            ))
+        return cleaned
 
     def clean_callback_url(self):
         value = self.cleaned_data.get("callback_url") or ""

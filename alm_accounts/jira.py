@@ -234,6 +234,9 @@ def session_for(base_url: str, *, verify: str | bool = True, proxies: dict | Non
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = USER_AGENT
+            # Uncompressed answers: a compressed one could keep a chunked read waiting past the deadline, and Jira's
+            # answers are small anyway.
+            session.headers["Accept-Encoding"] = "identity"
             session.cookies = requests.cookies.RequestsCookieJar(policy=_RejectAllCookies())
             # The environment's REQUESTS_CA_BUNDLE, HTTPS_PROXY / NO_PROXY and ~/.netrc are ignored: a
             # variable meant for another tool (or a .netrc with a password) would silently change where
@@ -365,7 +368,7 @@ class JiraClient:
                 stream=True,
             )
         except requests.RequestException as exc:
-            raise _network_error(exc) from None
+            raise _network_error(exc, deadline) from None
         with response:
             status = response.status_code
             if status == 401:
@@ -526,7 +529,10 @@ def _read_body(response: requests.Response, deadline: Deadline | None) -> bytear
                     "Jira base URL",
                     reached_jira=True,
                 )
-            if deadline is not None and deadline.remaining() <= 0 and response.raw.length_remaining != 0:  # 0: all here
+            if deadline is not None and deadline.remaining() <= 0:
+                if response.raw.length_remaining == 0 or _is_json(chunks):
+                    # The whole answer is here: a token answer must be kept (Jira has rotated), late or not.
+                    break
                 chunks.clear()
                 raise DeadlineExceeded(deadline.seconds, reached_jira=True)
     except JiraUnavailable:
@@ -534,6 +540,14 @@ def _read_body(response: requests.Response, deadline: Deadline | None) -> bytear
     except Exception:  # noqa: BLE001 - a body that cannot be read is no answer at all
         return None
     return chunks
+
+
+def _is_json(raw: bytearray) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_json(raw: bytearray | None, encoding: str | None):

@@ -14,8 +14,14 @@ cookies, TLS) rather than `responses` at the `requests` level:
   act as the cookie's user).
 - **Scripted answers**: `json(path, payload)`, `html(...)`, `slow(...)`
   queue answers for a path; a queued answer is used before the behaviour
-  above.
+  above. `unscripted` lists the requests the behaviour answered instead, so a
+  fully scripted test can check that every answer was its own.
 - `latency` (seconds) delays every token answer: a slow Jira.
+- **Overlap**: `max_token_in_flight` is the most token requests Jira was
+  answering at once; `hold_token_requests(until_in_flight=n)` holds each token
+  request until n are in flight (bounded by a timeout), so a test of parallel
+  clients can prove they really overlapped instead of hoping they did.
+- A token request that is not form-encoded gets HTTP 500, as from Jira DC.
 
 Start it with the `fake_jira` fixture (tests/conftest.py) or as a context
 manager; `https=True` with a `trustme` CA serves TLS.
@@ -86,6 +92,12 @@ class FakeJira:
         self.calls: list[Call] = []
         self.unexpected: list[str] = []
         self.token_requests_started = threading.Semaphore(0)  # released when a token request arrives
+        self.unscripted: list[str] = []  # requests answered by the behaviour above, not by a queued answer
+        self.token_in_flight = 0
+        self.max_token_in_flight = 0
+        self._in_flight_changed = threading.Condition()
+        self._hold_until: int | None = None  # see hold_token_requests
+        self._hold_timeout = 0.0
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         if tls_context is not None:
@@ -128,6 +140,18 @@ class FakeJira:
 
     def calls_to(self, path: str) -> list[Call]:
         return [call for call in self.calls if call.path.split("?", 1)[0] == path]
+
+    def hold_token_requests(self, *, until_in_flight: int, timeout: float = 10.0) -> None:
+        """Hold token requests until `until_in_flight` of them are in flight at once, then answer them all.
+
+        For tests of parallel clients: a client that can have at most k requests in flight cannot
+        get past `until_in_flight=k+1` alone, so `max_token_in_flight` then proves that several
+        clients overlapped. If they never do, the requests held are answered after `timeout` seconds
+        (keep it under the client's own deadline), no later one is held, and `max_token_in_flight`
+        tells the test so.
+        """
+        with self._in_flight_changed:
+            self._hold_until, self._hold_timeout = until_in_flight, timeout
 
     # --- Jira's behaviour ---
 
@@ -181,6 +205,27 @@ class FakeJira:
             return 200, {"version": "9.12.2", "baseUrl": self.base_url, "deploymentType": "Server"}, cookie_header
         return 404, {"errorMessages": ["Not found"]}, cookie_header
 
+    def _answer_token_request(self, headers: dict, body: bytes) -> Answer:
+        with self._in_flight_changed:
+            self.token_in_flight += 1
+            self.max_token_in_flight = max(self.max_token_in_flight, self.token_in_flight)
+            self._in_flight_changed.notify_all()
+            if self._hold_until is not None:
+                self._in_flight_changed.wait_for(
+                    lambda: self._hold_until is None or self.token_in_flight >= self._hold_until,
+                    timeout=self._hold_timeout)
+                self._hold_until = None  # held once, overlap or not: from now on every request is answered at once
+                self._in_flight_changed.notify_all()
+        try:
+            content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            if not content_type.startswith("application/x-www-form-urlencoded"):
+                self.rejected.append(f"token request that is not form-encoded ({content_type!r})")
+                return Answer(500, b"<html><body>HTTP Status 500</body></html>", {"Content-Type": "text/html"})
+            return _json_answer(*self.token(Call("POST", TOKEN_PATH, headers, body).form))
+        finally:
+            with self._in_flight_changed:
+                self.token_in_flight -= 1
+
     # --- the HTTP server ---
 
     def _handler(self):
@@ -205,9 +250,11 @@ class FakeJira:
                 if queue:
                     answer = queue.popleft()
                 elif path == TOKEN_PATH and self.command == "POST":
+                    fake.unscripted.append(f"{self.command} {path}")
                     fake.token_requests_started.release()
-                    answer = _json_answer(*fake.token(Call("POST", path, headers, body).form))
+                    answer = fake._answer_token_request(headers, body)
                 elif path.startswith(f"{PREFIX}/rest/api/") and self.command == "GET":
+                    fake.unscripted.append(f"{self.command} {path}")
                     answer = _json_answer(*fake.rest(path, headers))
                 else:
                     fake.unexpected.append(f"{self.command} {path}")

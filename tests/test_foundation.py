@@ -556,12 +556,22 @@ def test_make_env_never_overwrites_an_existing_env(make_env, capsys):
     assert make_env.ENV_FILE.read_text() == "FIELD_ENCRYPTION_KEY=my-precious-key\n"
 
 
-def test_make_env_keys_differ_between_machines(make_env, tmp_path):
+def test_the_env_make_env_writes_is_what_the_app_starts_with(make_env, tmp_path):
+    """`make run` relies on it: the app starts on that file alone, its checks pass, it uses the file's
+    SECRET_KEY, and secrets are encrypted with the file's FIELD_ENCRYPTION_KEY."""
     make_env.main()
-    first = make_env.ENV_FILE.read_text()
-    make_env.ENV_FILE = tmp_path / "other.env"
-    make_env.main()
-    assert make_env.ENV_FILE.read_text() != first
+    values = dict(line.split("=", 1) for line in make_env.ENV_FILE.read_text().splitlines()
+                  if "=" in line and not line.startswith("#"))
+    show = SETUP + ("; from django.core.management import call_command; call_command('check'); "
+                    "from django.conf import settings; from alm_accounts.fields import encrypt; "
+                    "print(settings.DEBUG, settings.SECRET_KEY, encrypt('stored-with-the-env-key'))")
+    # The database is the only thing not from the file (its default is the project's own db.sqlite3).
+    result = run_python({"ENV_FILE": str(make_env.ENV_FILE), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+                        show)
+    assert result.returncode == 0, result.stderr
+    debug, secret_key, ciphertext = result.stdout.strip().splitlines()[-1].split()
+    assert (debug, secret_key) == ("True", values["SECRET_KEY"])
+    assert Fernet(values["FIELD_ENCRYPTION_KEY"]).decrypt(ciphertext.encode()) == b"stored-with-the-env-key"
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "601"])

@@ -281,7 +281,7 @@ def csrf_token_of(client, account) -> str:
 
 
 @pytest.mark.parametrize("action", [*BUTTONS, "get_auth_token", "refresh_selected"])
-def test_buttons_refuse_a_post_without_csrf_token(action, csrf_client, connected_account, mocked_jira):
+def test_buttons_refuse_a_post_without_csrf_token(action, csrf_client, admin_user, connected_account, mocked_jira):
     mocked_jira.post(TOKEN_URL, json=token_answer())
     before = snapshot()
     if action == "get_auth_token":
@@ -301,9 +301,11 @@ def test_buttons_refuse_a_post_without_csrf_token(action, csrf_client, connected
     assert not PendingAuthorization.objects.exists()
     assert not AuthEvent.objects.exists()
 
-    # The same POST with the page's token goes through: the 403 was CSRF, nothing else.
+    # The same POST with the page's token goes through and acts (every action records an event as the
+    # admin): the 403 was CSRF, nothing else.
     accepted = csrf_client.post(url, {**data, "csrfmiddlewaretoken": csrf_token_of(csrf_client, connected_account)})
-    assert accepted.status_code == 302
+    assert accepted.status_code == 302 and not is_login_redirect(accepted)
+    assert AuthEvent.objects.filter(actor=admin_user.username).exists()
 
 
 @pytest.mark.parametrize("name", BUTTONS)

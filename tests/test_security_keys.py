@@ -121,14 +121,21 @@ def test_first_key_encrypts_and_every_key_decrypts(settings, account):
     assert isinstance(ALMAccount.objects.get(pk=account.pk).client_secret, UnreadableSecret)
 
 
-def test_key_list_from_the_environment_is_split_on_commas():
+def test_a_key_rotation_set_in_the_environment_reads_old_secrets_and_writes_with_the_new_key():
+    """FIELD_ENCRYPTION_KEY="<new>, <old>" as an operator types it: secrets stored under the old key still read,
+    and what is stored from now on is encrypted with the new one (the old key can go after reencrypt_secrets)."""
+    stored_before = Fernet(OLD_KEY.encode()).encrypt(b"SECRET-STORED-UNDER-THE-OLD-KEY").decode()
     env = {**os.environ, "ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "kendis_integration.settings", "DEBUG": "true",
-           "FIELD_ENCRYPTION_KEY": f"{NEW_KEY},{OLD_KEY}"}
-    code = "import django; django.setup(); from alm_accounts.fields import configured_keys; print(configured_keys())"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60)
+           "FIELD_ENCRYPTION_KEY": f"{NEW_KEY}, {OLD_KEY}"}
+    code = ("import sys, django; django.setup(); from alm_accounts.fields import decrypt, encrypt; "
+            "print(decrypt(sys.argv[1])); print(encrypt('SECRET-STORED-NOW'))")
+    result = subprocess.run([sys.executable, "-c", code, stored_before], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == repr([NEW_KEY, OLD_KEY])
+    read_back, stored_now = result.stdout.strip().splitlines()
+    assert read_back == "SECRET-STORED-UNDER-THE-OLD-KEY"
+    assert opens_with(NEW_KEY, stored_now) == "SECRET-STORED-NOW"
+    assert opens_with(OLD_KEY, stored_now) is None
 
 
 # --------------------------------------------------------------------------

@@ -139,15 +139,28 @@ def test_a_malformed_secure_proxy_ssl_header_is_refused_clearly(production_env, 
     assert "SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https" in result.stderr
 
 
-def test_behind_a_tls_proxy_requests_count_as_https(client, settings, db):
-    """With the proxy header on, a request the proxy marks https is not redirected again (no loop)."""
-    settings.SECURE_SSL_REDIRECT = True
-    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    login = reverse("admin:login")
-    assert client.get(login, headers={"X-Forwarded-Proto": "https"}).status_code == 200
-    plain = client.get(login)
-    assert plain.status_code == 301
-    assert plain["Location"].startswith("https://")
+def served_in_production(env: dict[str, str], *forwarded_protos: str | None) -> list[list]:
+    """[status, Location] of GET /admin/login/ served by the production settings in a fresh process, once per
+    X-Forwarded-Proto value (None: no such header), as the request arrives from a TLS-terminating proxy."""
+    code = ("import json, sys, django; django.setup(); from django.test import Client; "
+            "client = Client(HTTP_HOST='kendis.example.com'); "
+            "print(json.dumps([[r.status_code, r.get('Location', '')] for r in ("
+            "client.get('/admin/login/', headers={'X-Forwarded-Proto': proto} if proto else {}) "
+            "for proto in json.loads(sys.argv[1]))]))")
+    result = run(env, "-c", code, json.dumps(forwarded_protos))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_behind_a_tls_proxy_requests_count_as_https(production_env):
+    """With SECURE_PROXY_SSL_HEADER set in the environment, a request the proxy marks https is served, not sent
+    to https again (a redirect loop); a plain one is still redirected. Without the variable the same request
+    loops: the setting is what makes the difference."""
+    https = "https://kendis.example.com/admin/login/"
+    behind_proxy = {**production_env, "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https"}
+
+    assert served_in_production(behind_proxy, "https", None, "http") == [[200, ""], [301, https], [301, https]]
+    assert served_in_production(production_env, "https") == [[301, https]]
 
 
 def test_callback_url_comes_from_public_base_url_not_from_the_request(admin_client, account, settings):

@@ -29,6 +29,7 @@ from .. import egress, explain, jira
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
 from ..models import ALMAccount, AuthEvent, PendingAuthorization
+from ..validators import normalize_base_url
 from .authorization import jira_user
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 from .grants import jira_get, refresh_deadline
@@ -67,8 +68,9 @@ def test_connection(*, account: ALMAccount, actor: str) -> str:
     try:
         if account.refresh_token is None:
             raise ServiceError("This account is not connected to Jira yet: click Get Auth Token.")
-        me = jira_get(account=account, path=jira.MYSELF_PATH, actor=actor)
-        info = jira_get(account=account, path=jira.SERVER_INFO_PATH, actor=actor)
+        deadline = refresh_deadline()  # both calls together answer before a web server's timeout
+        me = jira_get(account=account, path=jira.MYSELF_PATH, actor=actor, deadline=deadline)
+        info = jira_get(account=account, path=jira.SERVER_INFO_PATH, actor=actor, deadline=deadline)
     except (ServiceError, JiraError) as exc:
         message = str(exc) if isinstance(exc, ServiceError) else explain.describe("api", exc)
         record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
@@ -176,12 +178,10 @@ def _wipe(account: ALMAccount) -> list[str]:
     return [*WIPED, "updated_at"]
 
 
-def _complete_event(event: AuthEvent | None, message: str, *, ok: bool = True) -> None:
+def _complete_event(event: AuthEvent | None, message: str) -> None:
     """The event was written with the ending (a crash while Jira answers still leaves it); add Jira's answer."""
     if event is not None:
-        AuthEvent.objects.filter(pk=event.pk).update(
-            message=message, outcome=AuthEvent.Outcome.OK if ok else AuthEvent.Outcome.FAILED
-        )
+        AuthEvent.objects.filter(pk=event.pk).update(message=message)
 
 
 # --------------------------------------------------------------------------
@@ -225,11 +225,16 @@ def disconnect(*, account: ALMAccount, actor: str) -> Outcome:
 def _what_ends(stored: ALMAccount, edited: ALMAccount) -> list[str]:
     """What in the edit makes the stored grant belong to another Jira or application link (never secrets)."""
     changes = []
-    if edited.base_url != stored.base_url:
+    if not same_jira(edited.base_url, stored.base_url):
         changes.append(f"the Jira base URL changed from {stored.base_url} to {edited.base_url}")
     if edited.client_id != stored.client_id:
         changes.append("the Client ID changed")
     return changes
+
+
+def same_jira(url: str, other: str) -> bool:
+    """The same Jira base URL, give or take a trailing slash (the admin stores it without one; a script may not)."""
+    return normalize_base_url(url) == normalize_base_url(other)
 
 
 @sensitive_variables()
@@ -268,11 +273,16 @@ def save_account(
         if new_client_secret:
             account.client_secret_base_url = account.base_url
             fields.append("client_secret_base_url")
-        elif account.base_url != stored.base_url and stored.client_secret is not None \
-                and not stored.client_secret_base_url:
-            # A secret stored without its base URL (made by a script) stays with the Jira it was used for.
-            account.client_secret_base_url = stored.base_url
-            fields.append("client_secret_base_url")
+        elif account.base_url != stored.base_url and stored.client_secret is not None:
+            bound_to = stored.client_secret_base_url
+            if not bound_to:
+                # A secret stored without its base URL (made by a script) stays with the Jira it was used for.
+                account.client_secret_base_url = stored.base_url
+                fields.append("client_secret_base_url")
+            elif same_jira(account.base_url, stored.base_url) and same_jira(bound_to, stored.base_url):
+                # Only a trailing slash went: the same Jira, so the secret goes along.
+                account.client_secret_base_url = account.base_url
+                fields.append("client_secret_base_url")
 
         changes = _what_ends(stored, account)
         held = None

@@ -361,14 +361,14 @@ def token_after(account: Grant, result: RefreshResult) -> str:
 
 
 @sensitive_variables()
-def jira_get(*, account: ALMAccount, path: str, actor: str = "system") -> dict:
+def jira_get(*, account: ALMAccount, path: str, actor: str = "system", deadline: Deadline | None = None) -> dict:
     """GET a Jira REST resource as the account; on a 401, refresh once and retry once."""
     client = client_for(account)
     client.rest_url(path)  # a path that could leave the Jira host is refused before any token is read
     token = valid_access_token(account=account, actor=actor)
     try:
-        return client.get(path, access_token=Secret(token))
+        return client.get(path, access_token=Secret(token), deadline=deadline)
     except JiraUnauthorized:
         result = refresh_account(account_id=account.pk, actor=actor, unless_access_token_changed_from=token)
         account.refresh_from_db()
-        return client.get(path, access_token=Secret(token_after(account, result)))
+        return client.get(path, access_token=Secret(token_after(account, result)), deadline=deadline)

@@ -395,14 +395,37 @@ def _element_text(html, element_id):
 
 
 def test_token_lifetime_and_latency_come_from_the_environment(jira_sandbox_factory):
-    sandbox = jira_sandbox_factory(env={"SANDBOX_ACCESS_TOKEN_SECONDS": "2", "SANDBOX_TOKEN_LATENCY_MS": "300"})
+    """No waiting for a token to expire: its expiry is moved into the past in the sandbox's own database."""
+    sandbox = jira_sandbox_factory(env={"SANDBOX_ACCESS_TOKEN_SECONDS": "600", "SANDBOX_TOKEN_LATENCY_MS": "500"})
+    credentials, first = connect(sandbox)
 
     started = time.monotonic()
-    _, token = connect(sandbox)
+    response = refresh(sandbox, credentials, first["refresh_token"])
+    took = time.monotonic() - started
 
-    assert time.monotonic() - started >= 0.3
-    assert token["expires_in"] == 2
-    assert sandbox.token_grants == 1
+    assert response.status_code == 200, response.text
+    token = response.json()
+    assert took >= 0.5  # the configured latency; a token request alone takes milliseconds
+    assert first["expires_in"] == token["expires_in"] == 600  # not the default 7200
+    assert sandbox.token_grants == 2
     assert bearer_get(sandbox, "/rest/api/2/myself", token["access_token"]).status_code == 200
-    time.sleep(2.2)
+
+    # The sandbox stores the same lifetime, and refuses the token once it is over.
+    stored_lifetime = on_access_token(sandbox, token["access_token"], (
+        "print((row.expires - row.created).total_seconds())\n"
+        "row.expires = timezone.now() - datetime.timedelta(seconds=1)\n"
+        "row.save(update_fields=['expires'])\n"))
+    assert 590 <= float(stored_lifetime) <= 600
     assert bearer_get(sandbox, "/rest/api/2/myself", token["access_token"]).status_code == 401
+
+
+def on_access_token(sandbox, access_token, statements):
+    """Run `statements` in the sandbox's own Django with `row`, the AccessToken of `access_token`; their output."""
+    code = (
+        "import datetime, hashlib\n"
+        "from django.utils import timezone\n"
+        "from oauth2_provider.models import AccessToken\n"
+        f"row = AccessToken.objects.get(token_checksum=hashlib.sha256({access_token!r}.encode()).hexdigest())\n"
+        + statements
+    )
+    return sandbox.manage("shell", "--no-imports", "-c", code).strip()
