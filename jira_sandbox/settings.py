@@ -6,10 +6,14 @@ fixed on purpose so the sandbox behaves the same on every machine:
 - SANDBOX_DATABASE_PATH: the SQLite file (default jira_sandbox/sandbox.sqlite3)
 - SANDBOX_ADMIN_PASSWORD: password of jira-admin, applied by `sandbox_setup`
   (default sandbox-admin)
+- SANDBOX_USER2_PASSWORD: password of jira-user2, a Jira user without admin
+  rights, applied by `sandbox_setup` (default sandbox-user2)
 - SANDBOX_ACCESS_TOKEN_SECONDS: access token lifetime, `expires_in` (default 7200)
 - SANDBOX_AUTHORIZATION_CODE_SECONDS: authorization code lifetime (default 10, as Jira)
 - SANDBOX_REFRESH_TOKEN_SECONDS: refresh token lifetime (default 90 days)
 - SANDBOX_TOKEN_LATENCY_MS: sleep added to every token request (default 0)
+- SANDBOX_SEARCH_MAX_RESULTS: the most issues one /rest/api/2/search page holds,
+  whatever the client asks for (default 1000, as Jira's jira.search.views.default.max)
 
 Cookie names are prefixed because browsers share cookies between ports
 of one host: on 127.0.0.1 the sandbox and the main app would otherwise log each
@@ -41,6 +45,7 @@ INSTALLED_APPS = [
     # Before applinks: its admin module replaces the Application admin DOT registers.
     "oauth2_provider",
     "jira_sandbox.applinks",
+    "jira_sandbox.issues",
 ]
 
 MIDDLEWARE = [
@@ -87,13 +92,14 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTH_PASSWORD_VALIDATORS = []  # dev only: the admin password comes from the environment
+AUTH_PASSWORD_VALIDATORS = []  # dev only: the users' passwords come from the environment
 # DOT stores client secrets hashed with the first of these and checks the hash
 # on every token request. PBKDF2 would add ~0.4 s to each one, where Jira answers
 # in milliseconds, and would skew latency benchmarks. Throwaway data, so MD5.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/admin/"
+# The home page sends administrators on to /admin/ and tells anyone else who they are.
+LOGIN_REDIRECT_URL = "/"
 
 SESSION_COOKIE_NAME = "jira_sandbox_sessionid"
 CSRF_COOKIE_NAME = "jira_sandbox_csrftoken"
@@ -138,5 +144,8 @@ OAUTH2_PROVIDER = {
 }
 
 SANDBOX_TOKEN_LATENCY_MS = _env_int("SANDBOX_TOKEN_LATENCY_MS", 0)
+SANDBOX_ADMIN_PASSWORD = os.environ.get("SANDBOX_ADMIN_PASSWORD", "sandbox-admin")
+SANDBOX_USER2_PASSWORD = os.environ.get("SANDBOX_USER2_PASSWORD", "sandbox-user2")
+SANDBOX_SEARCH_MAX_RESULTS = _env_int("SANDBOX_SEARCH_MAX_RESULTS", 1000)
 SANDBOX_JIRA_VERSION = "9.12.2"
 SANDBOX_SERVER_TITLE = "Jira Sandbox"

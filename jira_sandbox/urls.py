@@ -1,12 +1,11 @@
 """Jira's URL layout, so a client configured with the sandbox's origin as Jira base URL just works."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.generic import RedirectView
 from oauth2_provider.views import RevokeTokenView
 
-from . import oauth_views, rest_api, stats
+from . import account_views, oauth_views, rest_api, stats
+from .issues import rest as issues_rest
 
 admin.site.site_header = "Jira Sandbox administration"
 admin.site.site_title = "Jira Sandbox"
@@ -21,12 +20,15 @@ oauth2_urlpatterns = [
 rest_api_urlpatterns = [
     path("rest/api/2/myself", rest_api.myself, name="myself"),
     path("rest/api/2/serverInfo", rest_api.server_info, name="server-info"),
+    path("rest/api/2/issue", issues_rest.create_issue, name="issue-create"),
+    path("rest/api/2/issue/<str:id_or_key>", issues_rest.get_issue, name="issue"),
+    path("rest/api/2/search", issues_rest.search, name="search"),
 ]
 
 sandbox_urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(template_name="sandbox/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(next_page="/login/"), name="logout"),
+    path("", account_views.home, name="home"),
+    path("login/", account_views.SandboxLoginView.as_view(), name="login"),
+    path("logout/", account_views.logout_view, name="logout"),
     path("sandbox/stats", stats.stats_view, name="sandbox-stats"),
     path("admin/", admin.site.urls),
 ]

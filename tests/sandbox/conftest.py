@@ -9,12 +9,15 @@ Fixture `jira_sandbox_server` (session scope) yields a `JiraSandbox`:
 - `.url`: the origin, e.g. "http://127.0.0.1:54321"; use it as the Jira base URL.
 - `.admin_username`, `.admin_password`: the sandbox's Jira administrator
   ("jira-admin", display name "Jira Sandbox Admin").
+- `.user2_username`, `.user2_password`: a second Jira user without admin rights
+  ("jira-user2", display name "Jira Sandbox User Two"), for user-based sync.
 - `.create_link(name, redirect_url, permission="ADMIN") -> (client_id, client_secret)`:
   an incoming application link (permission READ, WRITE, ADMIN or SYSTEM_ADMIN).
 - `.token_requests`: how many POSTs the token endpoint has answered so far,
   whatever the outcome; `.token_grants`: how many of them issued tokens (200).
   Both are read live from `/sandbox/stats`; `.stats()` returns the whole JSON.
-- `.login(session)`: log a `requests.Session` in as the administrator.
+- `.login(session, username=None, password=None)`: log a `requests.Session` in,
+  as the administrator unless another user is given.
 - `.authorize(session, client_id=..., redirect_uri=..., scope=..., state=...,
   code_challenge=..., allow=True)`: open the consent page with a logged-in
   session and press Allow (or Deny); returns the unfollowed 302 whose Location
@@ -47,6 +50,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MANAGE_PY = REPO_ROOT / "jira_sandbox" / "manage.py"
 ADMIN_USERNAME = "jira-admin"
 ADMIN_PASSWORD = "sandbox-admin-for-tests"
+USER2_USERNAME = "jira-user2"
+USER2_PASSWORD = "sandbox-user2-for-tests"
 
 
 class _FormInputs(HTMLParser):
@@ -76,6 +81,8 @@ class JiraSandbox:
     database_path: Path
     log_path: Path
     env: dict
+    user2_username: str = USER2_USERNAME
+    user2_password: str = USER2_PASSWORD
 
     def manage(self, *args):
         result = subprocess.run(
@@ -110,15 +117,15 @@ class JiraSandbox:
     def token_grants(self):
         return self.stats()["token_grants"]
 
-    def login(self, session):
+    def login(self, session, username=None, password=None):
         page = session.get(f"{self.url}/login/", timeout=10)
         page.raise_for_status()
         response = session.post(
             f"{self.url}/login/",
             data={
                 "csrfmiddlewaretoken": form_inputs(page.text)["csrfmiddlewaretoken"],
-                "username": self.admin_username,
-                "password": self.admin_password,
+                "username": username or self.admin_username,
+                "password": password or self.admin_password,
             },
             allow_redirects=False,
             timeout=10,
@@ -155,6 +162,7 @@ def start_jira_sandbox(directory, env=None):
         **os.environ,
         "SANDBOX_DATABASE_PATH": str(directory / "sandbox.sqlite3"),
         "SANDBOX_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "SANDBOX_USER2_PASSWORD": USER2_PASSWORD,
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -1,34 +1,26 @@
-"""Bring a sandbox database to life: migrate, then make sure the Jira admin can log in."""
+"""Bring a sandbox database to life: migrate, make sure the Jira users can log in, and a project exists."""
 
-import os
-
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-ADMIN_USERNAME = "jira-admin"
-ADMIN_EMAIL = "jira-admin@sandbox.invalid"
+from jira_sandbox import users
+from jira_sandbox.issues.models import Project
+
+# Kept importable from here: sandbox_create_link and older scripts use it.
+ADMIN_USERNAME = users.ADMIN_USERNAME
+DEMO_PROJECT_KEY = "DEMO"
 
 
 class Command(BaseCommand):
-    help = "Migrate the sandbox database and ensure the jira-admin user (password: $SANDBOX_ADMIN_PASSWORD)."
+    help = (
+        "Migrate the sandbox database, ensure the users jira-admin ($SANDBOX_ADMIN_PASSWORD) and "
+        "jira-user2 ($SANDBOX_USER2_PASSWORD), and the project DEMO."
+    )
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=options["verbosity"] - 1)
-        password = os.environ.get("SANDBOX_ADMIN_PASSWORD", "sandbox-admin")
-        user, created = get_user_model().objects.update_or_create(
-            username=ADMIN_USERNAME,
-            defaults={
-                "first_name": "Jira Sandbox",
-                "last_name": "Admin",
-                "email": ADMIN_EMAIL,
-                "is_staff": True,
-                "is_superuser": True,
-                "is_active": True,
-            },
-        )
-        # Reset every time so the password always matches the current environment.
-        user.set_password(password)
-        user.save()
-        verb = "Created" if created else "Updated"
-        self.stdout.write(f"{verb} {ADMIN_USERNAME} ({user.get_full_name()}).")
+        for sandbox_user in users.SANDBOX_USERS:
+            user, created = users.ensure(sandbox_user)
+            verb = "Created" if created else "Updated"
+            self.stdout.write(f"{verb} {user.username} ({user.get_full_name()}, {sandbox_user.role}).")
+        Project.objects.get_or_create(key=DEMO_PROJECT_KEY, defaults={"name": "Demo"})
