@@ -1,8 +1,10 @@
-"""The ALM Accounts admin: list, form and connection buttons.
+"""The ALM Accounts admin: list, form, connection buttons, and the people's own credentials.
 
 Thin on purpose: each button calls one service and turns its result or error
 into a message. Stored secrets are never rendered; tokens are shown only as
-"present" with their expiry.
+"present" with their expiry. People's credentials (user-based sync) are shown
+on their account's page and in a read-only list; an admin with change
+permission on the account can revoke one (services.disconnect_grant).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -25,18 +28,24 @@ from django.views.decorators.http import require_POST
 from . import services
 from .forms import ALMAccountForm
 from .jira import Deadline
-from .models import ALMAccount, AuthEvent
+from .models import ALMAccount, ALMCredential, AuthEvent
 
 AUDIT_TRAIL_ROWS = 25
+# People's credentials listed on an account's page; the rest are in the list of ALM credentials (linked).
+USER_CREDENTIAL_ROWS = 100
+# The tokens never leave the database for a screen: not loaded, not decrypted.
+TOKEN_COLUMNS = ("access_token", "refresh_token")
 # Each refresh may wait for Jira up to JIRA_REFRESH_DEADLINE: more than a few in one web request would outlast
 # the proxy's or gunicorn's timeout. More accounts are refreshed by manage.py refresh_tokens.
 MAX_ACCOUNTS_PER_REFRESH_ACTION = 5
 
 
-def status_badge(account: ALMAccount) -> str:
-    return format_html(
-        '<span class="alm-status alm-status-{}">{}</span>', account.status, account.get_status_display()
-    )
+def status_badge(grant) -> str:
+    return format_html('<span class="alm-status alm-status-{}">{}</span>', grant.status, grant.get_status_display())
+
+
+def when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "—"
 
 
 @admin.register(ALMAccount)
@@ -50,7 +59,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     list_per_page = 50
     actions = ["refresh_selected"]
     readonly_fields = ["status_display", "connected_as", "token_state", "token_scope", "connected_at",
-                       "last_refreshed_at", "last_error", "audit_trail"]
+                       "last_refreshed_at", "last_error", "audit_trail", "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
@@ -66,6 +75,15 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                "Token.",
             }),
         ]
+        people = ["unconnected_users"]
+        if obj is not None:
+            # Revoke buttons only for those who may press them (view-only screens get the same list without).
+            people.append("user_credentials" if self.has_change_permission(request, obj) else "user_credentials_view")
+        fieldsets.append(("User credentials", {
+            "fields": people,
+            "description": "People connect their own Jira account under My ALM Credentials: the product then acts in "
+                           "Jira as them, within their own Jira permissions.",
+        }))
         if obj is not None:
             # An existing account's page opens with its connection state, readable at a glance.
             fieldsets.insert(0, ("Connection", {"fields": ["status_display", "connected_as", "token_state",
@@ -137,20 +155,66 @@ class ALMAccountAdmin(admin.ModelAdmin):
             return "No activity yet."
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"), e.get_kind_display(),
-                 e.get_outcome_display(), e.actor, e.message)
+                 e.grant_owner or "The account", e.get_outcome_display(), e.actor, e.message)
                 for e in events
             ),
         )
         more = reverse("admin:alm_accounts_authevent_changelist") + f"?account__id__exact={obj.pk}"
         return format_html(
-            '<table class="alm-audit-trail"><thead><tr><th>When</th><th>What</th><th>Outcome</th><th>Who</th>'
-            "<th>Message</th></tr></thead><tbody>{}</tbody></table>"
+            '<table class="alm-audit-trail"><thead><tr><th>When</th><th>What</th><th>Whose grant</th>'
+            "<th>Outcome</th><th>Who</th><th>Message</th></tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}">All activity of this account</a></p>',
             rows,
             more,
+        )
+
+    @admin.display(description="Connected people")
+    def user_credentials(self, obj):
+        return self._user_credentials(obj, can_revoke=True)
+
+    @admin.display(description="Connected people")
+    def user_credentials_view(self, obj):
+        return self._user_credentials(obj, can_revoke=False)
+
+    def _user_credentials(self, obj, *, can_revoke: bool):
+        """Who connected, as which Jira user, in what state; never a token. One query whatever their number."""
+        credentials = (
+            obj.credentials.select_related("user").defer(*TOKEN_COLUMNS)
+            .annotate(holds_tokens=ExpressionWrapper(Q(refresh_token__isnull=False) | Q(access_token__isnull=False),
+                                                     output_field=BooleanField()))
+            .order_by("user__username", "pk")
+        )
+        shown = list(credentials[:USER_CREDENTIAL_ROWS + 1])
+        if not shown:
+            return "Nobody has connected their own Jira account to this ALM account yet."
+        more = len(shown) > USER_CREDENTIAL_ROWS
+        shown = shown[:USER_CREDENTIAL_ROWS]
+
+        def revoke(credential):
+            if not (can_revoke and credential.holds_tokens):
+                return ""
+            url = reverse("admin:alm_accounts_almaccount_revoke_credential", args=[obj.pk, credential.pk])
+            # The button belongs to the revoke form outside the account's form (forms cannot nest).
+            return format_html('<button type="submit" form="alm-revoke-credential" formaction="{}" '
+                               'name="revoke_credential" value="{}" aria-label="Revoke the Jira credential of {}">'
+                               "Revoke</button>", url, credential.pk, credential.user.get_username())
+
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (c.user.get_username(), c.connected_as or "—", status_badge(c), when(c.token_expires_at),
+             when(c.last_refreshed_at), revoke(c))
+            for c in shown
+        ))
+        listing = reverse("admin:alm_accounts_almcredential_changelist") + f"?account__id__exact={obj.pk}"
+        return format_html(
+            '<table class="alm-user-credentials"><thead><tr><th>Person</th><th>Jira user</th><th>Status</th>'
+            "<th>Token expires</th><th>Last refresh</th><th></th></tr></thead><tbody>{}</tbody></table>"
+            '<p>{}<a href="{}">All user credentials of this account</a></p>',
+            rows,
+            f"Showing the first {USER_CREDENTIAL_ROWS}. " if more else "",
+            listing,
         )
 
     # --- saving, and "Get Auth Token" (which saves first) ---
@@ -219,6 +283,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
                  name="{}_{}_refresh_token".format(*info)),
             path("<int:pk>/disconnect/", self.admin_site.admin_view(require_POST(self._disconnect)),
                  name="{}_{}_disconnect".format(*info)),
+            path("<int:pk>/credentials/<int:credential_pk>/revoke/",
+                 self.admin_site.admin_view(require_POST(self._revoke_credential)),
+                 name="{}_{}_revoke_credential".format(*info)),
         ]
         return own + super().get_urls()
 
@@ -260,6 +327,22 @@ class ALMAccountAdmin(admin.ModelAdmin):
         self.message_user(request, outcome, messages.SUCCESS if outcome.confirmed else messages.WARNING)
         return self._back(account)
 
+    def _revoke_credential(self, request, pk, credential_pk):
+        """An admin ends one person's credential: deleted here, revoked at Jira, audited (as their Disconnect)."""
+        account = self._account_for_change(request, pk)
+        credential = (ALMCredential.objects.select_related("account", "user")
+                      .filter(pk=credential_pk, account_id=account.pk).first())
+        if credential is None:
+            self.message_user(request, "This Jira credential no longer exists: nothing was revoked.", messages.WARNING)
+            return self._back(account)
+        try:
+            outcome = services.disconnect_grant(grant=credential, actor=self._actor(request))
+        except services.ServiceError as exc:
+            self.message_user(request, f"Revoke failed: {exc}", messages.ERROR)
+            return self._back(account)
+        self.message_user(request, outcome, messages.SUCCESS if outcome.confirmed else messages.WARNING)
+        return self._back(account)
+
     def _report_refresh(self, request, result: services.RefreshResult):
         level = messages.ERROR if result.failed else (
             messages.SUCCESS if result.outcome is services.RefreshOutcome.REFRESHED else messages.WARNING)
@@ -289,13 +372,13 @@ class ALMAccountAdmin(admin.ModelAdmin):
 class AuthEventAdmin(admin.ModelAdmin):
     """The full audit trail, read-only."""
 
-    list_display = ["created_at", "account_display", "kind", "outcome", "actor", "message"]
+    list_display = ["created_at", "account_display", "grant_owner_display", "kind", "outcome", "actor", "message"]
     # Not "account": that filter lists every account in the sidebar (thousands). The account page links here
     # with ?account__id__exact=<id>, allowed below.
     list_filter = ["kind", "outcome"]
     list_select_related = ["account"]
     # account_name: the name the account had at the event, and the only one left once the account is deleted.
-    search_fields = ["account_name", "account__name", "actor", "message"]
+    search_fields = ["account_name", "account__name", "grant_owner", "actor", "message"]
     date_hierarchy = "created_at"
 
     @admin.display(description="Account", ordering="account_name")
@@ -303,6 +386,10 @@ class AuthEventAdmin(admin.ModelAdmin):
         if obj.account is not None:
             return obj.account.name
         return f"{obj.account_name} (deleted)" if obj.account_name else "—"
+
+    @admin.display(description="Whose grant", ordering="grant_owner")
+    def grant_owner_display(self, obj):
+        return obj.grant_owner or "The account"
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)
@@ -315,4 +402,64 @@ class AuthEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ALMCredential)
+class ALMCredentialAdmin(admin.ModelAdmin):
+    """People's own Jira credentials, read-only: no tokens, no add, no edit; ended only by Revoke."""
+
+    change_form_template = "admin/alm_accounts/almcredential/change_form.html"
+    list_display = ["account", "user", "connected_as", "status_display", "token_expires_at", "last_refreshed_at"]
+    # Not "account": that filter lists every account in the sidebar. An account's page links here with
+    # ?account__id__exact=<id>, allowed below.
+    list_filter = ["status"]
+    list_select_related = ["account", "user"]
+    search_fields = ["user__username", "account__name", "connected_as_name", "connected_as_display_name"]
+    list_per_page = 100
+    fields = ["account", "user", "connected_as", "status_display", "token_scope", "token_expires_at", "connected_at",
+              "last_refreshed_at", "last_error"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*TOKEN_COLUMNS)
+
+    @admin.display(description="Connected as")
+    def connected_as(self, obj):
+        return obj.connected_as or "—"
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj):
+        return status_badge(obj)
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Revoking is ending a grant on the account: it needs change permission on the ALM account.
+        account_admin = self.admin_site._registry.get(ALMAccount)
+        context["can_revoke"] = obj is not None and account_admin is not None and \
+            account_admin.has_change_permission(request, obj.account)
+        context["show_delete"] = False
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Asked by Django when a person or an ALM account is deleted: their credentials go with them, ended
+        # (revoked, audited) by signals.person_deleted and services.delete_account, under the permission to
+        # delete the person or the account. A credential alone is never deleted here (see delete_view).
+        return True
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # Deleting the row would leave the grant alive at Jira: only Revoke ends a credential.
+        raise PermissionDenied
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 

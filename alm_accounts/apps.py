@@ -7,4 +7,6 @@ class AlmAccountsConfig(AppConfig):
     verbose_name = "Settings"
 
     def ready(self):
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import checks, signals  # noqa: F401 - checks registers the system checks
+
+        signals.connect()  # a person made inactive or deleted loses their Jira credentials

@@ -59,7 +59,7 @@ class ALMAccountForm(forms.ModelForm):
     class Meta:
         model = ALMAccount
         fields = ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate", "client_id", "client_secret",
-                  "scope"]
+                  "scope", "unconnected_users"]
         widgets = {
             "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
             "jira_ca_certificate": CACertificateInput(attrs={"rows": 6, "cols": 64, "spellcheck": "false",
@@ -76,6 +76,9 @@ class ALMAccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.request = request
         self.client_secret_entered = False
+        if "unconnected_users" in self.fields:
+            # A browser always sends the select's value; a script's post without it keeps the stored policy.
+            self.fields["unconnected_users"].required = False
         field = self.fields["callback_url"]
         if self.instance.pk is None:
             field.initial = self.pending_callback_id()
@@ -104,6 +107,9 @@ class ALMAccountForm(forms.ModelForm):
             value = new_callback_id()
             session[PENDING_CALLBACK_SESSION_KEY] = value
         return value
+
+    def clean_unconnected_users(self):
+        return self.cleaned_data.get("unconnected_users") or self.instance.unconnected_users
 
     def clean_base_url(self):
         return normalize_base_url(self.cleaned_data.get("base_url", ""))

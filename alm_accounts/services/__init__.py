@@ -12,7 +12,8 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 - common: errors, the audit trail, the Jira client of an account, our own transactions
 - authorization: Get Auth Token (start, callback)
 - grants: refresh under the row lock, on-demand tokens, REST calls as the account
-- connection: Test connection, Disconnect, what ends a connection
+- connection: Test connection, Disconnect (either kind of grant), what ends a connection
+- jira_calls: REST calls as a person or as the account (jira_request, iter_jira_pages)
 """
 
 from ..selectors import due_accounts, refreshable_accounts
@@ -26,7 +27,16 @@ from .authorization import (
     started_for_own_credential,
 )
 from .common import NestedTransactionError, ServiceError, actor_of, client_for, record_event
-from .connection import Outcome, delete_account, disconnect, save_account, test_connection
+from .connection import (
+    Outcome,
+    delete_account,
+    disconnect,
+    disconnect_grant,
+    end_credentials_of_person,
+    save_account,
+    test_connection,
+    test_grant,
+)
 from .grants import (
     ACCESS_TOKEN_MIN_VALIDITY,
     GrantRef,
@@ -38,6 +48,17 @@ from .grants import (
     refresh_grant,
     valid_access_token,
 )
+from .jira_calls import (
+    InvalidJiraPath,
+    JiraIdentity,
+    JiraRequestError,
+    NoJiraIdentity,
+    describe_grant,
+    grant_request,
+    iter_jira_pages,
+    jira_identity,
+    jira_request,
+)
 
 __all__ = [
     "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackForbidden", "CallbackOutcome", "CallbackRejected",
@@ -45,4 +66,9 @@ __all__ = [
     "client_for", "complete_authorization", "delete_account", "disconnect", "due_accounts", "grant_name", "jira_get",
     "record_event", "refresh_account", "refresh_grant", "refreshable_accounts", "save_account", "start_authorization",
     "started_for_own_credential", "test_connection", "valid_access_token",
+    # Test and Disconnect for either kind of grant; a person's credentials ended (connection)
+    "disconnect_grant", "end_credentials_of_person", "test_grant",
+    # Calling Jira as a person (jira_calls)
+    "InvalidJiraPath", "JiraIdentity", "JiraRequestError", "NoJiraIdentity", "describe_grant", "grant_request",
+    "iter_jira_pages", "jira_identity", "jira_request",
 ]

@@ -1,8 +1,10 @@
-"""The admin's connection buttons and what ends a connection.
+"""Test connection, Disconnect, and what ends a connection: one implementation for both kinds of grant.
 
-Test connection; and the three ways a connection ends: Disconnect, an edit of
-the Jira base URL or Client ID (the tokens belong to the old Jira's link), and
-deleting the account.
+A grant is an ALM account's own connection or a person's own credential (models.Grant). Test and Disconnect
+take either (test_grant, disconnect_grant; test_connection and disconnect are the account's wrappers). What
+ends grants: Disconnect (or an admin's Revoke of a person's credential); an edit of the Jira base URL or
+Client ID (the tokens belong to the old Jira's link: the account's and every person's on it); deleting the
+account (all of them); a person made inactive or deleted (theirs, see signals.py).
 
 Every ending follows one rule (decisions under the lock, side effects after
 commit): the tokens are taken off the locked row and the audit event written
@@ -12,9 +14,9 @@ rolled-back ending (ours or the admin's save around it) revokes nothing.
 
 Jira Data Center documents no revocation endpoint (shared/jira-dc-oauth2.md
 §3): only an HTTP 200 for every token counts as confirmed. Otherwise the admin
-is told the tokens were deleted here and where in Jira the grant can be removed.
-Revocation goes only to the Jira that issued the tokens, with the credentials
-they were issued for, never to a base URL typed afterwards.
+(or the person) is told the tokens were deleted here and where in Jira the
+grant can be removed. Revocation goes only to the Jira that issued the tokens,
+with the credentials they were issued for, never to a base URL typed afterwards.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 
 from .. import egress, explain, jira
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
-from ..models import ALMAccount, AuthEvent, PendingAuthorization
+from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
 from ..validators import normalize_base_url
 from .authorization import jira_user
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
-from .grants import jira_get, refresh_deadline
+from .grants import GrantRef, refresh_deadline, valid_access_token
+from .jira_calls import grant_request
 
 # What "not connected" looks like: every field of a grant, wiped.
 WIPED = {
@@ -64,28 +68,76 @@ class Outcome(str):
 
 
 def test_connection(*, account: ALMAccount, actor: str) -> str:
-    """Call /myself and /serverInfo; return what an admin wants to read, or raise ServiceError."""
+    """Test the ALM account's own connection (see test_grant)."""
+    return test_grant(grant=account, actor=actor)
+
+
+def test_grant(*, grant: Grant, actor: str) -> str:
+    """Call /myself and /serverInfo with `grant` (an account's connection or a person's credential).
+
+    Always this grant, whatever the account's policy for people (jira_calls.grant_request). Returns what the
+    one who clicked Test wants to read, or raises ServiceError; both are audited.
+    """
     try:
-        if account.refresh_token is None:
-            raise ServiceError("This account is not connected to Jira yet: click Get Auth Token.")
+        if grant.refresh_token is None:
+            raise ServiceError(_not_connected(grant, actor))
+        # A grant that yields no token (Jira stopped accepting it, unreadable secrets) says why in its own words.
+        valid_access_token(account=grant, actor=actor)
         deadline = refresh_deadline()  # both calls together answer before a web server's timeout
-        me = jira_get(account=account, path=jira.MYSELF_PATH, actor=actor, deadline=deadline)
-        info = jira_get(account=account, path=jira.SERVER_INFO_PATH, actor=actor, deadline=deadline)
-    except (ServiceError, JiraError) as exc:
-        message = str(exc) if isinstance(exc, ServiceError) else explain.describe("api", exc)
-        record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
+        me = grant_request(grant=grant, method="GET", path=jira.MYSELF_PATH, actor=actor, deadline=deadline)
+        info = grant_request(grant=grant, method="GET", path=jira.SERVER_INFO_PATH, actor=actor, deadline=deadline)
+        if not (isinstance(me, dict) and isinstance(info, dict)):
+            raise ServiceError("Jira's answer is not the JSON object its REST API returns: check the Jira base URL "
+                               "(a proxy or login page may answer in Jira's place).")
+    except ServiceError as exc:
+        message = _test_failure(grant, exc)
+        record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
         raise ServiceError(message) from None
     name, display = jira_user(me)
-    mark(account.pk, connected_as_name=name, connected_as_display_name=display)
+    _note_jira_user(grant, name, display)
     version = explain.plain_text(info.get("version"), 40) or "?"
-    url = explain.plain_text(info.get("baseUrl"), 500) or account.base_url
-    message = f"Connected to Jira {version} at {url} as {display or 'an unnamed user'}."
-    record_event(account, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
+    display = display or "an unnamed user"
+    if grant.grant_kind == "account":
+        url = explain.plain_text(info.get("baseUrl"), 500) or grant.base_url
+        message = f"Connected to Jira {version} at {url} as {display}."
+    else:
+        message = f"Connected to Jira {version} as {display}."
+    record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
 
 
+def _test_failure(grant: Grant, exc: ServiceError) -> str:
+    """A failed Test in the words of whoever clicked it: Jira's error explained to an admin (with the buttons of
+    the account's page), or the call's own message naming the person's connection and what they can do."""
+    jira_error = getattr(exc, "jira_error", None)
+    if grant.grant_kind == "account" and jira_error is not None:
+        return explain.describe("api", jira_error)
+    return str(exc)
+
+
+def _not_connected(grant: Grant, actor: str) -> str:
+    if grant.grant_kind == "account":
+        return "This account is not connected to Jira yet: click Get Auth Token."
+    if actor == grant.grant_owner:
+        return (f"Your Jira account is not connected to {grant.grant_account.name} yet: click Connect my Jira "
+                "account under My ALM Credentials.")
+    return f"{grant.grant_owner} has not connected their Jira account to {grant.grant_account.name}."
+
+
+def _note_jira_user(grant: Grant, name: str, display: str) -> None:
+    """Keep the Jira user a grant acts as up to date (Jira users can be renamed)."""
+    try:
+        with transaction.atomic():
+            mark(grant, connected_as_name=name, connected_as_display_name=display)
+    except IntegrityError:
+        # Another person's credential on this account holds that Jira user name: the stored names stay, and the
+        # duplicate is refused when either person connects again.
+        log.warning("%s: Jira reports a user name another credential of the account holds; not recorded.",
+                    GrantRef.of(grant))
+
+
 # --------------------------------------------------------------------------
-# The grant taken off an account, and its revocation after the commit
+# A grant taken off its row, and its revocation after the commit
 # --------------------------------------------------------------------------
 
 
@@ -96,25 +148,29 @@ class Revocation:
 
 
 class HeldGrant:
-    """A grant taken off an account row, in memory only: what its revocation at the issuing Jira needs.
+    """A grant taken off its row (an account's connection or a person's credential), in memory only: what its
+    revocation at the issuing Jira needs.
 
     `jira` is an unsaved copy of the account as it was (base URL, Client ID, Client Secret and the Jira it was
-    entered for, CA certificate): the revocation goes there even when the row now says otherwise.
+    entered for, CA certificate): the revocation goes there even when the row now says otherwise. `issued_by`
+    is that account as it was before an edit (save_account); by default the grant's account.
     """
 
-    __slots__ = ("account_id", "account_name", "jira", "tokens", "unreadable", "jira_user")
+    __slots__ = ("account_id", "account_name", "owner", "jira", "tokens", "unreadable", "jira_user")
 
     @sensitive_variables()
-    def __init__(self, locked: ALMAccount):
-        self.account_id = locked.pk
-        self.account_name = locked.name
+    def __init__(self, locked: Grant, *, issued_by: ALMAccount | None = None):
+        account = issued_by or locked.grant_account
+        self.account_id = account.pk
+        self.account_name = account.name
+        self.owner = locked.grant_owner  # blank: the account's own connection
         self.jira = ALMAccount(
-            name=locked.name,
-            base_url=locked.base_url,
-            client_id=locked.client_id,
-            client_secret=locked.client_secret,
-            client_secret_base_url=locked.client_secret_base_url,
-            jira_ca_certificate=locked.jira_ca_certificate,
+            name=account.name,
+            base_url=account.base_url,
+            client_id=account.client_id,
+            client_secret=account.client_secret,
+            client_secret_base_url=account.client_secret_base_url,
+            jira_ca_certificate=account.jira_ca_certificate,
         )
         # The refresh token first: it is the long-lived half of the grant.
         self.tokens = tuple(
@@ -126,11 +182,12 @@ class HeldGrant:
         self.jira_user = locked.connected_as
 
     @staticmethod
-    def holds_tokens(account: ALMAccount) -> bool:
-        return account.refresh_token is not None or account.access_token is not None
+    def holds_tokens(grant: Grant) -> bool:
+        return grant.refresh_token is not None or grant.access_token is not None
 
     def __repr__(self):
-        return f"HeldGrant(ALM account {self.account_id}, <tokens hidden>)"
+        whose = f", credential of {self.owner}" if self.owner else ""
+        return f"HeldGrant(ALM account {self.account_id}{whose}, <tokens hidden>)"
 
     @sensitive_variables()
     def revoke(self, *, deadline: Deadline) -> Revocation:
@@ -152,7 +209,7 @@ class HeldGrant:
             except Exception as exc:  # noqa: BLE001 - best effort after the commit: the admin must get an answer
                 answers.append(False)
                 failures.append("the request failed unexpectedly")
-                log.warning("Revocation at Jira failed for ALM account %s: %s", self.account_id, type(exc).__name__)
+                log.warning("Revocation at Jira failed for %r: %s", self, type(exc).__name__)
         if answers and all(answers):
             return Revocation(True)
         if failures:
@@ -160,21 +217,29 @@ class HeldGrant:
         # A 404 (no such endpoint), a 401, or a redirect (an SSO proxy's login page) is not a confirmation.
         return Revocation(False, "Jira did not answer with a confirmation (HTTP 200)")
 
-    def where_in_jira(self) -> str:
-        """Where an admin can end the grant in Jira itself."""
+    def where_in_jira(self, *, to_owner: bool = False) -> str:
+        """Where the grant can be ended in Jira itself; `to_owner`: addressed to the person whose grant it is."""
+        unknown = "Jira Data Center documents no way for an application to revoke its tokens, so the grant may " \
+                  "still exist in Jira: "
+        if self.owner:
+            # A person's grant: only their own profile, never the application link (that would end everyone's).
+            if to_owner:
+                who = f" (signed in to Jira as {self.jira_user})" if self.jira_user else ""
+                return f"{unknown}you can remove it in your Jira profile{who} under Authorized applications."
+            who = f"the Jira user {self.jira_user}" if self.jira_user else f"the Jira user of {self.owner}"
+            return f"{unknown}{who} can remove it in their Jira profile under Authorized applications."
         who = f"the Jira user {self.jira_user}" if self.jira_user else "the Jira user who allowed access"
         return (
-            "Jira Data Center documents no way for an application to revoke its tokens, so the grant may still "
-            f"exist in Jira: {who} can remove it in their Jira profile under Authorized applications, or a Jira "
+            f"{unknown}{who} can remove it in their Jira profile under Authorized applications, or a Jira "
             f"administrator can delete the incoming application link at {self.jira.base_url} ({APPLICATION_LINKS}),"
             " which ends all of its grants."
         )
 
 
-def _wipe(account: ALMAccount) -> list[str]:
-    """Put "not connected" on `account` (not saved); the names of the fields to save."""
+def _wipe(grant: Grant) -> list[str]:
+    """Put "not connected" on `grant` (not saved); the names of the fields to save."""
     for name, value in WIPED.items():
-        setattr(account, name, value)
+        setattr(grant, name, value)
     return [*WIPED, "updated_at"]
 
 
@@ -185,36 +250,138 @@ def _complete_event(event: AuthEvent | None, message: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# Disconnect
+# Disconnect (the account's own connection, or a person's credential)
 # --------------------------------------------------------------------------
 
 
-@sensitive_variables()
 def disconnect(*, account: ALMAccount, actor: str) -> Outcome:
-    """Delete the tokens here (committed first), then revoke them at Jira with the copy held in memory."""
+    """Disconnect the ALM account's own connection (see disconnect_grant)."""
+    return disconnect_grant(grant=account, actor=actor)
+
+
+def _disconnected(grant: Grant, actor: str) -> tuple[str, str, bool]:
+    """How a disconnect is told to whoever clicked: (lead, whose tokens, addressed to the person)."""
+    if grant.grant_kind == "account":
+        return "Disconnected", "the tokens", False
+    if actor == grant.grant_owner:
+        return "Disconnected", "your tokens", True
+    return f"Disconnected {grant.grant_owner}", "their tokens", False
+
+
+@sensitive_variables()
+def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
+    """Delete a grant's tokens here (committed first), then revoke them at Jira with the copy held in memory.
+
+    The same for an ALM account's own connection and a person's credential (a person disconnecting themselves,
+    or an admin's Revoke): the person's tokens, the account's Jira client, and an event naming the person.
+    """
+    ref = GrantRef.of(grant)
     with own_transaction("Disconnect"):
-        locked = ALMAccount.objects.select_for_update().filter(pk=account.pk).first()
+        locked = ref.locked()
         if locked is None:
-            raise ServiceError("This ALM account no longer exists.")
+            raise ServiceError("This ALM account no longer exists." if ref.kind == "account" else
+                               "This Jira credential no longer exists: nothing was disconnected.")
+        lead, tokens, to_owner = _disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
         locked.save(update_fields=_wipe(locked))
+        none_stored = f"{lead}: no tokens were stored."
         event = record_event(locked, actor=actor, kind=Kind.DISCONNECTED, ok=True, message=(
-            "Disconnected: the tokens were deleted here; revoking them at Jira." if held else
-            "Disconnected: no tokens were stored."))
+            f"{lead}: {tokens} were deleted here; revoking them at Jira." if held else none_stored))
     if held is None:
-        return Outcome("Disconnected: no tokens were stored.", confirmed=True)
+        return Outcome(none_stored, confirmed=True)
     # Committed: the row holds no token and no lock while Jira answers (with a deadline).
     revocation = held.revoke(deadline=refresh_deadline())
     if revocation.confirmed:
-        message = Outcome("Disconnected: the tokens were deleted here and revoked at Jira.", confirmed=True)
+        message = Outcome(f"{lead}: {tokens} were deleted here and revoked at Jira.", confirmed=True)
     else:
         message = Outcome(
-            f"Disconnected: the tokens were deleted here; Jira did not confirm the revocation ({revocation.why_not})."
-            f" {held.where_in_jira()}",
+            f"{lead}: {tokens} were deleted here; Jira did not confirm the revocation ({revocation.why_not})."
+            f" {held.where_in_jira(to_owner=to_owner)}",
             confirmed=False,
         )
     _complete_event(event, message)
     return message
+
+
+# --------------------------------------------------------------------------
+# People's credentials ended together (an edit or deletion of their account, a person made inactive or deleted)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndedCredential:
+    held: HeldGrant
+    event: AuthEvent | None
+    ended: str  # the event's message without Jira's answer
+
+
+HOLDS_TOKENS = Q(refresh_token__isnull=False) | Q(access_token__isnull=False)
+
+
+@sensitive_variables()
+def _end_credentials(credentials, *, actor: str, because: str, issued_by: ALMAccount | None = None,
+                     wipe: bool = True) -> list[EndedCredential]:
+    """Take the tokens off locked credentials (wiped unless the rows are about to be deleted) and write one
+    "Connection ended" event each, naming whose. Inside the caller's transaction; revoke after its commit."""
+    ended = []
+    for credential in credentials:
+        held = HeldGrant(credential, issued_by=issued_by)
+        if wipe:
+            credential.save(update_fields=_wipe(credential))
+        message = (f"The Jira connection of {held.owner} was ended because {because}: their tokens were deleted "
+                   "here.")
+        event = record_event(credential, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
+                             message=f"{message} Revoking them at {held.jira.base_url}.")
+        ended.append(EndedCredential(held, event, message))
+    return ended
+
+
+@sensitive_variables()
+def _revoke_credentials_after_commit(ended: list[EndedCredential], *, report: Report | None,
+                                     deadline: Deadline | None = None, prefix: str = "") -> None:
+    """Revoke each ended credential at its Jira (one time budget for all) and report them together."""
+    deadline = deadline or refresh_deadline()
+    confirmed, unconfirmed = [], []
+    for item in ended:
+        revocation = _revoke_after_commit(item.held, event=item.event, ended=item.ended, report=None,
+                                          deadline=deadline)
+        (confirmed if revocation.confirmed else unconfirmed).append((item.held, revocation))
+    if report is None:
+        return
+    if confirmed:
+        at = ", ".join(dict.fromkeys(held.jira.base_url for held, _ in confirmed))
+        people = ", ".join(held.owner for held, _ in confirmed)
+        report(f"{prefix}The Jira at {at} confirmed the revocation of the tokens of {people}.", True)
+    if unconfirmed:
+        people = ", ".join(f"{held.owner} ({revocation.why_not})" for held, revocation in unconfirmed)
+        report(f"{prefix}Jira did not confirm the revocation of the tokens of {people}. Jira Data Center documents "
+               "no way for an application to revoke its tokens, so these grants may still exist in Jira: each "
+               "Jira user can remove theirs in their Jira profile under Authorized applications.", False)
+
+
+def _names(ended: list[EndedCredential], limit: int = 10) -> str:
+    owners = [item.held.owner for item in ended]
+    more = f" and {len(owners) - limit} more" if len(owners) > limit else ""
+    return ", ".join(owners[:limit]) + more
+
+
+def _people(count: int) -> str:
+    return "1 person" if count == 1 else f"{count} people"
+
+
+@sensitive_variables()
+def end_credentials_of_person(*, user, actor: str, because: str, wipe: bool = True) -> int:
+    """End every Jira credential of a person (made inactive, or being deleted): wiped and audited in the
+    current transaction, revoked at Jira best-effort after its commit. Returns how many held tokens."""
+    with transaction.atomic():
+        credentials = list(ALMCredential.objects.select_for_update(of=("self",)).select_related("account")
+                           .filter(HOLDS_TOKENS, user=user).order_by("pk"))
+        for credential in credentials:
+            credential.user = user  # the person at hand, not read again
+        ended = _end_credentials(credentials, actor=actor, because=because, wipe=wipe)
+        if ended:
+            transaction.on_commit(lambda: _revoke_credentials_after_commit(ended, report=None))
+    return len(ended)
 
 
 # --------------------------------------------------------------------------
@@ -237,6 +404,12 @@ def same_jira(url: str, other: str) -> bool:
     return normalize_base_url(url) == normalize_base_url(other)
 
 
+def _locked_credentials(account_id: int):
+    """The people's credentials of an account that hold tokens, under their row locks."""
+    return list(ALMCredential.objects.select_for_update(of=("self",)).select_related("user")
+                .filter(HOLDS_TOKENS, account_id=account_id).order_by("pk"))
+
+
 @sensitive_variables()
 def save_account(
     *,
@@ -246,17 +419,18 @@ def save_account(
     actor: str,
     report: Report | None = None,
 ) -> str | None:
-    """Save an admin's edit of `account` (the form's instance); a message when it ended the connection.
+    """Save an admin's edit of `account` (the form's instance); a message when it ended connections.
 
     Only the form's fields are written: the row was read without a lock, and a refresh may have rotated the
     tokens meanwhile (writing every column would put back a dead refresh token). Under the row lock the stored
-    base URL and Client ID are compared with the edited ones: when either changed, the grant belongs to the old
-    Jira's link, so its tokens are wiped in the same transaction (status Not connected, event "Connection
-    ended") and revoked after the commit at the old Jira only, with the old credentials. A Client Secret typed
-    in the form is bound to the base URL it was entered with (services.client_for sends it nowhere else).
+    base URL and Client ID are compared with the edited ones: when either changed, every grant on the old
+    Jira's link (the account's own connection and each person's credential) is ended: its tokens wiped in the
+    same transaction (status Not connected, one "Connection ended" event per grant) and revoked after the
+    commit at the old Jira only, with the old credentials. A Client Secret typed in the form is bound to the
+    base URL it was entered with (services.client_for sends it nowhere else).
 
-    Runs inside the admin's transaction (the admin's save is atomic): the revocation is scheduled with
-    on_commit, so it happens only once the wipe is committed, and `report` gets Jira's answer then.
+    Runs inside the admin's transaction (the admin's save is atomic): the revocations are scheduled with
+    on_commit, so they happen only once the wipe is committed, and `report` gets Jira's answers then.
     """
     if account.pk is None:
         if new_client_secret:
@@ -285,7 +459,7 @@ def save_account(
                 fields.append("client_secret_base_url")
 
         changes = _what_ends(stored, account)
-        held = None
+        held, people = None, []
         if changes:
             # An authorization started for the old Jira or link must not complete against the new one.
             PendingAuthorization.objects.filter(account_id=stored.pk).delete()
@@ -293,15 +467,37 @@ def save_account(
                 held = HeldGrant(stored)
                 fields += _wipe(account)
         account.save(update_fields=list(dict.fromkeys(fields)))
-        if held is None:
+        because = " and ".join(changes)
+        if changes:
+            credentials = _locked_credentials(stored.pk)
+            for credential in credentials:
+                credential.account = account  # the events name the account as saved
+            people = _end_credentials(credentials, actor=actor, because=because, issued_by=stored)
+        if held is None and not people:
             return None
 
-        because = " and ".join(changes)
-        message = (f"The connection to Jira was ended because {because}: its tokens were deleted here. "
-                   "Click Get Auth Token to connect again.")
-        event = record_event(account, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
-                             message=f"{message} Revoking them at {held.jira.base_url}.")
-        transaction.on_commit(lambda: _revoke_after_commit(held, event=event, ended=message, report=report))
+        event = None
+        if held is not None:
+            message = (f"The connection to Jira was ended because {because}: its tokens were deleted here. "
+                       "Click Get Auth Token to connect again.")
+            event = record_event(account, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
+                                 message=f"{message} Revoking them at {held.jira.base_url}.")
+            own_ended = message
+            if people:
+                message += (f" The Jira connections of {_people(len(people))} ({_names(people)}) were ended too: they "
+                            "connect again under My ALM Credentials.")
+        else:
+            message = (f"The Jira connections of {_people(len(people))} ({_names(people)}) were ended because "
+                       f"{because}: their tokens were deleted here; they connect again under My ALM Credentials.")
+
+        def revoke_all():
+            deadline = refresh_deadline()  # one time budget for every revocation: the request must end
+            if held is not None:
+                _revoke_after_commit(held, event=event, ended=own_ended, report=report, deadline=deadline)
+            if people:
+                _revoke_credentials_after_commit(people, report=report, deadline=deadline)
+
+        transaction.on_commit(revoke_all)
     return message
 
 
@@ -319,8 +515,7 @@ def _revoke_after_commit(held: HeldGrant, *, event: AuthEvent | None, ended: str
     try:
         _complete_event(event, f"{ended} {text}")
     except Exception as exc:  # noqa: BLE001 - the ending is committed and recorded; Jira's answer is extra
-        log.warning("ALM account %s: the revocation outcome could not be recorded (%s).", held.account_id,
-                    type(exc).__name__)
+        log.warning("%r: the revocation outcome could not be recorded (%s).", held, type(exc).__name__)
     if report is not None:
         report(text, revocation.confirmed)
     return revocation
@@ -334,11 +529,12 @@ def _revoke_after_commit(held: HeldGrant, *, event: AuthEvent | None, ended: str
 @sensitive_variables()
 def delete_account(*, account: ALMAccount, actor: str, report: Report | None = None,
                    deadline: Deadline | None = None) -> str:
-    """Delete an ALM account, keep its audit trail, and revoke its grant at Jira after the commit.
+    """Delete an ALM account, keep its audit trail, and revoke every grant on it at Jira after the commit.
 
-    Its events keep the account's name (the foreign key becomes empty); an "Account deleted" event names who
-    deleted it. Like save_account it may run inside the admin's transaction: the revocation waits for the
-    commit and `report` gets Jira's answer then. `deadline` lets a bulk delete share one time budget.
+    Its events keep the account's name and whose grant each concerns (the foreign keys become empty); an
+    "Account deleted" event names who deleted it, and a "Connection ended" event each person whose credential
+    went with it. Like save_account it may run inside the admin's transaction: the revocations wait for the
+    commit and `report` gets Jira's answers then. `deadline` lets a bulk delete share one time budget.
     """
     with transaction.atomic():
         locked = ALMAccount.objects.select_for_update().filter(pk=account.pk).first()
@@ -346,13 +542,29 @@ def delete_account(*, account: ALMAccount, actor: str, report: Report | None = N
             return f"The ALM account {account.name} was already deleted."
         name = locked.name
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
+        credentials = _locked_credentials(locked.pk)
+        for credential in credentials:
+            credential.account = locked
         # Events written before account_name existed get the name now, while it is known.
         AuthEvent.objects.filter(account_id=locked.pk, account_name="").update(account_name=name)
         message = f"ALM account {name} ({locked.base_url}) was deleted by {actor}; its audit trail is kept."
+        # The credentials go with the account (their rows are deleted): nothing to wipe, their events stay.
+        people = _end_credentials(credentials, actor=actor, because=f"the ALM account {name} was deleted",
+                                  wipe=False)
+        if people:
+            message += f" The Jira connections of {_people(len(people))} ({_names(people)}) ended with it."
         event = record_event(None, account_name=name, actor=actor, kind=Kind.ACCOUNT_DELETED, ok=True,
                              message=message + (" Its tokens were deleted; revoking them at Jira." if held else ""))
         locked.delete()
-        if held is not None:
-            transaction.on_commit(lambda: _revoke_after_commit(held, event=event, ended=message, report=report,
-                                                               deadline=deadline, prefix=f"{name}: "))
+
+        def revoke_all():
+            budget = deadline or refresh_deadline()
+            if held is not None:
+                _revoke_after_commit(held, event=event, ended=message, report=report, deadline=budget,
+                                     prefix=f"{name}: ")
+            if people:
+                _revoke_credentials_after_commit(people, report=report, deadline=budget, prefix=f"{name}: ")
+
+        if held is not None or people:
+            transaction.on_commit(revoke_all)
     return message

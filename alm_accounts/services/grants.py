@@ -178,13 +178,13 @@ def refresh_grant(
             except JiraOAuthError as exc:
                 if exc.error == "invalid_grant":
                     # Under the row lock nobody else can have used this refresh token: the grant is dead.
-                    return _refresh_failed(account, actor, explain.describe("refresh", exc),
+                    return _refresh_failed(account, actor, _refresh_advice(account, exc),
                                            RefreshOutcome.NEEDS_REAUTHORIZATION, status=Status.NEEDS_REAUTHORIZATION)
-                return _refresh_failed(account, actor, explain.describe("refresh", exc), RefreshOutcome.FAILED,
+                return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED,
                                        status=Status.ERROR)
             except JiraUnavailable as exc:
                 # Tokens untouched and status kept: the grant is most likely still alive.
-                return _refresh_failed(account, actor, explain.describe("refresh", exc), RefreshOutcome.FAILED)
+                return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
 
             rotated = (tokens, sent, name)
             return _store_refreshed(account, tokens, actor=actor)
@@ -322,6 +322,15 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
 
 
+def _refresh_advice(grant: Grant, exc) -> str:
+    """Jira's refresh failure in the words of whoever can fix it: the admin's button, or the person's page."""
+    message = explain.describe("refresh", exc)
+    if grant.grant_kind == "user":
+        message = (message.replace("Click Get Auth Token to authorize again", "Reconnect under My ALM Credentials")
+                   .replace("click Get Auth Token", "reconnect under My ALM Credentials"))
+    return message
+
+
 def reconnect_hint(grant: Grant) -> str:
     return "click Get Auth Token" if grant.grant_kind == "account" else "reconnect under My ALM Credentials"
 
@@ -362,7 +371,12 @@ def token_after(account: Grant, result: RefreshResult) -> str:
 
 @sensitive_variables()
 def jira_get(*, account: ALMAccount, path: str, actor: str = "system", deadline: Deadline | None = None) -> dict:
-    """GET a Jira REST resource as the account; on a 401, refresh once and retry once."""
+    """GET a Jira REST resource as the account's own connection; on a 401, refresh once and retry once.
+
+    For a person's credential, or any method, use services.jira_request / grant_request.
+    """
+    if not isinstance(account, ALMAccount):
+        raise TypeError("jira_get acts as an ALM account's own connection; use grant_request for a credential.")
     client = client_for(account)
     client.rest_url(path)  # a path that could leave the Jira host is refused before any token is read
     token = valid_access_token(account=account, actor=actor)
