@@ -29,6 +29,7 @@ from . import services
 from .forms import ALMAccountForm
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
+from .status import GrantHealthFilter, admin_summary
 
 AUDIT_TRAIL_ROWS = 25
 # People's credentials listed on an account's page; the rest are in the list of ALM credentials (linked).
@@ -54,7 +55,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     change_form_template = "admin/alm_accounts/almaccount/change_form.html"
     list_display = ["name", "alm_type", "base_url", "status_display", "connected_as", "token_expires_at",
                     "last_refreshed_at"]
-    list_filter = ["status", "alm_type"]
+    list_filter = ["status", GrantHealthFilter, "alm_type"]
     search_fields = ["name", "base_url"]
     list_per_page = 50
     actions = ["refresh_selected"]
@@ -106,6 +107,11 @@ class ALMAccountAdmin(admin.ModelAdmin):
                 super().__init__(*args, request=request, **kw)
 
         return FormWithRequest
+
+    def changelist_view(self, request, extra_context=None):
+        # The status at a glance above the list (alm_accounts.status): a few aggregate queries, whatever the size.
+        extra_context = {**(extra_context or {}), "grant_status": admin_summary(request, self.admin_site)}
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -412,7 +418,7 @@ class ALMCredentialAdmin(admin.ModelAdmin):
     list_display = ["account", "user", "connected_as", "status_display", "token_expires_at", "last_refreshed_at"]
     # Not "account": that filter lists every account in the sidebar. An account's page links here with
     # ?account__id__exact=<id>, allowed below.
-    list_filter = ["status"]
+    list_filter = ["status", GrantHealthFilter]
     list_select_related = ["account", "user"]
     search_fields = ["user__username", "account__name", "connected_as_name", "connected_as_display_name"]
     list_per_page = 100
@@ -463,3 +469,5 @@ class ALMCredentialAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+
+from . import admin_alerts  # noqa: E402,F401 - registers the read-only Alerts list

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .fields import SecretField, UnreadableSecret
-from .validators import validate_base_url, validate_ca_certificate, validate_callback_id
+from .validators import validate_base_url, validate_ca_certificate, validate_callback_id, validate_notify
 
 
 def new_callback_id() -> str:
@@ -63,6 +63,10 @@ class Grant(models.Model):
     last_refreshed_at = models.DateTimeField("Last refresh", null=True, blank=True, editable=False)
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.NOT_CONNECTED, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    # Alerts (services.alerts): since when refreshes fail without a success, and whether a "broken" alert
+    # was raised that no "recovered" alert has answered yet. Both change under the grant's row lock.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    alert_open = models.BooleanField(default=False, editable=False)
 
     class Meta:
         abstract = True
@@ -165,6 +169,13 @@ class ALMAccount(Grant):
         "addition to the trusted CAs; certificates are always verified.",
     )
 
+    notify = models.TextField(
+        "Notify",
+        blank=True,
+        validators=[validate_notify],
+        help_text="E-mail addresses told when this account's connection breaks or recovers (comma or new line "
+        "between them). Empty: the administrators of this deployment (ADMINS).",
+    )
     unconnected_users = models.CharField(
         "People without their own connection",
         max_length=20,
@@ -335,3 +346,73 @@ class PendingAuthorization(models.Model):
 
     def __str__(self):
         return f"authorization of {self.account} started {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class RefresherRun(models.Model):
+    """The refresher's heartbeat: one row per run (a cron run, or one pass of refresh_tokens --loop)."""
+
+    class Mode(models.TextChoices):
+        ONCE = "once", "Single run"
+        LOOP = "loop", "Loop pass"
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ONCE)
+    tried = models.PositiveIntegerField(default=0)
+    refreshed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    needs_reauthorization = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=20, blank=True, help_text="ok, failed, stopped or crashed.")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "refresher run"
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self):
+        return f"refresher run on {self.host} (pid {self.pid}) started {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Alert(models.Model):
+    """A connection broke or recovered: decided under the grant's row lock (an outbox row), delivered after commit.
+
+    Never holds a token, a secret, a code or a verifier: only words for administrators and a link.
+    """
+
+    class Event(models.TextChoices):
+        BROKEN = "broken", "Connection broken"
+        RECOVERED = "recovered", "Connection recovered"
+
+    class Delivery(models.TextChoices):
+        NOT_NEEDED = "not_needed", "Not configured"
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        GIVEN_UP = "given_up", "Given up"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event = models.CharField(max_length=20, choices=Event.choices)
+    reason = models.CharField(max_length=40, blank=True, help_text="needs_reauthorization, failing or expired.")
+    account = models.ForeignKey(ALMAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts")
+    account_name = models.CharField("Account", max_length=200)
+    credential = models.ForeignKey(ALMCredential, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="alerts")
+    grant_owner = models.CharField("Whose grant", max_length=150, blank=True)
+    subject = models.CharField(max_length=255)
+    message = models.TextField()
+    link = models.CharField(max_length=500, blank=True)
+    recipients = models.TextField(blank=True, help_text="The e-mail addresses, one per line.")
+    email_state = models.CharField(max_length=20, choices=Delivery.choices, default=Delivery.PENDING)
+    webhook_state = models.CharField(max_length=20, choices=Delivery.choices, default=Delivery.NOT_NEEDED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.subject

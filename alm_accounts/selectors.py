@@ -1,4 +1,10 @@
-"""The "which grants need attention" queries, in one place (the rule itself is models.is_due)."""
+"""The "which grants need attention" queries, in one place (the rule itself is models.is_due).
+
+Both kinds of grant follow the same rules: a refresh token is present, Jira
+has not refused the grant (needs re-authorization), and the access token
+expires within the window or its expiry is unknown. A person's credential has
+one more: an inactive person's credential is never refreshed or used.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,40 @@ from datetime import timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import ALMAccount
+from .models import ALMAccount, ALMCredential, Grant, GrantStatus
+
+
+def _refreshable(queryset: QuerySet) -> QuerySet:
+    return queryset.filter(refresh_token__isnull=False).exclude(status=GrantStatus.NEEDS_REAUTHORIZATION)
+
+
+def _due(queryset: QuerySet, within: timedelta) -> QuerySet:
+    deadline = timezone.now() + within
+    return queryset.filter(Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=deadline))
 
 
 def refreshable_accounts() -> QuerySet[ALMAccount]:
     """Accounts holding a grant that is still worth keeping alive."""
-    return ALMAccount.objects.filter(refresh_token__isnull=False).exclude(
-        status=ALMAccount.Status.NEEDS_REAUTHORIZATION
-    )
+    return _refreshable(ALMAccount.objects.all())
 
 
 def due_accounts(*, within: timedelta) -> QuerySet[ALMAccount]:
-    deadline = timezone.now() + within
-    return refreshable_accounts().filter(Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=deadline))
+    return _due(refreshable_accounts(), within)
+
+
+def refreshable_credentials() -> QuerySet[ALMCredential]:
+    """People's own credentials still worth keeping alive; never an inactive person's."""
+    return _refreshable(ALMCredential.objects.filter(user__is_active=True))
+
+
+def due_credentials(*, within: timedelta) -> QuerySet[ALMCredential]:
+    return _due(refreshable_credentials(), within)
+
+
+def refreshable_grants(kind: str) -> QuerySet[Grant]:
+    """refreshable_accounts ("account") or refreshable_credentials ("user"): see services.GrantRef."""
+    return {"account": refreshable_accounts, "user": refreshable_credentials}[kind]()
+
+
+def due_grants(kind: str, *, within: timedelta) -> QuerySet[Grant]:
+    return _due(refreshable_grants(kind), within)

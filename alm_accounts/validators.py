@@ -132,3 +132,27 @@ def _name(name: x509.Name) -> str:
         return name.rfc4514_string()[:200] or "no name"
     except ValueError:
         return "a name that cannot be read"
+
+
+MAX_NOTIFY_ADDRESSES = 20
+
+
+def email_addresses(value: str) -> list[str]:
+    """The addresses of a Notify field: separated by commas, semicolons, spaces or new lines."""
+    return [part for part in re.split(r"[\s,;]+", value or "") if part]
+
+
+def validate_notify(value: str) -> None:
+    from django.core.validators import validate_email
+
+    addresses = email_addresses(value)
+    if len(addresses) > MAX_NOTIFY_ADDRESSES:
+        raise ValidationError(f"At most {MAX_NOTIFY_ADDRESSES} addresses, please (a mailing list works well).")
+    bad = []
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            bad.append(address)
+    if bad:
+        raise ValidationError("Not an e-mail address: %(bad)s", params={"bad": ", ".join(bad[:5])})

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark `manage.py refresh_tokens` and the ALM accounts changelist (issue 7).
+"""Benchmark `manage.py refresh_tokens` and the ALM accounts changelist (issues 7 and 11).
 
     make benchmark                                   # everything, default sizes
     make benchmark BENCH_ARGS="--backends postgresql --n 2000"
+    make benchmark BENCH_ARGS="--backends postgresql --scenarios mixed,queries"   # accounts + user credentials
     .venv/bin/python benchmarks/refresh_benchmark.py --help
 
 What it does (see benchmarks/README.md):
@@ -10,15 +11,19 @@ What it does (see benchmarks/README.md):
 * serves a local Jira-compatible token endpoint in a separate process (asyncio,
   HTTP/1.1 keep-alive, any number of connections): every refresh token is valid
   once (reuse -> 400 invalid_grant), each token request waits a fixed latency,
-  and GET /stats tells how many refreshes it granted, per account too;
+  and GET /stats tells how many refreshes it granted, per grant too (an
+  account's own connection or a person's user credential);
 * on PostgreSQL (a dedicated database, dropped and created again) and on a
   temporary SQLite file: migrates, creates N accounts with bulk_create (client
   secrets and tokens encrypted by the model fields), runs
   `manage.py refresh_tokens --force --concurrency C -v 0` as a subprocess and
   measures wall time, peak RSS (wait4) and what the endpoint counted;
 * runs k processes at once over the same due accounts without --force;
-* counts SQL queries per refreshed account in-process (CaptureQueriesContext),
-  through services.refresh_account and through the whole command at C=1;
+* the same over a mixed population (issue 11): M accounts, each with its own
+  connection and P people's user credentials, M x (1 + P) grants;
+* counts SQL queries per refreshed grant in-process (CaptureQueriesContext),
+  through services.refresh_grant for each kind and through the whole command
+  at C=1;
 * renders the admin changelist with few and with many accounts (test Client,
   superuser): query count and median render time.
 
@@ -72,17 +77,25 @@ def client_secret_for(key: bytes, client_id: str) -> str:
     return "secret-" + _sign(key, "client:" + client_id)
 
 
-def new_refresh_token(key: bytes, client_id: str) -> str:
-    """A refresh token the endpoint recognises as issued for client_id (each valid once)."""
-    payload = f"{client_id}.{secrets.token_hex(8)}"
+ACCOUNT_GRANT = "connection"  # the grant label of an account's own connection; a person's is their user name
+
+
+def new_refresh_token(key: bytes, client_id: str, grant: str = ACCOUNT_GRANT) -> str:
+    """A refresh token the endpoint recognises as issued for client_id and that grant (each valid once).
+
+    One incoming link (client id) holds many grants: the account's own connection and each person's.
+    """
+    payload = f"{client_id}.{grant}.{secrets.token_hex(8)}"
     return f"{payload}.{_sign(key, 'rt:' + payload)}"
 
 
-def refresh_token_client(key: bytes, token: str) -> str | None:
+def refresh_token_grant(key: bytes, token: str) -> tuple[str, str] | None:
+    """(client id, grant) of a refresh token this endpoint issued, else None."""
     payload, _, signature = token.rpartition(".")
     if not payload or not hmac.compare_digest(signature, _sign(key, "rt:" + payload)):
         return None
-    return payload.rpartition(".")[0]
+    client_id, grant, _ = payload.split(".")
+    return client_id, grant
 
 
 class TokenEndpoint:
@@ -99,19 +112,23 @@ class TokenEndpoint:
 
     def reset(self):
         self.counts: Counter[str] = Counter()
-        self.per_client: Counter[str] = Counter()
+        self.per_grant: Counter[tuple[str, str]] = Counter()  # (client id, grant) -> refreshes
         self.inflight = self.peak_inflight = 0
         self.connections = self.peak_connections = 0
 
     def stats(self) -> dict:
-        per_account = Counter(self.per_client.values())
+        per_grant = Counter(self.per_grant.values())
         return {
             "refreshed": self.counts["refreshed"],
+            "refreshed_by_kind": {
+                "account": sum(n for (_, grant), n in self.per_grant.items() if grant == ACCOUNT_GRANT),
+                "user": sum(n for (_, grant), n in self.per_grant.items() if grant != ACCOUNT_GRANT),
+            },
             "invalid_grant": self.counts["invalid_grant"],
             "other_errors": self.counts["other_errors"],
-            "accounts": len(self.per_client),
-            "max_per_account": max(self.per_client.values(), default=0),
-            "accounts_by_refresh_count": {str(k): v for k, v in sorted(per_account.items())},
+            "grants": len(self.per_grant),
+            "max_per_grant": max(self.per_grant.values(), default=0),
+            "grants_by_refresh_count": {str(k): v for k, v in sorted(per_grant.items())},
             "peak_inflight": self.peak_inflight,
             "peak_connections": self.peak_connections,
         }
@@ -181,17 +198,18 @@ class TokenEndpoint:
             self.counts["other_errors"] += 1
             return 400, {"error": "invalid_grant"}  # what Jira DC answers without redirect_uri
         token = form.get("refresh_token", "")
-        if token in self.used or refresh_token_client(self.key, token) != client_id:
+        issued_for = refresh_token_grant(self.key, token)
+        if token in self.used or issued_for is None or issued_for[0] != client_id:
             self.counts["invalid_grant"] += 1
             return 400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}
         self.used.add(token)
         self.counts["refreshed"] += 1
-        self.per_client[client_id] += 1
+        self.per_grant[issued_for] += 1
         return 200, {
             "access_token": "at-" + secrets.token_hex(16),
             "token_type": "bearer",
             "expires_in": self.expires_in,
-            "refresh_token": new_refresh_token(self.key, client_id),
+            "refresh_token": new_refresh_token(self.key, client_id, issued_for[1]),
             "created_at": int(time.time()),
             "scope": "ADMIN",
         }
@@ -334,20 +352,28 @@ def internal(argv: list[str]) -> None:
     from django.utils import timezone
 
     from alm_accounts import services
-    from alm_accounts.models import ALMAccount, AuthEvent, PendingAuthorization
+    from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent, PendingAuthorization
 
     key = bytes.fromhex(os.environ["BENCH_TOKEN_KEY"])
     command, *rest = argv
     options = dict(item.split("=", 1) for item in rest)
+    person_prefix = "bench-person-"
 
     def wipe():
-        tables = [m._meta.db_table for m in (AuthEvent, PendingAuthorization, ALMAccount)]
+        tables = [m._meta.db_table for m in (AuthEvent, PendingAuthorization, ALMCredential, ALMAccount)]
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
             else:
                 for table in tables:
                     cursor.execute(f"DELETE FROM {table}")
+        User.objects.filter(username__startswith=person_prefix).delete()
+
+    def bulk_create(model, rows, batch):  # in batches of 1,000: bounded memory while seeding
+        batch.extend(rows)
+        if len(batch) >= 1000:
+            model.objects.bulk_create(batch)
+            batch.clear()
 
     if command == "seed":
         started = time.monotonic()
@@ -359,54 +385,81 @@ def internal(argv: list[str]) -> None:
         batch = []
         for i in range(n):
             client_id = f"bench-client-{i:06d}"
-            batch.append(ALMAccount(
+            bulk_create(ALMAccount, [ALMAccount(
                 name=f"Bench account {i:06d}", base_url=base_url, client_id=client_id,
-                client_secret=client_secret_for(key, client_id), scope="ADMIN",
+                client_secret=client_secret_for(key, client_id), client_secret_base_url=base_url, scope="ADMIN",
                 access_token="at-initial-" + secrets.token_hex(16), refresh_token=new_refresh_token(key, client_id),
                 token_expires_at=expires, token_scope="ADMIN", status=ALMAccount.Status.CONNECTED,
                 connected_at=now, connected_as_name=f"user{i}", connected_as_display_name=f"User {i}",
-            ))
-            if len(batch) == 1000:
-                ALMAccount.objects.bulk_create(batch)
-                batch = []
+            )], batch)
         ALMAccount.objects.bulk_create(batch)
+        # User credentials (issue 11): `people` persons, each with their own grant on every account, on the
+        # account's link (same client id), due like the accounts.
+        people = int(options.get("people", 0))
+        users = User.objects.bulk_create([User(username=f"{person_prefix}{p:02d}", password="!", is_staff=True)
+                                          for p in range(people)])
+        batch = []
+        if users:
+            for pk, client_id in ALMAccount.objects.order_by("pk").values_list("pk", "client_id").iterator():
+                bulk_create(ALMCredential, (ALMCredential(
+                    account_id=pk, user=user, access_token="at-initial-" + secrets.token_hex(16),
+                    refresh_token=new_refresh_token(key, client_id, user.username), token_expires_at=expires,
+                    token_scope="ADMIN", status=ALMCredential.Status.CONNECTED, connected_at=now,
+                    connected_as_name=user.username, connected_as_display_name=user.username,
+                ) for user in users), batch)
+        ALMCredential.objects.bulk_create(batch)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {ALMAccount._meta.db_table}")
-        print(json.dumps({"seeded": n, "seconds": time.monotonic() - started}))
+                cursor.execute(f"ANALYZE {ALMAccount._meta.db_table}, {ALMCredential._meta.db_table}, "
+                               f"{User._meta.db_table}")
+        print(json.dumps({"seeded": n * (1 + people), "accounts": n, "credentials": n * people,
+                          "seconds": time.monotonic() - started}))
 
     elif command == "verify":
-        refreshed = ALMAccount.objects.filter(last_refreshed_at__isnull=False).count()
+        refreshed = {model.__name__: model.objects.filter(last_refreshed_at__isnull=False).count()
+                     for model in (ALMAccount, ALMCredential)}
         events = Counter(AuthEvent.objects.values_list("kind", flat=True))
-        bad_status = ALMAccount.objects.exclude(status=ALMAccount.Status.CONNECTED).count()
-        print(json.dumps({"accounts": ALMAccount.objects.count(), "refreshed_in_db": refreshed,
+        bad_status = sum(model.objects.exclude(status=ALMAccount.Status.CONNECTED).count()
+                         for model in (ALMAccount, ALMCredential))
+        print(json.dumps({"accounts": ALMAccount.objects.count(), "credentials": ALMCredential.objects.count(),
+                          "refreshed_in_db": sum(refreshed.values()), "refreshed_by_model": refreshed,
                           "events": dict(events), "not_connected": bad_status}))
 
     elif command == "queries":
-        ids = list(ALMAccount.objects.order_by("pk").values_list("pk", flat=True))
-        half = len(ids) // 2
-        outcomes: Counter[str] = Counter()
-        with CaptureQueriesContext(connection) as service_queries:
-            for i, pk in enumerate(ids[:half]):
-                outcomes[services.refresh_account(account_id=pk, actor="benchmark", skip_locked=True).outcome.name] += 1
-                if i == 0:
-                    shapes = [q["sql"][:110] for q in service_queries.captured_queries]
-        # The whole command at concurrency 1 (one thread, so one connection to watch) over the other half.
         from django.core.management import call_command
-
-        ALMAccount.objects.filter(pk__in=ids[:half]).update(refresh_token=None)  # out of the command's reach
-        with CaptureQueriesContext(connection) as command_queries:
-            call_command("refresh_tokens", force=True, concurrency=1, verbosity=0)
-        refreshed_by_command = ALMAccount.objects.filter(pk__in=ids[half:], last_refreshed_at__isnull=False).count()
 
         def statements(captured):  # Django 5 logs BEGIN and COMMIT too: count them apart
             control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
             return len([q for q in captured.captured_queries if not q["sql"].upper().startswith(control)])
 
+        # Half of each kind through services.refresh_grant, one grant at a time.
+        figures, halves = {}, {}
+        for kind, model, prefix in (("account", ALMAccount, "service"), ("user", ALMCredential, "user_service")):
+            ids = list(model.objects.order_by("pk").values_list("pk", flat=True))
+            halves[kind] = (ids[:len(ids) // 2], ids[len(ids) // 2:])
+            outcomes: Counter[str] = Counter()
+            shapes: list[str] = []
+            with CaptureQueriesContext(connection) as captured:
+                for pk in halves[kind][0]:
+                    result = services.refresh_grant(grant=services.GrantRef(kind, pk), actor="benchmark",
+                                                    skip_locked=True)
+                    outcomes[result.outcome.name] += 1
+                    if not shapes:
+                        shapes = [q["sql"][:110] for q in captured.captured_queries]
+            figures.update({f"{prefix}_refreshed": outcomes.get("REFRESHED", 0), f"{prefix}_outcomes": dict(outcomes),
+                            f"{prefix}_queries": len(captured), f"{prefix}_statements": statements(captured),
+                            f"{prefix}_shapes" if kind == "user" else "shapes": shapes})
+        # The whole command at concurrency 1 (one thread, so one connection to watch) over the other halves.
+        for kind, model in (("account", ALMAccount), ("user", ALMCredential)):
+            model.objects.filter(pk__in=halves[kind][0]).update(refresh_token=None)  # out of the command's reach
+        with CaptureQueriesContext(connection) as command_queries:
+            call_command("refresh_tokens", force=True, concurrency=1, verbosity=0)
+        refreshed_by_command = sum(
+            model.objects.filter(pk__in=halves[kind][1], last_refreshed_at__isnull=False).count()
+            for kind, model in (("account", ALMAccount), ("user", ALMCredential)))
+
         print(json.dumps({
-            "service_refreshed": outcomes.get("REFRESHED", 0), "service_outcomes": dict(outcomes),
-            "service_queries": len(service_queries), "service_statements": statements(service_queries),
-            "shapes": shapes, "command_refreshed": refreshed_by_command, "command_queries": len(command_queries),
+            **figures, "command_refreshed": refreshed_by_command, "command_queries": len(command_queries),
             "command_statements": statements(command_queries),
         }))
 
@@ -467,36 +520,47 @@ class Scenarios:
         row["ratios"] = [r["ratio"] for r in rows]
         row["loads"] = [r["load"] for r in rows]
         row["endpoint_all"] = [r["endpoint"] for r in rows]
-        row["max_per_account"] = max(r["max_per_account"] for r in rows)
+        row["max_per_grant"] = max(r["max_per_grant"] for r in rows)
         row["invalid_grant"] = max(r["invalid_grant"] for r in rows)
         return row
 
-    def force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "") -> dict:
-        return self.repeated(lambda i: self._force_run(backend, url, n, concurrency, profile and f"{profile}-{i}"))
-
-    def parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "") -> dict:
+    def force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "", people: int = 0) -> dict:
         return self.repeated(
-            lambda i: self._parallel_run(backend, url, n, procs, concurrency, profile and f"{profile}-{i}"))
+            lambda i: self._force_run(backend, url, n, concurrency, profile and f"{profile}-{i}", people))
 
-    def _force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "") -> dict:
+    def parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "",
+                     people: int = 0) -> dict:
+        return self.repeated(
+            lambda i: self._parallel_run(backend, url, n, procs, concurrency, profile and f"{profile}-{i}", people))
+
+    @staticmethod
+    def _population(n: int, people: int) -> tuple[str, int]:
+        """What a run covers: (how the scenario names it, the number of grants)."""
+        if not people:
+            return "", n
+        return f"mixed {n} accounts x (1 + {people} people), ", n * (1 + people)
+
+    def _force_run(self, backend: str, url: str, n: int, concurrency: int, profile: str = "", people: int = 0) -> dict:
         bench = self.bench
-        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}")
+        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}", f"people={people}")
         self.jira.reset()
         run = bench.run_commands(url, [["--force", "--concurrency", str(concurrency), "-v", "0"]], self.outdir,
                                  profile)
         stats = self.jira.stats()
         db = bench.helper(url, "verify")
         effective = 1 if backend == "sqlite" else concurrency
-        limit = n * bench.latency / effective
-        row = self._row("--force, 1 process", backend, n,
+        mixed, grants = self._population(n, people)
+        limit = grants * bench.latency / effective
+        row = self._row(f"{mixed}--force, 1 process", backend, grants,
                         str(concurrency) if effective == concurrency else f"{effective} ({concurrency} asked)",
                         run, stats, db, limit)
         self._print_row(row)
         return row
 
-    def _parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "") -> dict:
+    def _parallel_run(self, backend: str, url: str, n: int, procs: int, concurrency: int, profile: str = "",
+                      people: int = 0) -> dict:
         bench = self.bench
-        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}", "due=1")
+        bench.helper(url, "seed", f"n={n}", f"base_url={self.jira.base_url}", "due=1", f"people={people}")
         self.jira.reset()
         verbosity = "1" if bench.args.outcomes else "0"
         run = bench.run_commands(url, [["--concurrency", str(concurrency), "-v", verbosity]] * procs, self.outdir,
@@ -506,8 +570,9 @@ class Scenarios:
         stats = self.jira.stats()
         db = bench.helper(url, "verify")
         effective = 1 if backend == "sqlite" else concurrency
-        limit = n * bench.latency / (procs * effective)
-        row = self._row(f"{procs} processes, due, no --force", backend, n,
+        mixed, grants = self._population(n, people)
+        limit = grants * bench.latency / (procs * effective)
+        row = self._row(f"{mixed}{procs} processes, due, no --force", backend, grants,
                         f"{procs} x {effective}" + ("" if effective == concurrency else f" ({concurrency} asked)"),
                         run, stats, db, limit)
         self._print_row(row)
@@ -518,7 +583,8 @@ class Scenarios:
         return self.bench.run_commands(url, [["-v", "0"]], self.outdir)["wall"]
 
     def queries(self, url: str, sample: int) -> dict:
-        self.bench.helper(url, "seed", f"n={sample}", f"base_url={self.jira.base_url}")
+        """`sample` accounts, each with its own connection and one person's credential."""
+        self.bench.helper(url, "seed", f"n={sample}", f"base_url={self.jira.base_url}", "people=1")
         return self.bench.helper(url, "queries")
 
     def admin(self, url: str, n: int, renders: int) -> dict:
@@ -532,7 +598,8 @@ class Scenarios:
             "ratio": run["wall"] / limit if limit else float("inf"), "per_s": stats["refreshed"] / run["wall"],
             "rss": max(run["rss_mb"]),
             "cpu_ms": run["cpu"] * 1000 / max(stats["refreshed"], 1), "load": run["load"],
-            "endpoint": stats["refreshed"], "max_per_account": stats["max_per_account"],
+            "endpoint": stats["refreshed"], "endpoint_by_kind": stats["refreshed_by_kind"],
+            "max_per_grant": stats["max_per_grant"],
             "invalid_grant": stats["invalid_grant"], "peak_inflight": stats["peak_inflight"],
             "db_refreshed": db["refreshed_in_db"], "exit": run["codes"], "output": run["output"],
         }
@@ -543,10 +610,16 @@ class Scenarios:
               f"wall {row['wall']:6.1f} s  limit {row['limit']:6.1f} s  ratio {row['ratio']:5.2f}  "
               f"{row['per_s']:6.1f}/s  RSS {row['rss']:5.0f} MB  CPU {row['cpu_ms']:.1f} ms/refresh  "
               f"load {row['load']:.1f}  endpoint {row['endpoint']} "
-              f"(max/account {row['max_per_account']}, invalid_grant {row['invalid_grant']}, "
+              f"({row['endpoint_by_kind']['account']} account connections, "
+              f"{row['endpoint_by_kind']['user']} user credentials; in the database {row['db_refreshed']}; "
+              f"max/grant {row['max_per_grant']}, invalid_grant {row['invalid_grant']}, "
               f"peak in flight {row['peak_inflight']})  exit {row['exit']}", flush=True)
         if row["output"]:
             print("    command output: " + row["output"][:2000].replace("\n", "\n    "), flush=True)
+
+
+SCENARIOS = ("accounts", "mixed", "queries", "admin")
+MIXED_RATIO_TARGET = 1.2  # issue 11's target for the mixed population (issue 7's for accounts only: 1.3)
 
 
 def run(args) -> int:
@@ -557,6 +630,8 @@ def run(args) -> int:
     results: dict = {"args": vars(args)}
     print(f"Token endpoint on {jira.base_url} (latency {args.latency_ms} ms); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    chosen = set(args.scenarios)
+    people = args.mixed_people
     try:
         for backend in args.backends:
             if backend == "postgresql":
@@ -565,43 +640,63 @@ def run(args) -> int:
                 sizes = sorted({args.n_small, args.n})
                 c, procs_n, procs_c = args.concurrency, args.procs_n, args.procs_concurrency
                 admin_n = args.admin_n
+                mixed_sizes = sorted({n for n in (args.mixed_small_accounts, args.mixed_accounts) if n})
+                mixed_procs_n = args.mixed_procs_accounts
             else:
                 url = f"sqlite:///{tmp / 'bench.sqlite3'}"
                 sizes, c = [args.sqlite_n], args.concurrency
                 procs_n, procs_c, admin_n = args.sqlite_n, args.procs_concurrency, args.admin_n
+                # SQLite refreshes one at a time: the same number of grants as its accounts-only runs.
+                mixed_sizes = [max(1, args.sqlite_n // (1 + people))]
+                mixed_procs_n = mixed_sizes[0] if args.mixed_procs_accounts else 0
             print(f"\n== {backend}: {url}", flush=True)
             bench.migrate(url)
-            results[backend] = backend_results = {"force": [], "parallel": None}
-            for n in sizes:
-                profile = f"{args.profile}-{backend}-force-{n}" if args.profile else ""
-                backend_results["force"].append(scenarios.force_run(backend, url, n, c, profile))
-            backend_results["startup"] = scenarios.startup(url)
-            print(f"  startup of a run with nothing due: {backend_results['startup']:.2f} s", flush=True)
-            if args.procs:
-                profile = f"{args.profile}-{backend}-parallel" if args.profile else ""
-                backend_results["parallel"] = scenarios.parallel_run(backend, url, procs_n, args.procs, procs_c,
-                                                                     profile)
-            q = scenarios.queries(url, args.query_sample)
-            backend_results["queries"] = q
-            print(f"  SQL per refreshed account: services.refresh_account "
-                  f"{q['service_statements'] / max(q['service_refreshed'], 1):.2f} statements, "
-                  f"{q['service_queries'] / max(q['service_refreshed'], 1):.2f} with BEGIN/COMMIT "
-                  f"({q['service_queries']} for {q['service_refreshed']}); whole command at C=1 "
-                  f"{q['command_statements'] / max(q['command_refreshed'], 1):.2f} statements, "
-                  f"{q['command_queries'] / max(q['command_refreshed'], 1):.2f} with BEGIN/COMMIT "
-                  f"({q['command_queries']} for {q['command_refreshed']})", flush=True)
-            for shape in q["shapes"]:
-                print(f"    {shape}")
-            backend_results["admin"] = []
-            for n in sorted({ADMIN_SMALL_N, admin_n}):
-                a = scenarios.admin(url, n, args.admin_renders)
-                backend_results["admin"].append(a)
-                print(f"  admin changelist with {a['accounts']} accounts: {a['queries']} queries "
-                      f"(per render: {a['query_counts']}), median {a['median_ms']:.1f} ms over "
-                      f"{args.admin_renders} renders", flush=True)
-            if args.show_sql:
-                for sql_text in backend_results["admin"][-1]["sql"]:
-                    print(f"    {sql_text}")
+            results[backend] = backend_results = {"force": [], "parallel": None, "mixed_force": [],
+                                                  "mixed_parallel": None}
+            if "accounts" in chosen:
+                for n in sizes:
+                    profile = f"{args.profile}-{backend}-force-{n}" if args.profile else ""
+                    backend_results["force"].append(scenarios.force_run(backend, url, n, c, profile))
+                backend_results["startup"] = scenarios.startup(url)
+                print(f"  startup of a run with nothing due: {backend_results['startup']:.2f} s", flush=True)
+                if args.procs:
+                    profile = f"{args.profile}-{backend}-parallel" if args.profile else ""
+                    backend_results["parallel"] = scenarios.parallel_run(backend, url, procs_n, args.procs, procs_c,
+                                                                         profile)
+            if "mixed" in chosen:
+                for n in mixed_sizes:
+                    profile = f"{args.profile}-{backend}-mixed-force-{n}" if args.profile else ""
+                    backend_results["mixed_force"].append(scenarios.force_run(backend, url, n, c, profile, people))
+                if args.procs and mixed_procs_n:
+                    profile = f"{args.profile}-{backend}-mixed-parallel" if args.profile else ""
+                    backend_results["mixed_parallel"] = scenarios.parallel_run(
+                        backend, url, mixed_procs_n, args.procs, procs_c, profile, people)
+            if "queries" in chosen:
+                q = scenarios.queries(url, args.query_sample)
+                backend_results["queries"] = q
+                for kind, prefix, shapes in (("account connection", "service", "shapes"),
+                                             ("user credential", "user_service", "user_service_shapes")):
+                    print(f"  SQL per refreshed {kind}: services.refresh_grant "
+                          f"{q[f'{prefix}_statements'] / max(q[f'{prefix}_refreshed'], 1):.2f} statements, "
+                          f"{q[f'{prefix}_queries'] / max(q[f'{prefix}_refreshed'], 1):.2f} with BEGIN/COMMIT "
+                          f"({q[f'{prefix}_queries']} for {q[f'{prefix}_refreshed']})", flush=True)
+                    for shape in q[shapes]:
+                        print(f"    {shape}")
+                print(f"  SQL per refreshed grant, whole command at C=1 over both kinds: "
+                      f"{q['command_statements'] / max(q['command_refreshed'], 1):.2f} statements, "
+                      f"{q['command_queries'] / max(q['command_refreshed'], 1):.2f} with BEGIN/COMMIT "
+                      f"({q['command_queries']} for {q['command_refreshed']})", flush=True)
+            if "admin" in chosen:
+                backend_results["admin"] = []
+                for n in sorted({ADMIN_SMALL_N, admin_n}):
+                    a = scenarios.admin(url, n, args.admin_renders)
+                    backend_results["admin"].append(a)
+                    print(f"  admin changelist with {a['accounts']} accounts: {a['queries']} queries "
+                          f"(per render: {a['query_counts']}), median {a['median_ms']:.1f} ms over "
+                          f"{args.admin_renders} renders", flush=True)
+                if args.show_sql:
+                    for sql_text in backend_results["admin"][-1]["sql"]:
+                        print(f"    {sql_text}")
     finally:
         jira.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -611,41 +706,50 @@ def run(args) -> int:
     return 0
 
 
+def _per(q: dict, prefix: str) -> str:
+    """SQL statements per refreshed grant, and with BEGIN/COMMIT in brackets."""
+    refreshed = max(q[f"{prefix}_refreshed"], 1)
+    return f"{q[f'{prefix}_statements'] / refreshed:.2f} ({q[f'{prefix}_queries'] / refreshed:.2f})"
+
+
 def print_summary(args, results: dict) -> None:
     print("\n## Results\n")
-    print(f"latency {args.latency_ms} ms per token request; limit = N x latency / (processes x C); "
-          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.2f}\n")
+    print(f"latency {args.latency_ms} ms per token request; limit = N x latency / (processes x C), N = grants "
+          f"(accounts' own connections + user credentials); {os.cpu_count()} CPUs, load average now "
+          f"{os.getloadavg()[0]:.2f}\n")
     print(f"Each row is the median of {args.repeat} run(s) by wall time; 'all ratios' and 'load avg' list every run.\n")
     print("| backend | scenario | N | C | wall s | limit s | ratio | all ratios | refreshes/s | peak RSS MB "
-          "| CPU ms/refresh | endpoint refreshes | max per account | invalid_grant | peak in flight | load avg |")
-    print("|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| CPU ms/refresh | endpoint refreshes | of which account / user | max per grant | invalid_grant "
+          "| peak in flight | load avg |")
+    print("|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for backend in args.backends:
         r = results.get(backend)
         if not r:
             continue
-        rows = r["force"] + ([r["parallel"]] if r.get("parallel") else [])
+        rows = [*r["force"], *([r["parallel"]] if r.get("parallel") else []), *r["mixed_force"],
+                *([r["mixed_parallel"]] if r.get("mixed_parallel") else [])]
         for row in rows:
+            kinds = row["endpoint_by_kind"]
             print(f"| {backend} | {row['scenario']} | {row['n']} | {row['c']} | {row['wall']:.1f} | "
                   f"{row['limit']:.1f} | {row['ratio']:.2f} | {' '.join(f'{r:.2f}' for r in row['ratios'])} | "
                   f"{row['per_s']:.0f} | {row['rss']:.0f} | {row['cpu_ms']:.1f} | "
-                  f"{'/'.join(str(e) for e in row['endpoint_all'])} | {row['max_per_account']} | "
-                  f"{row['invalid_grant']} | {row['peak_inflight']} | {' '.join(f'{x:.1f}' for x in row['loads'])} |")
-    print("\n| backend | SQL statements per refreshed account: service (with BEGIN/COMMIT) | same, whole command "
-          "at C=1 | changelist queries (accounts) | changelist median ms (accounts) | command start-up s |")
-    print("|---|---|---|---|---|---:|")
+                  f"{'/'.join(str(e) for e in row['endpoint_all'])} | {kinds['account']} / {kinds['user']} | "
+                  f"{row['max_per_grant']} | {row['invalid_grant']} | {row['peak_inflight']} | "
+                  f"{' '.join(f'{x:.1f}' for x in row['loads'])} |")
+    print("\n| backend | SQL statements per refreshed account connection: service (with BEGIN/COMMIT) "
+          "| per user credential | whole command at C=1, both kinds | changelist queries (accounts) "
+          "| changelist median ms (accounts) | command start-up s |")
+    print("|---|---|---|---|---|---|---:|")
     for backend in args.backends:
         r = results.get(backend)
         if not r:
             continue
-        q = r["queries"]
-        admin = r["admin"]
-        print(f"| {backend} | {q['service_statements'] / max(q['service_refreshed'], 1):.2f} "
-              f"({q['service_queries'] / max(q['service_refreshed'], 1):.2f}) | "
-              f"{q['command_statements'] / max(q['command_refreshed'], 1):.2f} "
-              f"({q['command_queries'] / max(q['command_refreshed'], 1):.2f}) | "
-              + ", ".join(f"{a['queries']} ({a['accounts']})" for a in admin) + " | "
-              + ", ".join(f"{a['median_ms']:.0f} ({a['accounts']})" for a in admin)
-              + f" | {r['startup']:.2f} |")
+        q, admin = r.get("queries"), r.get("admin", [])
+        print(f"| {backend} | {_per(q, 'service') if q else '-'} | {_per(q, 'user_service') if q else '-'} | "
+              f"{_per(q, 'command') if q else '-'} | "
+              + (", ".join(f"{a['queries']} ({a['accounts']})" for a in admin) or "-") + " | "
+              + (", ".join(f"{a['median_ms']:.0f} ({a['accounts']})" for a in admin) or "-")
+              + (f" | {r['startup']:.2f} |" if "startup" in r else " | - |"))
 
     pg = results.get("postgresql")
     if not pg:
@@ -655,27 +759,54 @@ def print_summary(args, results: dict) -> None:
     big, small = force.get(args.n), force.get(args.n_small)
     lines = []
     if big:
-        ok = big["ratio"] <= 1.3 and set(big["endpoint_all"]) == {args.n} and big["max_per_account"] == 1
+        ok = big["ratio"] <= 1.3 and set(big["endpoint_all"]) == {args.n} and big["max_per_grant"] == 1
         lines.append((f"N={args.n}, C={args.concurrency}: ratio <= 1.3, each refreshed once",
-                      f"ratio {big['ratio']:.2f}, {big['endpoint']} refreshes, max {big['max_per_account']}/account",
+                      f"ratio {big['ratio']:.2f}, {big['endpoint']} refreshes, max {big['max_per_grant']}/account",
                       ok))
     if big and small and big is not small:
         growth = big["rss"] - small["rss"]
         lines.append((f"peak RSS growth N={args.n_small} -> {args.n} < 50 MB",
                       f"{small['rss']:.0f} -> {big['rss']:.0f} MB (+{growth:.0f})", growth < 50))
-    q = pg["queries"]
-    per = q["service_statements"] / max(q["service_refreshed"], 1)
-    with_tx = q["service_queries"] / max(q["service_refreshed"], 1)
-    lines.append(("<= 4 SQL queries per refreshed account",
-                  f"{per:.2f} statements ({with_tx:.2f} counting BEGIN and COMMIT)", per <= 4))
+    q = pg.get("queries")
+    if q:
+        for kind, prefix in (("account connection", "service"), ("user credential", "user_service")):
+            per = q[f"{prefix}_statements"] / max(q[f"{prefix}_refreshed"], 1)
+            with_tx = q[f"{prefix}_queries"] / max(q[f"{prefix}_refreshed"], 1)
+            lines.append((f"<= 4 SQL queries per refreshed {kind}",
+                          f"{per:.2f} statements ({with_tx:.2f} counting BEGIN and COMMIT)", per <= 4))
     par = pg.get("parallel")
     if par:
-        ok = set(par["endpoint_all"]) == {par["n"]} and par["max_per_account"] == 1 and par["ratio"] <= 1.3
+        ok = set(par["endpoint_all"]) == {par["n"]} and par["max_per_grant"] == 1 and par["ratio"] <= 1.3
         lines.append((f"{args.procs} processes x C={args.procs_concurrency}, {par['n']} due: once each, "
                       "time <= 1.3 x limit",
-                      f"{par['endpoint']} refreshes, max {par['max_per_account']}/account, ratio {par['ratio']:.2f}",
+                      f"{par['endpoint']} refreshes, max {par['max_per_grant']}/account, ratio {par['ratio']:.2f}",
                       ok))
-    admin = pg["admin"]
+    mixed = sorted(pg["mixed_force"], key=lambda row: row["n"])
+    if mixed:
+        top = mixed[-1]
+        ok = (top["ratio"] <= MIXED_RATIO_TARGET and set(top["endpoint_all"]) == {top["n"]}
+              and top["max_per_grant"] == 1 and top["db_refreshed"] == top["n"])
+        kinds = top["endpoint_by_kind"]
+        lines.append((f"mixed N={top['n']} grants, C={args.concurrency}: ratio <= {MIXED_RATIO_TARGET}, each grant "
+                      "refreshed once",
+                      f"ratio {top['ratio']:.2f} ({top['wall']:.1f} s against {top['limit']:.1f} s), "
+                      f"{top['endpoint']} refreshes ({kinds['account']} account connections, {kinds['user']} user "
+                      f"credentials), max {top['max_per_grant']}/grant, invalid_grant {top['invalid_grant']}", ok))
+        lines.append((f"mixed N={top['n']}: CPU time per refresh (reported, no target)",
+                      f"{top['cpu_ms']:.1f} ms", None))
+        if len(mixed) > 1:
+            growth = top["rss"] - mixed[0]["rss"]
+            lines.append((f"mixed: peak RSS growth N={mixed[0]['n']} -> {top['n']} grants < 50 MB",
+                          f"{mixed[0]['rss']:.0f} -> {top['rss']:.0f} MB (+{growth:.0f})", growth < 50))
+    mixed_par = pg.get("mixed_parallel")
+    if mixed_par:
+        ok = (set(mixed_par["endpoint_all"]) == {mixed_par["n"]} and mixed_par["max_per_grant"] == 1
+              and mixed_par["ratio"] <= MIXED_RATIO_TARGET)
+        lines.append((f"mixed: {args.procs} processes x C={args.procs_concurrency}, {mixed_par['n']} due grants: "
+                      f"once each, time <= {MIXED_RATIO_TARGET} x limit",
+                      f"{mixed_par['endpoint']} refreshes, max {mixed_par['max_per_grant']}/grant, "
+                      f"ratio {mixed_par['ratio']:.2f}", ok))
+    admin = pg.get("admin", [])
     if len(admin) > 1:
         ok = admin[-1]["queries"] <= admin[0]["queries"]
         lines.append(("changelist queries do not grow with accounts",
@@ -683,7 +814,7 @@ def print_summary(args, results: dict) -> None:
     print("| target | measured | met |")
     print("|---|---|---|")
     for label, measured, ok in lines:
-        print(f"| {label} | {measured} | {'yes' if ok else 'NO'} |")
+        print(f"| {label} | {measured} | {'-' if ok is None else 'yes' if ok else 'NO'} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -695,6 +826,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["postgresql", "sqlite"],
                         help="comma-separated: postgresql, sqlite")
+    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=list(SCENARIOS),
+                        help="comma-separated: accounts (accounts only: --force runs, start-up, parallel run), "
+                             "mixed (accounts and user credentials), queries (SQL per refresh), admin (changelist)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL),
                         help="PostgreSQL database to DROP and create again (env BENCH_DATABASE_URL)")
     parser.add_argument("--n", type=int, default=10_000, help="accounts for the main --force run")
@@ -704,9 +838,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=4, help="processes of the parallel run (0: skip it)")
     parser.add_argument("--procs-concurrency", type=int, default=8, help="--concurrency of each parallel process")
     parser.add_argument("--procs-n", type=int, default=4_000, help="due accounts of the parallel run")
+    parser.add_argument("--mixed-accounts", type=int, default=1_000,
+                        help="accounts of the mixed --force run; each has its own connection and --mixed-people "
+                             "user credentials")
+    parser.add_argument("--mixed-people", type=int, default=9, help="user credentials per account in the mixed runs")
+    parser.add_argument("--mixed-small-accounts", type=int, default=100,
+                        help="accounts of the mixed RSS comparison run (0: skip it)")
+    parser.add_argument("--mixed-procs-accounts", type=int, default=400,
+                        help="accounts of the mixed parallel run (--procs x --procs-concurrency; 0: skip it)")
     parser.add_argument("--sqlite-n", type=int, default=200,
                         help="accounts of the SQLite runs (SQLite refreshes one at a time: N x latency)")
-    parser.add_argument("--query-sample", type=int, default=100, help="accounts of the in-process SQL count")
+    parser.add_argument("--query-sample", type=int, default=100,
+                        help="accounts of the in-process SQL count (each with one user credential)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each timed refresh scenario; the table shows the median (shared machines)")
     parser.add_argument("--admin-n", type=int, default=10_000, help="accounts for the changelist timing")
@@ -725,6 +868,9 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backends:
         if backend not in ("postgresql", "sqlite"):
             parser.error(f"unknown backend {backend!r}")
+    for scenario in args.scenarios:
+        if scenario not in SCENARIOS:
+            parser.error(f"unknown scenario {scenario!r}")
     return run(args)
 
 

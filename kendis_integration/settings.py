@@ -9,6 +9,7 @@ the process at start with a message naming it.
 import os
 import re
 import ssl
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -236,6 +237,33 @@ if not 1 <= JIRA_REFRESH_DEADLINE <= 300:
     raise ImproperlyConfigured("JIRA_REFRESH_DEADLINE must be a number of seconds between 1 and 300.")
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
 OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
+# How often the refresher runs (refresh_tokens --loop's default interval; match it in a cron schedule). The ALM
+# Accounts list warns that tokens are not being refreshed when no run has finished for three intervals.
+REFRESHER_INTERVAL_SECONDS = env.int("REFRESHER_INTERVAL_SECONDS", default=300)
+if not 30 <= REFRESHER_INTERVAL_SECONDS <= 3600:
+    raise ImproperlyConfigured("REFRESHER_INTERVAL_SECONDS must be between 30 and 3600 (an hour).")
+
+# --- Alerts: a connection broke, or works again (services.alerts) ---
+# Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+globals().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ...
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="kendis-integration@localhost")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+# ADMINS: comma-separated e-mail addresses ("Name <a@example.com>" works too); they get alerts of accounts
+# without a Notify list, and Django's error mails.
+ADMINS = [(name.strip(), address) for name, address in
+          (parseaddr(entry) for entry in env_list("ADMINS")) if address]
+# A grant that cannot be refreshed for this long is reported broken (needs re-authorization is reported at once).
+ALERT_FAILING_AFTER_MINUTES = env.int("ALERT_FAILING_AFTER_MINUTES", default=30)
+if not 1 <= ALERT_FAILING_AFTER_MINUTES <= 7 * 24 * 60:
+    raise ImproperlyConfigured("ALERT_FAILING_AFTER_MINUTES must be between 1 and 10080 (a week).")
+# Optional webhook (Slack-compatible JSON with a `text` field), signed with HMAC-SHA256 when a secret is set.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL must be an http(s):// URL.")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+# A delivery that keeps failing (SMTP down, webhook 500) is retried by every refresher run for this long.
+ALERT_GIVE_UP_HOURS = env.int("ALERT_GIVE_UP_HOURS", default=24)
 
 LOGGING = {
     "version": 1,

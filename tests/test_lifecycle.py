@@ -276,7 +276,7 @@ def test_default_window_refreshes_only_tokens_expiring_within_15_minutes(fleet, 
     assert refreshed_names(rotating, fleet) == expected
     assert sorted(line.split(":")[0] for line in run.lines[:-1]) == sorted(expected)
     assert all(": refreshed — Token refreshed; expires " in line for line in run.lines[:-1])
-    assert run.lines[-1].startswith("Summary: 4 refreshed (4 accounts")
+    assert run.lines[-1].startswith("Summary: 4 refreshed (4 account connections, 0 user credentials")
     for key in ("later", "fresh", "dead", "new"):
         assert_tokens_untouched(fleet[key])
     errored = ALMAccount.objects.get(pk=fleet["errored"].pk)
@@ -413,7 +413,8 @@ def test_all_refreshed_exit_0_with_a_line_per_account_and_a_summary(rotating, ma
     assert len(run.lines) == 3
     assert run.lines[0].startswith("Jira A: refreshed — Token refreshed; expires ")
     assert run.lines[1].startswith("Jira B: refreshed — Token refreshed; expires ")
-    assert re.match(r"Summary: 2 refreshed \(2 accounts, [\d.]+ s, concurrency 1\)\.$", run.lines[2])
+    assert re.match(r"Summary: 2 refreshed \(2 account connections, 0 user credentials, [\d.]+ s, concurrency 1\)\.$",
+                    run.lines[2])
 
 
 def test_nothing_to_refresh_exit_0(fleet, mocked_jira, manage):
@@ -438,7 +439,7 @@ def test_any_failure_exits_1_and_the_other_accounts_are_still_refreshed(mocked_j
     assert run.lines[0].startswith("Jira A: needs re-authorization — ")
     assert "Refresh token expired" in run.lines[0]
     assert run.lines[1].startswith("Jira B: refreshed")
-    assert run.lines[2].startswith("Summary: 1 needs re-authorization, 1 refreshed (2 accounts")
+    assert run.lines[2].startswith("Summary: 1 needs re-authorization, 1 refreshed (2 account connections")
     assert ALMAccount.objects.get(name="Jira B").refresh_token == "REFRESHTOKEN-2-a9b8c7d6"
 
 
@@ -482,7 +483,7 @@ def test_concurrency_option_refreshes_each_account_once(rotating, manage):
 
     assert run.code == 0, run
     assert sorted(rotating.used) == sorted(a.refresh_token for a in accounts)
-    assert len(run.lines) == 13 and run.lines[-1].startswith("Summary: 12 refreshed (12 accounts")
+    assert len(run.lines) == 13 and run.lines[-1].startswith("Summary: 12 refreshed (12 account connections")
     if connection.vendor == "sqlite":
         assert "SQLite serialises refreshes: running with --concurrency 1." in run.err
         assert run.lines[-1].endswith("concurrency 1).")

@@ -182,12 +182,13 @@ def test_a_signal_lets_the_refreshes_in_flight_finish_and_stops_taking_accounts(
     name = signal.Signals(signum).name
 
     assert run.code == 128 + signum, run
-    assert f"{name} received: taking no new accounts" in run.err, run.err
+    assert f"{name} received: starting no new refresh" in run.err, run.err
     # Every refresh that had reached Jira was finished and stored; none was started after the signal.
     assert sum(slow_jira.refreshes.values()) == in_flight, slow_jira.refreshes
     assert run.out.count(": refreshed — ") == in_flight, run.out
-    assert run.summary.startswith(f"Summary: {in_flight} refreshed ({in_flight} accounts, "), run.summary
-    assert run.summary.endswith(f"Stopped early ({name}): {len(keys) - in_flight} accounts left untried."), run.summary
+    assert run.summary.startswith(f"Summary: {in_flight} refreshed ({in_flight} account connection"), run.summary
+    assert run.summary.endswith(
+        f"Stopped early ({name}): {len(keys) - in_flight} account connections left untried."), run.summary
     assert_every_grant_alive(slow_jira, keys)
 
 
@@ -200,14 +201,14 @@ def test_ctrl_c_during_a_refresh_in_this_process_is_handled_and_the_handlers_are
     handler neither sees the signals nor is lost afterwards.
     """
     keys = create_accounts(fake_jira, 3)
-    real_refresh = services.refresh_account
+    real_refresh = services.refresh_grant
 
     def refresh_interrupted(**kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while this refresh is under way...
         os.kill(os.getpid(), signal.SIGINT)  # ...and again
         return real_refresh(**kwargs)
 
-    monkeypatch.setattr(services, "refresh_account", refresh_interrupted)
+    monkeypatch.setattr(services, "refresh_grant", refresh_interrupted)
     seen_by_caller = []
 
     def callers_handler(signum, frame):
@@ -223,10 +224,10 @@ def test_ctrl_c_during_a_refresh_in_this_process_is_handled_and_the_handlers_are
     assert run.code == 130, run
     assert seen_by_caller == []
     assert after is callers_handler
-    assert "SIGINT received: taking no new accounts" in run.err
+    assert "SIGINT received: starting no new refresh" in run.err
     assert "SIGINT received again: still waiting for the refreshes in flight" in run.err
     assert run.out.startswith("Jira 00: refreshed — "), run.out
-    assert run.summary.endswith("Stopped early (SIGINT): 2 accounts left untried."), run.summary
+    assert run.summary.endswith("Stopped early (SIGINT): 2 account connections left untried."), run.summary
     assert dict(fake_jira.refreshes) == {"k00": 1}
     assert_every_grant_alive(fake_jira, keys)
 
@@ -256,8 +257,9 @@ def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_com
     run = run_command("--concurrency", "4", "--force")
 
     assert run.code == 1, run
-    assert "The list of accounts could not be read (OperationalError): 3 accounts done, the rest untried." in run.err
-    assert run.summary.startswith("Summary: 3 refreshed (3 accounts, "), run.summary
+    assert ("The list of account connections and user credentials could not be read (OperationalError): "
+            "3 account connections done, the rest untried.") in run.err, run.err
+    assert run.summary.startswith("Summary: 3 refreshed (3 account connections, 0 user credentials, "), run.summary
     assert "the rest left untried" in run.summary
     first_three = list(keys.values())[:3]
     assert dict(fake_jira.refreshes) == dict.fromkeys(first_three, 1)
@@ -279,21 +281,21 @@ def test_a_refresh_stopped_by_an_unexpected_base_exception_fails_the_run(steady_
     """
     keys = create_accounts(steady_jira, 8)
     victim = list(keys)[1]
-    real_refresh = services.refresh_account
+    real_refresh = services.refresh_grant
 
-    def refresh_or_exit(*, account_id, **kwargs):
-        if account_id == victim:
+    def refresh_or_exit(*, grant, **kwargs):
+        if grant.pk == victim:
             sys.exit(0)
-        return real_refresh(account_id=account_id, **kwargs)
+        return real_refresh(grant=grant, **kwargs)
 
-    monkeypatch.setattr(services, "refresh_account", refresh_or_exit)
+    monkeypatch.setattr(services, "refresh_grant", refresh_or_exit)
 
     run = run_command("--concurrency", "4")
 
     assert run.code == 1, run
     assert "Jira 01: failed — the refresh stopped unexpectedly (SystemExit); the run stops" in run.out
     assert "A refresh stopped unexpectedly (SystemExit) on Jira 01: " in run.err, run.err
-    assert run.err.rstrip().endswith("accounts done, the rest untried.")
+    assert run.err.rstrip().endswith("account connections done, the rest untried.")
     assert "1 failed" in run.summary and "the rest left untried" in run.summary
     # Refreshes under way were let finish; the accounts still waiting were not taken (SQLite: one at a time,
     # so only Jira 00 before it; PostgreSQL: the three running beside it and at most one its thread took next).

@@ -1,4 +1,5 @@
-"""Never two refreshes of one refresh token: several runners at once, on PostgreSQL (issue 4).
+"""Never two refreshes of one refresh token: several runners at once, on PostgreSQL (issue 4), over accounts'
+own connections and people's user credentials alike (issue 11).
 
 Real processes (`manage.py refresh_tokens`) and real threads against the shared
 fake Jira (tests/fake_jira.py): every refresh rotates both tokens, an old
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -27,11 +29,12 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from django.contrib.auth.models import User
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from alm_accounts import services
-from alm_accounts.models import ALMAccount, AuthEvent
+from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import RefreshOutcome
 from tests.fake_jira import FakeJira
 
@@ -82,6 +85,30 @@ def create_accounts(jira: FakeJira, count: int, *, expires_in: timedelta) -> dic
             f"a{i:04}", redirect_uri=account.callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     ALMAccount.objects.bulk_create(accounts)
     return {pk: f"a{int(name.split()[1]):04}" for pk, name in ALMAccount.objects.values_list("pk", "name")}
+
+
+def create_people(jira: FakeJira, keys: dict[int, str], per_account: int, *,
+                  expires_in: timedelta) -> dict[int, str]:
+    """`per_account` people with their own connected credential on each account; {credential id: grant key}."""
+    users = User.objects.bulk_create([User(username=f"person-{p:02}", is_staff=True, password="!")
+                                      for p in range(per_account)])
+    now = timezone.now()
+    accounts = ALMAccount.objects.in_bulk(list(keys))
+    credentials, key_of = [], {}
+    for pk, account_key in keys.items():
+        for user in users:
+            credential = ALMCredential(account_id=pk, user=user, token_expires_at=now + expires_in,
+                                       token_scope="ADMIN", status=Status.CONNECTED,
+                                       connected_at=now - timedelta(days=1), connected_as_name=user.username)
+            key = f"{account_key}/{user.username}"
+            credential.access_token, credential.refresh_token = jira.add_grant(
+                key, redirect_uri=accounts[pk].callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                user=user.username)
+            credentials.append(credential)
+            key_of[(pk, user.username)] = key
+    ALMCredential.objects.bulk_create(credentials)
+    return {pk: key_of[(account_id, username)] for pk, account_id, username in
+            ALMCredential.objects.values_list("pk", "account_id", "user__username")}
 
 
 def command_env() -> dict[str, str]:
@@ -279,3 +306,115 @@ def test_a_runner_skips_an_account_locked_by_another_and_a_waiter_sees_it_refres
     assert waiter_outcome["result"] == f"AT-{key}-1"
     assert jira.refreshes[key] == 1 and jira.rejected == []  # the other runner's refresh only
     assert ALMAccount.objects.get(pk=pk).status == Status.CONNECTED
+
+
+def test_parallel_runners_refresh_each_account_connection_and_user_credential_exactly_once(jira):
+    """4 cron runners at once over a mix of grants: 50 accounts' own connections and 3 people's own
+    credentials on each (200 grants, all due).
+
+    Both kinds are refreshed under their own row lock with SKIP LOCKED, and re-checked under it: each
+    grant is refreshed once, by one runner, with its own refresh token, and every row ends up holding
+    the pair Jira currently accepts. Jira holds the first token requests until more are in flight than
+    one runner can send, so the runners must really overlap.
+    """
+    account_keys = create_accounts(jira, 50, expires_in=timedelta(minutes=5))
+    credential_keys = create_people(jira, account_keys, 3, expires_in=timedelta(minutes=5))
+    jira.hold_token_requests(until_in_flight=RUNNER_CONCURRENCY + 1)
+
+    results = finish(start_runners(4, "--concurrency", str(RUNNER_CONCURRENCY)))
+
+    for code, out, err in results:
+        assert code == 0, f"exit {code}\n{out[-3000:]}\n{err[-3000:]}"
+        assert "failed" not in out and "needs re-authorization" not in out, out[-3000:]
+    assert jira.max_token_in_flight > RUNNER_CONCURRENCY, jira.max_token_in_flight
+    refreshed_per_runner = [len(refreshed_names(out)) for _, out, _ in results]
+    assert sum(1 for count in refreshed_per_runner if count) >= 2, refreshed_per_runner
+
+    # Jira: every grant refreshed exactly once, no refresh token sent twice, nothing else asked.
+    assert jira.rejected == [] and jira.unexpected == [], (jira.rejected + jira.unexpected)[:10]
+    assert set(jira.refreshes) == set(account_keys.values()) | set(credential_keys.values())
+    assert set(jira.refreshes.values()) == {1}, [(k, n) for k, n in jira.refreshes.items() if n != 1][:10]
+    # The database: each row of either kind holds Jira's current pair of its own grant.
+    for model, keys in ((ALMAccount, account_keys), (ALMCredential, credential_keys)):
+        wrong = [pk for pk, a, r, s in model.objects.values_list("pk", "access_token", "refresh_token", "status")
+                 if (a, r) != jira.current_tokens(keys[pk]) or s != Status.CONNECTED]
+        assert wrong == [], (model.__name__, wrong[:10])
+    refreshed = AuthEvent.objects.filter(kind=AuthEvent.Kind.REFRESHED)
+    assert refreshed.filter(credential__isnull=True).count() == len(account_keys)
+    assert sorted(refreshed.filter(credential__isnull=False).values_list("credential_id", flat=True)) == sorted(
+        credential_keys)
+    assert not AuthEvent.objects.filter(kind=AuthEvent.Kind.REFRESH_FAILED).exists()
+    # The runners' lines name each grant once between them; their summaries add up to both kinds.
+    people = ALMCredential.objects.values_list("account__name", "user__username")
+    assert sorted(name for _, out, _ in results for name in refreshed_names(out)) == sorted(
+        [*ALMAccount.objects.values_list("name", flat=True), *(f"{name} ({user})" for name, user in people)])
+    tried = [summary_counts(out) for _, out, _ in results]
+    assert sum(a for a, _ in tried) >= len(account_keys) and sum(u for _, u in tried) >= len(credential_keys), tried
+
+
+def summary_counts(out: str) -> tuple[int, int]:
+    """(account connections, user credentials) a runner's summary says it tried."""
+    (line,) = [line for line in out.splitlines() if line.startswith("Summary: ")]
+    match = re.search(r"\((\d+) account connections?, (\d+) user credentials?, ", line)
+    assert match, line
+    return int(match[1]), int(match[2])
+
+
+def test_a_grant_being_refreshed_never_makes_another_grant_of_the_same_account_look_busy(jira):
+    """A person's refresh and the account's own refresh lock different rows and must not wait for each other.
+
+    A refresh writes its audit event, which references the account (and the credential); when it
+    commits, PostgreSQL checks those foreign keys (Django makes them deferred) with a FOR KEY SHARE
+    lock on the referenced rows. Were the grant's row lock a plain FOR UPDATE, that would conflict: a
+    runner would skip the account's own connection as "another runner is refreshing it" while only a
+    person's credential on it was committing, and a person's refresh, already answered by Jira, would
+    wait at its commit for the account's refresh to end. The lock is taken here exactly as a refresh
+    takes it (GrantRef.locked); the checks are made at once (SET CONSTRAINTS ALL IMMEDIATE) to hold
+    the moment of the commit open.
+    """
+    keys = create_accounts(jira, 1, expires_in=timedelta(minutes=5))
+    (account_id, account_key), = keys.items()
+    (credential_id, credential_key), = create_people(jira, keys, 1, expires_in=timedelta(minutes=5)).items()
+
+    def refresh_under_way(grant, locked, release):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            row = grant.locked()
+            services.record_event(row, actor="runner 1", kind=AuthEvent.Kind.REFRESHED, ok=True,
+                                  message="Token refreshed.")
+            locked.set()
+            release.wait(SAFETY_NET_SECONDS)  # only reached when the test itself is stuck
+
+    # A person's refresh between its audit event and its commit: the account's own connection is refreshed.
+    locked, release = threading.Event(), threading.Event()
+    holder, holder_outcome = in_thread(refresh_under_way, services.GrantRef("user", credential_id), locked, release)
+    try:
+        wait_until(locked.is_set, "the person's refresh to write its event")
+        result = services.refresh_account(account_id=account_id, actor="runner 2",
+                                          due_within=timedelta(minutes=15), skip_locked=True)
+    finally:
+        release.set()
+        holder.join(PROCESS_TIMEOUT_SECONDS)
+    assert "error" not in holder_outcome, repr(holder_outcome.get("error"))
+    assert result.outcome is RefreshOutcome.REFRESHED, result
+    assert dict(jira.refreshes) == {account_key: 1}
+
+    # The account's own refresh under way: a person's refresh on it completes without waiting for it.
+    locked, release = threading.Event(), threading.Event()
+    holder, holder_outcome = in_thread(refresh_under_way, services.GrantRef("account", account_id), locked, release)
+    try:
+        wait_until(locked.is_set, "the account's refresh to take its lock")
+        person, person_outcome = in_thread(lambda: services.refresh_grant(
+            grant=services.GrantRef("user", credential_id), actor="runner 2", due_within=None, skip_locked=True))
+        person.join(SAFETY_NET_SECONDS / 3)
+        waited = person.is_alive()
+    finally:
+        release.set()
+        holder.join(PROCESS_TIMEOUT_SECONDS)
+        person.join(PROCESS_TIMEOUT_SECONDS)
+    assert "error" not in holder_outcome, repr(holder_outcome.get("error"))
+    assert not waited, "the person's refresh waited for the account's refresh to commit"
+    assert person_outcome["result"].outcome is RefreshOutcome.REFRESHED, person_outcome
+    assert dict(jira.refreshes) == {account_key: 1, credential_key: 1}
+    assert jira.rejected == []

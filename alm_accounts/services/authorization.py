@@ -16,6 +16,7 @@ from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
 from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
 from ..validators import is_well_formed_callback_id
+from . import alerts
 from .common import Kind, ServiceError, Status, actor_of, client_for, digest, log, mark, own_transaction, record_event
 from .grants import GrantRef, WriteLost, put_tokens, record_outside, refresh_deadline, write_again
 
@@ -374,6 +375,8 @@ def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: 
     grant.last_refreshed_at = None
     grant.last_error = ""
     grant.connected_as_name, grant.connected_as_display_name = name, display
+    for field, value in alerts.after_success(grant, now=now).items():  # a broken grant authorized again: recovered
+        setattr(grant, field, value)
     grant.save()
 
 

@@ -50,6 +50,9 @@ WIPED = {
     "last_refreshed_at": None,
     "status": Status.NOT_CONNECTED,
     "last_error": "",
+    # An ended grant has nothing left to alert about (services.alerts).
+    "failing_since": None,
+    "alert_open": False,
 }
 APPLICATION_LINKS = "Administration → Applications → Application links"
 # Called after the commit with the outcome of the revocation at Jira: (message, confirmed).

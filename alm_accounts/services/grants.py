@@ -28,6 +28,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
+from . import alerts
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -37,7 +38,7 @@ TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
 # killed connection): bounded, and long enough to ride out a quick failover.
 STORE_RETRY_PAUSES = (0.0, 1.0, 3.0)
 TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at", "status",
-                "last_error", "updated_at"]
+                "last_error", "failing_since", "alert_open", "updated_at"]
 
 
 GRANT_MODELS: dict[str, type[Grant]] = {"account": ALMAccount, "user": ALMCredential}
@@ -60,7 +61,10 @@ class GrantRef:
 
     def locked(self, *, skip_locked: bool = False) -> Grant | None:
         """The grant under its row lock (its account and person read along, not locked)."""
-        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+        # NO KEY UPDATE: excludes every other refresh of this grant, yet not the foreign-key checks of a row
+        # inserted elsewhere that references it (the audit event of a person's refresh references the
+        # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
+        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
         if self.kind == "user":
             queryset = queryset.select_related("account", "user")
         return queryset.filter(pk=self.pk).first()
@@ -202,6 +206,8 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     account.last_refreshed_at = now
     account.status = Status.CONNECTED
     account.last_error = ""
+    for name, value in alerts.after_success(account, now=now).items():
+        setattr(account, name, value)
     account.save(update_fields=TOKEN_FIELDS)
     message = f"Token refreshed; {expires_text(account)}{note}."
     record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
@@ -277,17 +283,22 @@ def _store_rotated_pair_again(grant: GrantRef, name: str, tokens: TokenSet, sent
 
 
 def record_outside(grant: GrantRef, *, actor: str, message: str, kind: str = Kind.TOKENS_NOT_STORED) -> None:
-    """Best effort, in autocommit: the database that refused the tokens may refuse this too (then the log has it).
+    """Best effort, on a fresh connection, outside the failed transaction: the database that refused the tokens
+    may refuse this too (then the log has it).
 
-    A lost refresh costs the grant (Jira rotated the old pair away): the account needs re-authorization.
+    A lost refresh costs the grant (Jira rotated the old pair away): it needs re-authorization, and its
+    "broken" alert is decided under the row lock like any other.
     """
     try:
         connection.close()
-        account = grant.model.objects.filter(pk=grant.pk).first()
-        if account is not None:
-            if kind == Kind.TOKENS_NOT_STORED:
-                mark(account, status=Status.NEEDS_REAUTHORIZATION, last_error=message)
-            record_event(account, actor=actor, kind=kind, ok=False, message=message)
+        with own_transaction("Recording lost tokens"):
+            account = grant.locked()
+            if account is not None:
+                if kind == Kind.TOKENS_NOT_STORED:
+                    status = Status.NEEDS_REAUTHORIZATION
+                    mark(account, status=status, last_error=message,
+                         **alerts.after_failure(account, now=timezone.now(), status=status, message=message))
+                record_event(account, actor=actor, kind=kind, ok=False, message=message)
     except DatabaseError as exc:
         log.critical("%s: the failure could not be recorded either (%s).", grant, type(exc).__name__)
 
@@ -314,9 +325,11 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
 
 
 def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
+    """Record a failed refresh of the locked grant; raises its "broken" alert when due (services.alerts)."""
     fields = {"last_error": message}
     if status is not None:
         fields["status"] = status
+    fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message))
     mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)

@@ -28,9 +28,13 @@ def log_in_to_sandbox(page, sandbox):
     page.get_by_role("button", name="Log in").click()
 
 
-def open_add_form(page, app):
+def open_accounts_list(page, app):
     page.goto(app.url + "/admin/")
     page.get_by_role("link", name="ALM Accounts").first.click()
+
+
+def open_add_form(page, app):
+    open_accounts_list(page, app)
     page.get_by_role("link", name=re.compile("Add ALM Account", re.I)).click()
 
 
@@ -111,6 +115,20 @@ def test_walkthrough_connects_and_keeps_the_connection(page, app_server, jira_sa
         f"Connected to Jira 9.12.2 at {sandbox.url} as Jira Sandbox Admin")
     screenshot(page, "6-test-connection")
 
+    # Status at a glance on the ALM Accounts list: no refresher has run yet, so the red banner says so and how to
+    # start one; the count of connected accounts leads to a list with this account.
+    account_page = page.url
+    open_accounts_list(page, app)
+    summary = page.locator(".alm-grant-status")
+    expect(summary).to_be_visible()
+    expect(summary.locator(".alm-refresher-stale")).to_contain_text("Tokens are not being refreshed.")
+    expect(summary.locator(".alm-refresher-stale")).to_contain_text("manage.py refresh_tokens --loop")
+    expect(summary.locator(".alm-last-run")).to_have_text("No refresh run has finished yet.")
+    screenshot(page, "8-status-at-a-glance")
+    summary.locator(".alm-grant-count-connected").get_by_role("link", name=re.compile(r"^\d+ accounts?$")).click()
+    expect(page.locator("#result_list")).to_contain_text("Jira - Core Banking")
+    page.goto(account_page)
+
     grants_before = sandbox.token_grants
     result = app.manage("refresh_tokens", "--force")
     assert "Jira - Core Banking: refreshed" in result.stdout
@@ -121,6 +139,11 @@ def test_walkthrough_connects_and_keeps_the_connection(page, app_server, jira_sa
     page.reload()
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator(".messagelist")).to_contain_text("Connected to Jira 9.12.2")
+
+    # refresh_tokens left its heartbeat: the banner is gone and the list says when and where it last ran.
+    open_accounts_list(page, app)
+    expect(page.locator(".alm-last-run")).to_have_text(re.compile(r"^Last refresh run less than a minute ago on \S+"))
+    expect(page.locator(".alm-refresher-stale")).to_have_count(0)
 
 
 def test_deny_at_consent_is_explained_on_the_account_page(page, app_server, jira_sandbox_server):

@@ -1,0 +1,148 @@
+"""Telling someone when a connection breaks, and when it works again: the decisions.
+
+A grant turns *broken* when it needs re-authorization, or keeps failing (no
+successful refresh for ALERT_FAILING_AFTER_MINUTES, or its access token has
+expired and cannot be refreshed). One "broken" alert is raised then, and one
+"recovered" alert when it works again: exactly one per transition, because
+the decision is taken under the grant's row lock, in the transaction that
+changes its status, and written as an outbox row (models.Alert). Delivery
+(e-mail, webhook) happens after commit and is retried from the outbox by
+every refresher run (services.alert_delivery); a failed delivery never
+breaks a refresh.
+
+Alerts hold words for administrators and a link, never a token, secret,
+code or verifier.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
+from ..validators import email_addresses
+
+REFRESH_TOKEN_LIFETIME_HINT = (
+    "Jira Data Center's refresh tokens also have a maximum lifetime (90 days by default, the system property "
+    "refresh.token.expiration.seconds): a connection that was not re-authorized within it ends this way."
+)
+
+
+def failing_after() -> timedelta:
+    return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
+
+
+def after_failure(grant: Grant, *, now, status: str, message: str) -> dict:
+    """The grant's alert fields after a failed refresh (the caller writes them); raises the "broken" alert when due.
+
+    Called under the grant's row lock, in the refresh's transaction.
+    """
+    failing_since = grant.failing_since or now
+    reason = broken_reason(grant, now=now, status=status, failing_since=failing_since)
+    fields = {"failing_since": failing_since}
+    if reason and not grant.alert_open:
+        raise_alert(grant, event=Alert.Event.BROKEN, reason=reason, detail=message, now=now)
+        fields["alert_open"] = True
+    return fields
+
+
+def after_success(grant: Grant, *, now) -> dict:
+    """The alert fields after a success (refresh, Get Auth Token, Connect); raises "recovered" if one was due."""
+    if grant.alert_open:
+        raise_alert(grant, event=Alert.Event.RECOVERED, reason="", detail="", now=now)
+    return {"failing_since": None, "alert_open": False}
+
+
+def broken_reason(grant: Grant, *, now, status: str, failing_since) -> str:
+    if status == GrantStatus.NEEDS_REAUTHORIZATION:
+        return "needs_reauthorization"
+    if now - failing_since >= failing_after():
+        return "failing"
+    if grant.token_expires_at is not None and grant.token_expires_at <= now:
+        return "expired"
+    return ""
+
+
+def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> Alert:
+    account = grant.grant_account
+    person = grant.grant_owner
+    who = f"{account.name} ({person})" if person else account.name
+    subject, body = _words(grant, event=event, reason=reason, detail=detail, who=who, now=now)
+    recipients = recipients_for(grant)
+    alert = Alert.objects.create(
+        created_at=now,
+        event=event,
+        reason=reason,
+        account=account,
+        account_name=account.name,
+        credential=grant if isinstance(grant, ALMCredential) else None,
+        grant_owner=person,
+        subject=subject[:255],
+        message=body,
+        link=link_for(grant),
+        recipients="\n".join(recipients),
+        email_state=Alert.Delivery.PENDING if recipients else Alert.Delivery.NOT_NEEDED,
+        webhook_state=Alert.Delivery.PENDING if settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
+        next_attempt_at=now,
+    )
+    # Sent once the status change is committed (never for one rolled back), that alert only; a failure is
+    # retried from the outbox by the refresher runs (services.alert_delivery), and never raised here.
+    from django.db import transaction
+
+    from .alert_delivery import deliver_alert
+
+    transaction.on_commit(lambda: deliver_alert(alert.pk), robust=True)
+    return alert
+
+
+def recipients_for(grant: Grant) -> list[str]:
+    """The account's Notify addresses, else ADMINS; for a person's credential, that person (and the account's
+    recipients when the account refuses people without their own connection: their work stops)."""
+    account: ALMAccount = grant.grant_account
+    for_account = email_addresses(account.notify) or [email for _, email in settings.ADMINS]
+    if not isinstance(grant, ALMCredential):
+        return _unique(for_account)
+    person = [grant.user.email] if grant.user.email else []
+    if account.unconnected_users == ALMAccount.UnconnectedUsers.REFUSE or not person:
+        return _unique(person + for_account)
+    return person
+
+
+def link_for(grant: Grant) -> str:
+    path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
+    return settings.PUBLIC_BASE_URL + path
+
+
+def _unique(addresses: list[str]) -> list[str]:
+    seen, unique = set(), []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            unique.append(address)
+    return unique
+
+
+def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
+    person = grant.grant_owner
+    where = "under My ALM Credentials" if person else "on the ALM account's page"
+    if event == Alert.Event.RECOVERED:
+        return (
+            f"Jira connection working again: {who}",
+            f"The Jira connection {who} works again (at {timezone.localtime(now):%Y-%m-%d %H:%M %Z}). Nothing to do.",
+        )
+    if reason == "needs_reauthorization":
+        happened = "Jira no longer accepts this connection: it needs to be authorized again."
+        todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
+                + REFRESH_TOKEN_LIFETIME_HINT)
+    elif reason == "expired":
+        happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
+        todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
+    else:
+        minutes = settings.ALERT_FAILING_AFTER_MINUTES
+        happened = f"Its token could not be refreshed for more than {minutes} minutes."
+        todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
+    body = f"{happened}\n\nLast error: {detail}\n\nWhat to do: {todo}"
+    return f"Jira connection broken: {who}", body
