@@ -6,7 +6,10 @@ they log); every answer is scripted here, with secrets made to be searched
 for. Searched for every secret: log records at every level (ours, Django's
 including SQL, requests', urllib3's), every response (HTML, all headers
 including Location and cookies), the pages the redirects lead to (with their
-messages), the audit trail, last_error, command output and exception texts.
+messages), the audit trail, last_error, command output and exception texts,
+and every alert sent: the e-mails (mail.outbox, as sent on the wire) and the
+webhook requests (headers and body, received by a local server), with the
+alerts themselves and their admin pages.
 The only place a secret may appear is the `state` in the authorize URL the
 browser is sent to: that is the protocol.
 """
@@ -18,18 +21,22 @@ import logging
 import re
 import sys
 import traceback
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core import mail
 from django.core.management import call_command
 from django.db import connections
 from django.urls import reverse
+from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
-from alm_accounts.models import ALMAccount, AuthEvent, PendingAuthorization
+from alm_accounts.models import Alert, ALMAccount, AuthEvent, PendingAuthorization
 from tests.conftest import query_of
 from tests.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
+from tests.webhook_receiver import WebhookReceiver
 
 CLIENT_SECRET = "CLIENTSECRET-LeakCanary-5d1f0b7a93e2"
 LOGGERS = ["", "django", "django.db.backends", "django.request", "django.security", "django.template",
@@ -101,8 +108,14 @@ class Secrets:
 # --------------------------------------------------------------------------
 
 
+@pytest.fixture
+def webhook():
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
 def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, settings, monkeypatch,
-                                             django_capture_on_commit_callbacks):
+                                             django_capture_on_commit_callbacks, webhook):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     monkeypatch.setattr(connections["default"], "force_debug_cursor", True)  # SQL with its parameters at DEBUG
@@ -111,6 +124,12 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
     secrets = Secrets()
     seen = Evidence(admin_client)
     jira = fake_jira
+    # Alerts go to ADMINS and to a signed webhook whose URL keeps a secret in its path, as Slack's do.
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    webhook_path = "/services/T0/B0/" + secrets.new("webhook URL path")
+    settings.ALERT_WEBHOOK_URL = webhook.base_url + webhook_path
+    settings.ALERT_WEBHOOK_SECRET = secrets.new("webhook secret")
+    webhook.answer(500)  # the first delivery fails: its log and last_error are searched too
 
     # --- the add form: a validation error re-renders it, then it is saved ---
     add_url = reverse("admin:alm_accounts_almaccount_add")
@@ -229,6 +248,10 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
     command("refresh_tokens after invalid_grant", "--force")
     assert status() == ALMAccount.Status.NEEDS_REAUTHORIZATION
 
+    # --- authorized again: the "broken" alert is answered by a "recovered" one ---
+    connect("reconnect after invalid_grant", token_answer=lambda j: (j.json(TOKEN_PATH, secrets.tokens()), myself(j)))
+    assert status() == ALMAccount.Status.CONNECTED
+
     # --- disconnect, revocation confirmed ---
     jira.json(REVOKE_PATH, {})
     jira.json(REVOKE_PATH, {})
@@ -304,11 +327,30 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
         services.test_connection(account=ALMAccount.objects.get(pk=account.pk), actor="test")
     seen.exception("services.test_connection, not connected", failure.value)
 
+    # --- the alerts are delivered (a failed webhook retried), and what was sent is kept ---
+    services.deliver_pending()
+    for row in Alert.objects.values("last_error"):
+        seen.add("alert after a failed delivery", repr(row))
+    services.deliver_pending(now=timezone.now() + timedelta(minutes=6))
+    assert [(a.event, a.email_state, a.webhook_state) for a in Alert.objects.order_by("pk")] == [
+        ("broken", "delivered", "delivered"), ("recovered", "delivered", "delivered")]
+    assert len(mail.outbox) == 2 and len(webhook.received) == 3
+    for message in mail.outbox:
+        seen.add(f"e-mail {message.subject}", message.message().as_string())
+    for request in webhook.received:  # its path is the configured URL's, secret by design: not searched
+        seen.add("webhook request headers", "\n".join(f"{k}: {v}" for k, v in request.headers.items()))
+        seen.add("webhook request body", request.body)
+    for row in Alert.objects.values("subject", "message", "link", "recipients", "last_error"):
+        seen.add("alert row", repr(row))
+    alert = Alert.objects.order_by("pk").first()
+
     # --- everything an admin can open afterwards ---
     for where, url in [("change page", change_url),
                        ("account list", reverse("admin:alm_accounts_almaccount_changelist")),
                        ("account history", reverse("admin:alm_accounts_almaccount_history", args=[account.pk])),
                        ("audit trail list", reverse("admin:alm_accounts_authevent_changelist")),
+                       ("alerts list", reverse("admin:alm_accounts_alert_changelist")),
+                       ("an alert", reverse("admin:alm_accounts_alert_change", args=[alert.pk])),
                        ("admin log", reverse("admin:index"))]:
         page = admin_client.get(url)
         assert page.status_code == 200, where

@@ -14,9 +14,11 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 - grants: refresh under the row lock, on-demand tokens, REST calls as the account
 - connection: Test connection, Disconnect (either kind of grant), what ends a connection
 - jira_calls: REST calls as a person or as the account (jira_request, iter_jira_pages)
+- alerts, alert_delivery: a connection broke or recovered (decided under the row lock), and telling someone
 """
 
 from ..selectors import due_accounts, refreshable_accounts
+from .alert_delivery import DeliveryCounts, deliver_alert, deliver_pending
 from .authorization import (
     SESSION_BINDING_KEY,
     CallbackForbidden,
@@ -71,4 +73,6 @@ __all__ = [
     # Calling Jira as a person (jira_calls)
     "InvalidJiraPath", "JiraIdentity", "JiraRequestError", "NoJiraIdentity", "describe_grant", "grant_request",
     "iter_jira_pages", "jira_identity", "jira_request",
+    # Alerts: delivering the outbox (alert_delivery)
+    "DeliveryCounts", "deliver_alert", "deliver_pending",
 ]

@@ -19,11 +19,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
+from .alert_delivery import deliver_alert
 
 REFRESH_TOKEN_LIFETIME_HINT = (
     "Jira Data Center's refresh tokens also have a maximum lifetime (90 days by default, the system property "
@@ -90,10 +92,6 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
     )
     # Sent once the status change is committed (never for one rolled back), that alert only; a failure is
     # retried from the outbox by the refresher runs (services.alert_delivery), and never raised here.
-    from django.db import transaction
-
-    from .alert_delivery import deliver_alert
-
     transaction.on_commit(lambda: deliver_alert(alert.pk), robust=True)
     return alert
 
