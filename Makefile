@@ -15,13 +15,16 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-## Set everything up (venv, packages, .env, database, admin user) and serve on http://127.0.0.1:8000/admin/
+## Set everything up (venv, packages, .env, database, admin user), serve on http://127.0.0.1:8000/admin/ and keep
+## the Jira connections alive: the web server and the refresher (Procfile.dev, run by honcho; Ctrl-C stops both)
 run: $(STAMP)
 	$(PYTHON) scripts/make_env.py
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py ensure_admin
 	@echo "Open http://127.0.0.1:8000/admin/"
-	$(PY) manage.py runserver 127.0.0.1:8000
+# Procfile.dev's `python` is the venv's. Django reads .env itself: honcho must not (-e /dev/null), its parser
+# rewrites values with spaces or quotes. PYTHONUNBUFFERED: each line shows up as it is written.
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(PY) -m honcho start -e /dev/null -f Procfile.dev
 
 ## Run the whole test suite (browser tests need Debian's chromium: apt-get install chromium)
 test: $(STAMP)

@@ -5,11 +5,12 @@ Reads the ciphertext as stored (no decryption through the model field).
 
 from collections.abc import Iterator
 
-from .models import ALMAccount, PendingAuthorization
+from .models import ALMAccount, ALMCredential, PendingAuthorization
 
-# model -> its encrypted columns
+# model -> its encrypted columns (every SecretField: key checks and reencrypt_secrets must see them all)
 ENCRYPTED_COLUMNS = {
     ALMAccount: ["client_secret", "access_token", "refresh_token"],
+    ALMCredential: ["access_token", "refresh_token"],
     PendingAuthorization: ["code_verifier"],
 }
 

@@ -267,6 +267,7 @@ class Bench:
         self.field_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self.token_key = secrets.token_bytes(32)
         self.latency = args.latency_ms / 1000
+        self.static_root = tempfile.mkdtemp(prefix="kendis-bench-static-")
 
     def env(self, database_url: str) -> dict:
         env = dict(os.environ)
@@ -284,6 +285,7 @@ class Bench:
             SESSION_COOKIE_SECURE="false",
             CSRF_COOKIE_SECURE="false",
             BENCH_TOKEN_KEY=self.token_key.hex(),
+            STATIC_ROOT=self.static_root,  # the admin renders hashed static names outside DEBUG (collectstatic)
             PYTHONHASHSEED="0",
         )
         return env
@@ -301,6 +303,8 @@ class Bench:
     def migrate(self, database_url: str) -> None:
         subprocess.run([sys.executable, MANAGE, "migrate", "--noinput", "-v", "0"], env=self.env(database_url),
                        cwd=ROOT, check=True)
+        subprocess.run([sys.executable, MANAGE, "collectstatic", "--noinput", "-v", "0"],
+                       env=self.env(database_url), cwd=ROOT, check=True)
 
     def run_commands(self, database_url: str, argvs: list[list[str]], outdir: Path, profile: str = "") -> dict:
         """Start every `manage.py refresh_tokens` at once; wall time to the last exit, per-process peak RSS.

@@ -131,7 +131,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /healthz and /readyz before the HTTPS redirect and the ALLOWED_HOSTS check (a load
+    # balancer probes the pod's IP over plain HTTP). /metrics is an ordinary view behind both.
+    "alm_accounts.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (/static/: the admin's CSS and scripts) from STATIC_ROOT, before sessions and the rest.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -172,6 +177,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # A kept connection the server or a firewall cut meanwhile is noticed (and replaced) at the next request,
+    # instead of failing it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that does not answer fails a request (or a refresher pass) after this many seconds instead of
+    # hanging it. TLS to PostgreSQL goes in DATABASE_URL: ...?sslmode=verify-full (or require); a value given
+    # there (?connect_timeout=5) wins over DATABASE_CONNECT_TIMEOUT.
+    DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=10)
+    if not 1 <= DATABASE_CONNECT_TIMEOUT <= 300:
+        raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be a number of seconds between 1 and 300.")
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -188,7 +203,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic --noinput` at each deploy fills it; whitenoise serves it (see MIDDLEWARE).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Outside DEBUG: compressed copies (gzip) and content-hashed names, which browsers may cache for good. The manifest
+# only exists after collectstatic; DEBUG serves the apps' files as they are.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+                    else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- Security: secure by default outside DEBUG, each knob adjustable. ---
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -265,15 +288,42 @@ ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
 # A delivery that keeps failing (SMTP down, webhook 500) is retried by every refresher run for this long.
 ALERT_GIVE_UP_HOURS = env.int("ALERT_GIVE_UP_HOURS", default=24)
 
+# --- Metrics: /metrics (alm_accounts/health.py) answers Prometheus with `Authorization: Bearer <METRICS_TOKEN>` ---
+# Unset: /metrics is off (404). Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+if METRICS_TOKEN and (len(METRICS_TOKEN) < 24 or not METRICS_TOKEN.isascii() or not METRICS_TOKEN.isprintable()
+                      or any(c.isspace() for c in METRICS_TOKEN)):
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 ASCII characters without spaces, e.g. the output of "
+                               "python -c \"import secrets; print(secrets.token_urlsafe(32))\".")
+
+# --- Logs: on stderr; LOG_FORMAT=json writes one JSON object per line (kendis_integration/logs.py) for log shippers.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
+# Django's error mails (an unhandled exception → a 500) go to ADMINS from SERVER_EMAIL, outside DEBUG.
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[kendis-integration] ")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact_oauth_parameters": {"()": "alm_accounts.log_filters.RedactOAuthParameters"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "kendis_integration.logs.JsonFormatter"},
+    },
+    "filters": {
+        "redact_oauth_parameters": {"()": "alm_accounts.log_filters.RedactOAuthParameters"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        # Defining the `django` logger below drops the handlers Django gives it by default: its error mails are
+        # named again here, as Django defines them.
+        "mail_admins": {"level": "ERROR", "filters": ["require_debug_false"],
+                        "class": "django.utils.log.AdminEmailHandler"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
-        "django": {"level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": True},
+        "django": {"handlers": ["mail_admins"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO"),
+                   "propagate": True},
         # runserver's access log: the callback's query string holds the authorization code and the state.
         "django.server": {"filters": ["redact_oauth_parameters"], "propagate": True},
     },

@@ -18,3 +18,8 @@ os.environ.setdefault("JIRA_RETRY_BACKOFF", "0,0")
 from .settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Pages render with the apps' static files as they are, whatever DEBUG a test sets: the hashed names of the
+# production storage exist only after collectstatic (tests/test_production_profile.py runs that for real).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# whitenoise finds them in the apps too (as in DEBUG), whatever DEBUG a test sets, with no STATIC_ROOT to read.
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS = True

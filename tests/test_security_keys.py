@@ -25,7 +25,7 @@ from alm_accounts import services
 from alm_accounts.checks import check_encryption_keys
 from alm_accounts.fields import UnreadableSecret
 from alm_accounts.management.commands import reencrypt_secrets
-from alm_accounts.models import ALMAccount, PendingAuthorization
+from alm_accounts.models import ALMAccount, ALMCredential, PendingAuthorization
 from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, token_answer
 
 OLD_KEY = django_settings.FIELD_ENCRYPTION_KEY[0]  # the test key every fixture encrypts with
@@ -167,6 +167,23 @@ def test_reencrypt_secrets_moves_every_secret_to_the_first_key(settings, connect
         CLIENT_SECRET, ACCESS_TOKEN, REFRESH_TOKEN)
     assert PendingAuthorization.objects.get(pk=pending.pk).code_verifier == "VERIFIER-" + "v" * 50
     assert check_encryption_keys() == []
+
+
+def test_people_s_credentials_are_checked_and_reencrypted_too(settings, connected_account, admin_user):
+    """A person's own Jira tokens (user-based sync) are secrets like the account's: the key checks see them and
+    reencrypt_secrets moves them to the new key, so that the old key can be removed without losing them."""
+    credential = ALMCredential.objects.create(account=connected_account, user=admin_user, access_token="PERSON-AT-1",
+                                              refresh_token="PERSON-RT-1", status="connected")
+    settings.FIELD_ENCRYPTION_KEY = [NEW_KEY, OLD_KEY]
+
+    out, _ = reencrypt()
+
+    assert "5 secret(s) re-encrypted" in out  # the account's three and the person's two
+    for column, plaintext in (("access_token", "PERSON-AT-1"), ("refresh_token", "PERSON-RT-1")):
+        assert opens_with(NEW_KEY, raw(ALMCredential, credential.pk, column)) == plaintext, column
+    settings.FIELD_ENCRYPTION_KEY = [NEW_KEY]
+    assert ALMCredential.objects.get(pk=credential.pk).refresh_token == "PERSON-RT-1"
+    assert check_encryption_keys(databases=["default"]) == []
 
 
 def test_reencrypt_secrets_is_idempotent(settings, connected_account, pending):

@@ -4,7 +4,8 @@ The fake Jira (tests/fake_jira.py, fixture `fake_jira`) is a real HTTP server
 on 127.0.0.1, so `requests` and `urllib3` do real work (and log at DEBUG what
 they log); every answer is scripted here, with secrets made to be searched
 for. Searched for every secret: log records at every level (ours, Django's
-including SQL, requests', urllib3's), every response (HTML, all headers
+including SQL, requests', urllib3's; as text and as LOG_FORMAT=json lines with
+their extra fields), every response (HTML, all headers
 including Location and cookies), the pages the redirects lead to (with their
 messages), the audit trail, last_error, command output and exception texts,
 and every alert sent: the e-mails (mail.outbox, as sent on the wire) and the
@@ -34,6 +35,7 @@ from django.utils import timezone
 from alm_accounts import services
 from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
 from alm_accounts.models import Alert, ALMAccount, AuthEvent, PendingAuthorization
+from kendis_integration.logs import JsonFormatter
 from tests.conftest import query_of
 from tests.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
 from tests.webhook_receiver import WebhookReceiver
@@ -376,6 +378,9 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
         seen.add(f"log {record.name} {record.levelname}", logging.Formatter().format(record))
         seen.add(f"log {record.name} args", repr(record.args))
     seen.add("all logs as text", caplog.text)
+    json_lines = JsonFormatter()  # LOG_FORMAT=json: every extra field of a record is written too
+    for record in caplog.records:
+        seen.add(f"log {record.name} {record.levelname} as JSON", json_lines.format(record))
 
     # --- the flows really ran, with the secrets really in use; every answer was one scripted here ---
     assert jira.unexpected == [] and jira.unscripted == [] and jira.rejected == [], (

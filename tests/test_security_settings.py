@@ -36,7 +36,9 @@ def production_env(tmp_path) -> dict[str, str]:
         "ALLOWED_HOSTS": "kendis.example.com",
         "PUBLIC_BASE_URL": PUBLIC,
         "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        # PostgreSQL, as in production (SQLite with DEBUG off is warned: alm_accounts.W002); nothing here connects.
+        "DATABASE_URL": "postgres://kendis:kendis@127.0.0.1:1/kendis",
+        "STATIC_ROOT": str(tmp_path / "staticfiles"),
     }
 
 
@@ -142,6 +144,8 @@ def test_a_malformed_secure_proxy_ssl_header_is_refused_clearly(production_env, 
 def served_in_production(env: dict[str, str], *forwarded_protos: str | None) -> list[list]:
     """[status, Location] of GET /admin/login/ served by the production settings in a fresh process, once per
     X-Forwarded-Proto value (None: no such header), as the request arrives from a TLS-terminating proxy."""
+    collected = run(env, "manage.py", "collectstatic", "--noinput")  # as at deploy: pages name the hashed files
+    assert collected.returncode == 0, collected.stderr[-3000:]
     code = ("import json, sys, django; django.setup(); from django.test import Client; "
             "client = Client(HTTP_HOST='kendis.example.com'); "
             "print(json.dumps([[r.status_code, r.get('Location', '')] for r in ("

@@ -16,6 +16,7 @@ has rotated, the pair in memory is the only live copy of the grant.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -211,6 +212,7 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     account.save(update_fields=TOKEN_FIELDS)
     message = f"Token refreshed; {expires_text(account)}{note}."
     record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
+    _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message)
     return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind)
 
 
@@ -332,7 +334,18 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message))
     mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
+    _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
+                 account, outcome, message)
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
+
+
+def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str) -> None:
+    """One log line per refresh result: which grant, which account, the outcome (as extra fields too, for
+    LOG_FORMAT=json) and the message the audit trail has (never a token)."""
+    account_id = grant.grant_account.pk
+    log.log(level, "Token refresh of %s (%s): %s. %s", GrantRef.of(grant), grant_name(grant),
+            outcome.value, message, extra={"grant_kind": grant.grant_kind, "grant_id": grant.pk,
+                                           "account_id": account_id, "outcome": outcome.value})
 
 
 def _refresh_advice(grant: Grant, exc) -> str:

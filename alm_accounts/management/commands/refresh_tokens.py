@@ -4,15 +4,42 @@ Two kinds of grant are kept alive, by the same rules: each ALM account's own
 connection (Get Auth Token) and each person's own user credential (My ALM
 Credentials). An inactive person's credential is never refreshed.
 
-Run it from cron every 5 minutes (the default window of 15 minutes leaves two
+Either run it as a long-running refresher (systemd, a container, a Procfile;
+`make run` starts one beside the web server):
+
+    python manage.py refresh_tokens --loop -v 1
+
+or from cron every 5 minutes (the default window of 15 minutes leaves two
 more runs before a token expires):
 
-    */5 * * * *  cd /srv/kendis && .venv/bin/python manage.py refresh_tokens -v 0
+    */5 * * * *  cd /srv/kendis-integration && .venv/bin/python manage.py refresh_tokens -v 0
 
-Several runners (hosts) may run at once on PostgreSQL: each grant is refreshed
-under its row lock, locked grants are skipped (skip_locked), and the expiry is
-checked again under the lock. On SQLite refreshes are serialised (BEGIN
-IMMEDIATE) and run one at a time.
+--loop runs a pass every REFRESHER_INTERVAL_SECONDS (default 300; --interval
+overrides it) with ±10% jitter, so that loops started together drift apart.
+Each pass is an ordinary run: same rules, same locks, its own summary
+(numbered and timed). A pass that fails (the database restarting, Jira down)
+is reported and the next pass tries again: the loop never ends because a pass
+failed. The database connections are closed between passes (a connection left
+idle for minutes may be cut by the server or a firewall). --loop refuses
+--force (it would rotate every token every few minutes for nothing) and
+--dry-run. Without --window, a loop's window is three intervals (at least 15
+minutes); a window shorter than an interval is refused: a token could expire
+between two passes.
+
+Heartbeat: every run, and every pass of a loop, records a RefresherRun row
+when it starts and completes it when it ends (host, pid, counts, outcome ok /
+failed / stopped / crashed), which the ALM Accounts list shows as "Last
+refresh run N minutes ago on HOST" and which lets it warn when nothing runs.
+--dry-run records nothing. A database that is down cannot record the run:
+that is said on stderr, and the run goes on. Each run also deletes the rows
+older than HEARTBEAT_KEEP (7 days) and beyond the newest HEARTBEAT_KEEP_AT_MOST
+(one DELETE). After each run or pass, alerts whose delivery is due are sent
+(services.deliver_pending), unless a signal is stopping the refresher.
+
+Several runners (hosts, loops, cron jobs) may run at once on PostgreSQL: each
+grant is refreshed under its row lock, locked grants are skipped (skip_locked),
+and the expiry is checked again under the lock. On SQLite refreshes are
+serialised (BEGIN IMMEDIATE) and run one at a time.
 
 Stopping it (SIGTERM from systemd or a Kubernetes CronJob deadline, SIGINT from
 Ctrl-C): it starts no new refresh, lets every refresh in flight finish and
@@ -23,9 +50,10 @@ pair, so further signals are ignored while those refreshes finish. Each is
 bounded by JIRA_REFRESH_DEADLINE seconds: allow the process at least that long
 before it is killed (systemd TimeoutStopSec, Kubernetes
 terminationGracePeriodSeconds). A signal already ignored when the command
-starts (e.g. SIGINT of a job started in the background) stays ignored.
+starts (e.g. SIGINT of a job started in the background) stays ignored. A loop
+waiting between passes stops at once.
 
-Exit codes:
+Exit codes of a single run:
     0    every grant tried, every refresh succeeded (or nothing was due)
     1    a refresh failed or a grant needs re-authorization; or the run
          itself failed (the list of grants could not be read, a refresh
@@ -33,6 +61,12 @@ Exit codes:
     2    bad arguments
     130  stopped by SIGINT before every grant was tried
     143  stopped by SIGTERM before every grant was tried
+
+Exit codes of --loop (it only ends on a signal):
+    0    stopped between passes, or during a pass that had taken every grant
+    2    bad arguments (including an --account the first pass cannot find)
+    130  stopped by SIGINT during a pass, before every grant was tried
+    143  stopped by SIGTERM during a pass, before every grant was tried
 """
 
 from __future__ import annotations
@@ -40,10 +74,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
+import logging
+import math
 import os
 import queue
 import random
+import select
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -55,12 +93,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection, connections, reset_queries
-from django.db.models import F
+from django.db.models import F, Q, Subquery
+from django.utils import timezone
 
 from alm_accounts import selectors, services
-from alm_accounts.models import ALMAccount, ALMCredential
+from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.services import GrantRef, RefreshOutcome
 
+log = logging.getLogger("alm_accounts.refresher")
 ACTOR = "manage.py refresh_tokens"
 MAX_CONCURRENCY = 64  # the HTTP pool per Jira host holds 64 connections
 SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see Command._spread
@@ -70,6 +110,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GRANT_KINDS = ("account", "user")
 KIND_NAMES = {"account": ("account connection", "account connections"),
               "user": ("user credential", "user credentials")}
+SINGLE_RUN_WINDOW = 15  # minutes: three runs of a cron job every 5 minutes
+LOOP_JITTER = 0.1  # each pause of --loop is the interval ±10%: loops started together drift apart
+MAX_INTERVAL = 3600  # seconds, as settings.REFRESHER_INTERVAL_SECONDS
+# The heartbeat keeps a week of runs, and never more than this many rows (several loops at a short interval).
+HEARTBEAT_KEEP = timedelta(days=7)
+HEARTBEAT_KEEP_AT_MOST = 5000
 
 
 def positive_int(value: str) -> int:
@@ -104,25 +150,97 @@ class _Counted:
         return item
 
 
+@dataclasses.dataclass(frozen=True)
+class _RunEnd:
+    """How one run (or one pass of --loop) ended."""
+
+    code: int  # the exit code a single run ends with
+    stopped: bool  # a signal stopped it before every grant was tried
+    counts: Counter  # results by outcome
+
+
+class Heartbeat:
+    """The RefresherRun row of one run: written when it starts, completed when it ends.
+
+    Best effort: the heartbeat must never fail a refresh. A database that is
+    down cannot record anything; that is said on stderr and the run goes on.
+    A run whose start could not be recorded is recorded whole when it ends, if
+    the database is back by then.
+    """
+
+    def __init__(self, command: Command, mode: str):
+        self.command = command
+        self.mode = mode
+        self.started_at = timezone.now()
+        self.pk: int | None = None
+        try:
+            self.pk = RefresherRun.objects.create(started_at=self.started_at, mode=mode, **_whoami()).pk
+        except Exception as exc:  # noqa: BLE001 - reported; the run goes on
+            self._not_recorded("start", exc)
+
+    def finish(self, *, outcome: str, counts: Counter, tried: int, message: str):
+        fields = {
+            "finished_at": timezone.now(), "outcome": outcome, "message": message, "tried": tried,
+            "refreshed": counts[RefreshOutcome.REFRESHED.value], "failed": counts[RefreshOutcome.FAILED.value],
+            "needs_reauthorization": counts[RefreshOutcome.NEEDS_REAUTHORIZATION.value],
+        }
+        for attempt in (1, 2):
+            try:
+                if self.pk is None:
+                    self.pk = RefresherRun.objects.create(started_at=self.started_at, mode=self.mode,
+                                                          **_whoami(), **fields).pk
+                else:
+                    RefresherRun.objects.filter(pk=self.pk).update(**fields)
+                prune_heartbeat()
+                return
+            except Exception as exc:  # noqa: BLE001 - reported; the run's own result stands
+                if attempt == 1 and not connection.in_atomic_block:
+                    # The pass may have failed on a connection the database dropped (a restart): a new one may work.
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                    continue
+                self._not_recorded("end", exc)
+
+    def _not_recorded(self, moment: str, exc: Exception):
+        self.command.stderr.write(
+            f"The {moment} of this run could not be recorded in the refresher's heartbeat ({type(exc).__name__}): "
+            "the ALM Accounts list does not show it.")
+
+
+def _whoami() -> dict:
+    return {"host": socket.gethostname()[:255], "pid": os.getpid()}
+
+
+def prune_heartbeat(*, now=None) -> int:
+    """Delete the heartbeat rows older than HEARTBEAT_KEEP or beyond the newest HEARTBEAT_KEEP_AT_MOST: one DELETE."""
+    now = now or timezone.now()
+    beyond_newest = RefresherRun.objects.order_by("-pk").values("pk")[HEARTBEAT_KEEP_AT_MOST:HEARTBEAT_KEEP_AT_MOST + 1]
+    deleted, _ = RefresherRun.objects.filter(
+        Q(started_at__lt=now - HEARTBEAT_KEEP) | Q(pk__lte=Subquery(beyond_newest))).delete()
+    return deleted
+
+
 class Command(BaseCommand):
     help = (
         "Refresh the Jira auth tokens whose access token expires within the window: every connected ALM "
         "account's own connection and every person's own user credential (My ALM Credentials; never an "
-        "inactive person's). "
+        "inactive person's). Once (from cron), or with --loop every REFRESHER_INTERVAL_SECONDS until stopped. "
         "Jira rotates refresh tokens on every refresh; each grant is refreshed under a row lock so that "
-        "parallel runs never use the same refresh token twice. "
+        "parallel runs never use the same refresh token twice. Every run records its heartbeat (host, pid, counts) "
+        "for the ALM Accounts list. "
         "On SIGTERM or SIGINT it starts no new refresh, lets the refreshes in flight finish and store Jira's new "
         "tokens (further signals are ignored meanwhile; each refresh ends within JIRA_REFRESH_DEADLINE seconds) "
-        "and prints the summary. "
-        "Exit codes: 0 all refreshed; 1 a refresh failed, or the run failed and left grants untried; "
-        "2 bad arguments; 130 (SIGINT) or 143 (SIGTERM) stopped before every grant was tried."
+        "and prints the summary; a loop waiting between passes stops at once. "
+        "Exit codes: 0 all refreshed (a loop: stopped between passes); 1 a refresh failed, or the run failed and "
+        "left grants untried; 2 bad arguments; 130 (SIGINT) or 143 (SIGTERM) stopped before every grant was tried."
     )
     # A cron job every few minutes: skip the full system checks at start.
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--window", type=positive_int, default=15, metavar="MINUTES",
-                            help="Refresh tokens expiring within this many minutes (default 15).")
+        parser.add_argument("--window", type=positive_int, default=None, metavar="MINUTES",
+                            help=f"Refresh tokens expiring within this many minutes (default {SINGLE_RUN_WINDOW}; "
+                                 f"with --loop, three intervals and at least {SINGLE_RUN_WINDOW}).")
         parser.add_argument("--account", action="append", default=[], metavar="NAME_OR_ID",
                             help="Only this ALM account (name or id): its own connection and its user "
                                  "credentials. Repeat for several.")
@@ -130,23 +248,51 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Say what would be refreshed; change nothing.")
         parser.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
                             help="Refreshes in parallel (default 8 on PostgreSQL, 1 on SQLite; at most 64).")
+        parser.add_argument("--loop", action="store_true",
+                            help="Keep running: a pass every interval (with ±10%% jitter) until SIGTERM or Ctrl-C. "
+                                 "For systemd, a container or a Procfile (see deploy/systemd/).")
+        parser.add_argument("--interval", type=positive_int, default=None, metavar="SECONDS",
+                            help="With --loop: seconds from the start of one pass to the next (default "
+                                 "REFRESHER_INTERVAL_SECONDS, 300).")
 
-    def handle(self, *args, window, account, force, dry_run, concurrency, verbosity, **options):
-        concurrency = self._concurrency(concurrency)
+    def handle(self, *args, window, account, force, dry_run, concurrency, loop, interval, verbosity, **options):
         self.verbosity = verbosity
-        self._contended = threading.Event()  # set once another runner is met (see _spread)
         self._signal: int | None = None  # the first SIGTERM / SIGINT received: start no new refresh
+        self._in_pass = False  # refreshes may be in flight (a loop between passes has none): see _on_signal
+        self._wake_fd: int | None = None  # written by _on_signal: wakes a loop waiting for its next pass
+        self._handed_out: dict[Future, tuple[str, int, str]] = {}  # see _run
+        if loop:
+            interval, window = self._loop_arguments(force=force, dry_run=dry_run, interval=interval, window=window)
+        elif interval is not None:
+            raise CommandError("--interval goes with --loop.", returncode=2)
+        concurrency = self._concurrency(concurrency)
+        if loop:
+            self._loop(account=account, window=window, concurrency=concurrency, interval=interval)
+            return
+
+        due_within = None if force else timedelta(minutes=window or SINGLE_RUN_WINDOW)
+        with self._stop_on_signals():
+            end = self._pass(account=account, due_within=due_within, dry_run=dry_run, concurrency=concurrency,
+                             mode=RefresherRun.Mode.ONCE)
+        if not dry_run and self._signal is None:
+            self._deliver_alerts()
+        if end.code:
+            raise SystemExit(end.code)
+
+    def _pass(self, *, account, due_within, dry_run, concurrency, mode, label="") -> _RunEnd:
+        """One run: refresh what is due, print its lines and summary, record its heartbeat."""
+        self._contended = threading.Event()  # set once another runner is met (see _spread)
         self._failure: str | None = None  # why the run itself failed: start no new refresh
         self._tried: Counter[str] = Counter()  # grants handed to a refresh (or listed, with --dry-run), by kind
         self._dropped: Counter[str] = Counter()  # grants _spread left out (another runner refreshed them), by kind
-        self._handed_out: dict[Future, tuple[str, int, str]] = {}  # see _run
-        due_within = None if force else timedelta(minutes=window)
-
-        with self._stop_on_signals():
+        self._handed_out = {}
+        counts: Counter[str] = Counter()  # by outcome
+        kinds: Counter[str] = Counter()  # the same results, by kind of grant
+        heartbeat = None if dry_run else Heartbeat(self, mode)
+        self._in_pass = True  # until the last refresh has ended: a loop's signal handler tells the difference
+        try:
             rows = _Counted(self._select(account, due_within))
             started = time.monotonic()
-            counts: Counter[str] = Counter()  # by outcome
-            kinds: Counter[str] = Counter()  # the same results, by kind of grant
             if dry_run:
                 listing = self._read(rows)
                 while not self._halted() and (row := next(listing, None)) is not None:
@@ -169,13 +315,20 @@ class Command(BaseCommand):
                     self._line(f"{text} — {result.message}" if result.message else text, failed=result.failed)
             elapsed = time.monotonic() - started
             untried = self._untried(rows) if self._signal is not None and self._failure is None else Counter()
+            self._in_pass = False
+        except BaseException as exc:
+            self._in_pass = False
+            if heartbeat is not None:
+                why = str(exc) if isinstance(exc, CommandError) else f"unexpected {type(exc).__name__}"
+                heartbeat.finish(outcome="crashed", counts=counts, tried=sum(self._tried.values()),
+                                 message=f"The run stopped: {why}.")
+            raise
 
         failed = sum(n for outcome, n in counts.items() if outcome in (RefreshOutcome.FAILED.value,
                                                                         RefreshOutcome.NEEDS_REAUTHORIZATION.value))
         stopped = self._signal is not None and (untried is None or sum(untried.values()) != 0)
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to refresh"
-        summary = (f"Summary: {summary} ({_kinds(kinds, every_kind=True)}, {elapsed:.1f} s, "
-                   f"concurrency {concurrency}).")
+        summary = f"{summary} ({_kinds(kinds, every_kind=True)}, {elapsed:.1f} s, concurrency {concurrency})."
         if stopped:
             left = "the rest" if untried is None else _kinds(untried)
             summary += f" Stopped early ({signal.Signals(self._signal).name}): {left} left untried."
@@ -183,17 +336,28 @@ class Command(BaseCommand):
             summary += " The run failed: the rest left untried."
         elif self._signal is not None:
             summary += f" {signal.Signals(self._signal).name} came after the last grant was taken: none left untried."
-        if verbosity >= 1 or failed or stopped or self._failure:
+        failure = (f"{self._failure[0].upper()}{self._failure[1:]}: {_kinds(kinds) or 'none'} done, the rest untried."
+                   if self._failure else "")
+        outcome = "crashed" if self._failure else "stopped" if stopped else "failed" if failed else "ok"
+        if heartbeat is not None:
+            heartbeat.finish(outcome=outcome, counts=counts, tried=sum(self._tried.values()),
+                             message=f"{summary} {failure}".strip())
+        # One log line per run or pass (LOG_FORMAT=json makes it a record for log shippers); never a secret.
+        extra = {"outcome": outcome, "refreshed": counts[RefreshOutcome.REFRESHED.value], "failed": failed,
+                 "tried": sum(self._tried.values())}
+        log.log(logging.INFO if outcome == "ok" else logging.WARNING, "Refresher %s: %s %s",
+                label.strip().rstrip(".") or "run", summary, failure, extra=extra)
+        if self.verbosity >= 1 or failed or stopped or self._failure:
             style = self.style.ERROR if failed or stopped or self._failure else self.style.SUCCESS
-            self.stdout.write(style(summary))
+            self.stdout.write(style(f"{label}Summary: {summary}"))
         if self._failure:
-            self.stderr.write(self.style.ERROR(
-                f"{self._failure[0].upper()}{self._failure[1:]}: {_kinds(kinds) or 'none'} done, the rest untried."))
-            raise SystemExit(1)
-        if stopped:
-            raise SystemExit(128 + self._signal)
-        if failed:
-            raise SystemExit(1)
+            self.stderr.write(self.style.ERROR(f"{label}{failure}"))
+            code = 1
+        elif stopped:
+            code = 128 + self._signal
+        else:
+            code = 1 if failed else 0
+        return _RunEnd(code=code, stopped=stopped, counts=counts)
 
     def _concurrency(self, requested: int | None) -> int:
         if requested is None:
@@ -204,6 +368,112 @@ class Command(BaseCommand):
             self.stderr.write("SQLite serialises refreshes: running with --concurrency 1.")
             return 1
         return requested
+
+    def _deliver_alerts(self):
+        """Send the alerts whose delivery is due (a retry, or one whose first delivery was missed)."""
+        try:
+            delivered = services.deliver_pending()
+        except Exception as exc:  # noqa: BLE001 - it never raises; if it did, the refresher must go on
+            self.stderr.write(f"Alerts could not be delivered ({type(exc).__name__}): the next run tries again.")
+            return
+        if delivered.failed or delivered.given_up:
+            self.stderr.write(self.style.ERROR(f"Alerts: {delivered}."))
+        elif delivered.alerts and self.verbosity >= 1:
+            self.stdout.write(f"Alerts: {delivered}.")
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def _loop_arguments(self, *, force, dry_run, interval, window) -> tuple[int, int]:
+        if force:
+            raise CommandError("--loop refreshes only the tokens that are due: --force would rotate every token "
+                               "every few minutes for nothing. Run `refresh_tokens --force` once instead.",
+                               returncode=2)
+        if dry_run:
+            raise CommandError("--loop changes tokens: for a look at what is due, run `refresh_tokens --dry-run` "
+                               "once instead.", returncode=2)
+        if interval is None:
+            interval = settings.REFRESHER_INTERVAL_SECONDS
+        if interval > MAX_INTERVAL:
+            raise CommandError(f"--interval must be at most {MAX_INTERVAL} seconds (an hour).", returncode=2)
+        if window is None:
+            # As a cron job every 5 minutes with its 15: two more passes before a token that was not yet due expires.
+            window = max(SINGLE_RUN_WINDOW, math.ceil(3 * interval / 60))
+        elif window * 60 <= interval * (1 + LOOP_JITTER):
+            raise CommandError(f"--window {window} is not longer than the interval ({interval} s, ±10%): a token "
+                               "could expire between two passes. Give a longer window, or leave it out.",
+                               returncode=2)
+        return interval, window
+
+    def _loop(self, *, account, window, concurrency, interval):
+        """A pass every `interval` seconds (±10%) until a signal; a failed pass never ends the loop."""
+        due_within = timedelta(minutes=window)
+        totals: Counter[str] = Counter()
+        passes, end = 0, None
+        wake_fd, self._wake_fd = os.pipe()
+        os.set_blocking(self._wake_fd, False)  # the signal handler must never block on it
+        try:
+            with self._stop_on_signals():
+                if self.verbosity >= 1:
+                    self.stdout.write(f"Refreshing the tokens that expire within {window} minutes, every {interval} s "
+                                      f"(±10%). SIGTERM or Ctrl-C stops.")
+                while self._signal is None:
+                    passes += 1
+                    started = time.monotonic()
+                    end = self._loop_pass(passes, account=account, due_within=due_within, concurrency=concurrency,
+                                          interval=interval)
+                    totals += end.counts
+                    if self._signal is not None:
+                        break
+                    self._deliver_alerts()
+                    self._close_connections()
+                    reset_queries()  # under DEBUG the main thread's connection would keep its last 9000 queries
+                    pause = interval * random.uniform(1 - LOOP_JITTER, 1 + LOOP_JITTER)  # noqa: S311 - a delay
+                    self._wait(wake_fd, max(0.0, pause - (time.monotonic() - started)))
+        finally:
+            os.close(wake_fd)
+            os.close(self._wake_fd)
+            self._wake_fd = None
+        self._close_connections()
+        code = 128 + self._signal if end is not None and end.stopped else 0
+        if self.verbosity >= 1 or code:
+            done = ", ".join(f"{n} {outcome}" for outcome, n in sorted(totals.items())) or "nothing refreshed"
+            self.stdout.write(f"The refresher stopped ({signal.Signals(self._signal).name}) after "
+                              f"{passes} pass{'es' if passes != 1 else ''}: {done}.")
+        if code:
+            raise SystemExit(code)
+
+    def _loop_pass(self, number: int, *, account, due_within, concurrency, interval) -> _RunEnd:
+        label = f"Pass {number} ({timezone.localtime().strftime('%Y-%m-%d %H:%M:%S %Z')}). "
+        try:
+            end = self._pass(account=account, due_within=due_within, dry_run=False, concurrency=concurrency,
+                             mode=RefresherRun.Mode.LOOP, label=label)
+        except CommandError as exc:
+            if number == 1:
+                raise  # bad arguments (an --account that does not exist): say so and stop, as a single run does
+            why = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the loop outlives a database restart; the next pass tries again
+            why = f"unexpected {type(exc).__name__}"
+        else:
+            if self._failure is None:
+                return end
+            why = ""  # _pass said why
+        if why:
+            self.stderr.write(self.style.ERROR(f"{label}The pass stopped: {why}."))
+        if self._signal is None:
+            self.stderr.write(f"The next pass starts in about {interval} s.")
+        return end if not why else _RunEnd(code=1, stopped=False, counts=Counter())
+
+    def _wait(self, wake_fd: int, seconds: float):
+        """Sleep `seconds`, or less: a signal writes to the wake pipe, which ends the wait at once."""
+        with contextlib.suppress(InterruptedError):
+            select.select([wake_fd], [], [], seconds)
+
+    @staticmethod
+    def _close_connections():
+        """Close this thread's database connections: the next pass opens new ones (and so survives a restart)."""
+        for wrapper in connections.all(initialized_only=True):
+            with contextlib.suppress(Exception):  # a connection the database already dropped
+                wrapper.close()
 
     # --- stopping -----------------------------------------------------------------------------------------
 
@@ -229,19 +499,27 @@ class Command(BaseCommand):
 
     def _on_signal(self, signum, frame):
         name = signal.Signals(signum).name
-        if self._signal is None:
+        looping = self._wake_fd is not None
+        if looping and not self._in_pass:
+            note = f"{name} received: the refresher stops.\n" if self._signal is None else ""
+            self._signal = self._signal or signum
+        elif self._signal is None:
             self._signal = signum
             # At once, not when the next refresh ends: a thread finishing its refresh would start a queued one.
             self._withdraw_queued()
             note = (f"{name} received: starting no new refresh. The refreshes in flight finish and store Jira's "
-                    f"new tokens (each within {refresh_deadline():g} s), then the summary follows.\n")
+                    f"new tokens (each within {refresh_deadline():g} s), then the summary follows"
+                    f"{' and the refresher stops' if looping else ''}.\n")
         else:
             note = (f"{name} received again: still waiting for the refreshes in flight. They are not interrupted: "
                     "Jira may already have replaced their tokens, and only this process holds the new ones.\n")
         # os.write, not self.stderr: the handler may run in the middle of a write to the same buffered stream,
         # which Python refuses as a reentrant call.
         with contextlib.suppress(OSError):
-            os.write(2, note.encode())
+            if note:
+                os.write(2, note.encode())
+            if looping:
+                os.write(self._wake_fd, b"\0")  # ends a wait for the next pass (see _wait)
 
     def _withdraw_queued(self):
         """Cancel the grants handed to the pool that no thread has started; the running ones go on."""
