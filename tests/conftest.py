@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
 from django.contrib.auth.models import Permission, User
+from django.db import connections
 from django.utils import timezone
 
 from alm_accounts.models import ALMAccount
@@ -132,3 +135,38 @@ def fake_jira():
 
     with FakeJira() as fake:
         yield fake
+
+
+@dataclass
+class Run:
+    """What a management command run left: exit code and output."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.out.splitlines() if line.strip()]
+
+    @property
+    def summary(self) -> str:
+        (line,) = [line for line in self.out.splitlines() if line.startswith("Summary: ")]
+        return line
+
+
+def in_thread(target, *args):
+    """Run target in a thread with its own database connection, closed at the end; (thread, outcome dict)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = target(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome

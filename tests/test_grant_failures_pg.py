@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, AuthEvent
 from alm_accounts.services import RefreshOutcome
+from tests.conftest import in_thread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,19 +52,7 @@ def connected_account(fake, key: str = "a1") -> ALMAccount:
 
 
 def refresh_in_thread(account_id: int):
-    outcome = {}
-
-    def run():
-        try:
-            outcome["result"] = services.refresh_account(account_id=account_id, actor="refresher")
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    return in_thread(lambda: services.refresh_account(account_id=account_id, actor="refresher"))
 
 
 def backends_locking_accounts() -> list[int]:

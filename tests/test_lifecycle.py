@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -41,6 +40,7 @@ from tests.conftest import (
     REVOKE_URL,
     SERVER_INFO_URL,
     TOKEN_URL,
+    Run,
     form_of,
     staff_user,
     token_answer,
@@ -58,15 +58,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.out.splitlines() if line.strip()]
 
 
 class _KeepConnections:

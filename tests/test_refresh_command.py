@@ -21,7 +21,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -34,6 +33,7 @@ from django.utils import timezone
 from alm_accounts import services
 from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount
+from tests.conftest import Run
 from tests.fake_jira import FakeJira
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by worker threads and processes
@@ -49,16 +49,6 @@ Status = ALMAccount.Status
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def summary(self) -> str:
-        (line,) = [line for line in self.out.splitlines() if line.startswith("Summary: ")]
-        return line
 
 
 def create_accounts(fake: FakeJira, count: int) -> dict[int, str]:

@@ -30,12 +30,13 @@ from urllib.parse import quote
 import pytest
 import requests
 from django.contrib.auth.models import User
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import RefreshOutcome
+from tests.conftest import in_thread
 from tests.fake_jira import FakeJira
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -152,23 +153,6 @@ def assert_each_refreshed_once_and_stored(jira: FakeJira, keys: dict[int, str]):
     assert not ALMAccount.objects.filter(status=Status.NEEDS_REAUTHORIZATION).exists()
     assert not AuthEvent.objects.filter(kind=AuthEvent.Kind.REFRESH_FAILED).exists()
     assert AuthEvent.objects.filter(kind=AuthEvent.Kind.REFRESHED).count() == len(keys)
-
-
-def in_thread(target, *args):
-    """Run target in a thread with its own database connection, closed at the end."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["result"] = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def wait_until(condition, what: str, timeout: float = SAFETY_NET_SECONDS):
