@@ -76,6 +76,11 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                "Token.",
             }),
         ]
+        fieldsets.append(("Alerts", {
+            "fields": ["notify"],
+            "description": "Who is told by e-mail when this account's connection breaks (needs re-authorization, or "
+                           "keeps failing) and when it works again.",
+        }))
         people = ["unconnected_users"]
         if obj is not None:
             # Revoke buttons only for those who may press them (view-only screens get the same list without).

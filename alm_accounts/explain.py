@@ -34,7 +34,8 @@ ADVICE = {
     "points to Jira Server / Data Center 8.22 or later.",
     ("exchange", "unsupported_grant_type"): "Jira refused the grant type. Check that the Jira base URL points to "
     "Jira Server / Data Center 8.22 or later.",
-    ("refresh", "invalid_grant"): "Jira no longer accepts the refresh token (it expired, was revoked, or the "
+    ("refresh", "invalid_grant"): "Jira no longer accepts the refresh token (it expired — Jira Data Center's refresh "
+    "tokens live 90 days by default, system property refresh.token.expiration.seconds — was revoked, or the "
     "application link changed). Click Get Auth Token to authorize again.",
     ("refresh", "invalid_client"): f"Jira did not accept the client credentials. Check the Client ID and the Client "
     f"Secret on this account against {LINK}.",

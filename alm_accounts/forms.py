@@ -59,13 +59,14 @@ class ALMAccountForm(forms.ModelForm):
     class Meta:
         model = ALMAccount
         fields = ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate", "client_id", "client_secret",
-                  "scope", "unconnected_users"]
+                  "scope", "unconnected_users", "notify"]
         widgets = {
             "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
             "jira_ca_certificate": CACertificateInput(attrs={"rows": 6, "cols": 64, "spellcheck": "false",
                                                          "placeholder": "-----BEGIN CERTIFICATE-----"}),
             "client_id": forms.TextInput(attrs={"size": 40, "autocomplete": "off", "spellcheck": "false"}),
             "name": forms.TextInput(attrs={"placeholder": "Jira - Core Banking", "size": 40}),
+            "notify": forms.Textarea(attrs={"rows": 2, "cols": 64, "placeholder": "jira-admins@example.com"}),
         }
 
     class Media:
