@@ -154,6 +154,48 @@ class Run:
         (line,) = [line for line in self.out.splitlines() if line.startswith("Summary: ")]
         return line
 
+    def line_of(self, name: str) -> str:
+        (line,) = [line for line in self.lines if line.startswith(f"{name}: ")]
+        return line
+
+
+@pytest.fixture
+def run_command(capfd):
+    """Run `manage.py refresh_tokens ARGS` in this process as manage.py does (real exit codes); a Run."""
+    from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
+
+    def run(*args: str) -> Run:
+        capfd.readouterr()
+        code = 0
+        try:
+            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capfd.readouterr()
+        return Run(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def postgresql_only():
+    """For tests of PostgreSQL's promises (row locks, SKIP LOCKED, backends): they skip locally without it, and
+    fail with CI=true, where they must run."""
+    import os
+
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"These tests need PostgreSQL, but the database is {connection.vendor}. With CI=true they must run: "
+            "set DATABASE_URL=postgres://... (see scripts/start_postgres.sh), or deselect them with "
+            "-m 'not postgres' in a run that is not meant to use PostgreSQL.",
+            pytrace=False,
+        )
+    pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://kendis:kendis@127.0.0.1:5432/kendis")
+
 
 def in_thread(target, *args):
     """Run target in a thread with its own database connection, closed at the end; (thread, outcome dict)."""

@@ -13,7 +13,6 @@ locally; with CI=true they fail.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -23,7 +22,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from alm_accounts import services
@@ -32,22 +31,13 @@ from alm_accounts.services import GrantRef, RefreshOutcome
 from tests.fake_jira import TOKEN_PATH
 from tests.webhook_receiver import WebhookReceiver
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
 CLIENT_ID, CLIENT_SECRET = "pg-alerts-client", "CLIENTSECRET-pgalerts-8e1d"
 WEBHOOK_SECRET = "WEBHOOKSECRET-pg-2c9f"
 RUNNERS = 4
 WAIT_SECONDS = 60  # only reached when something is broken
 Delivery = Alert.Delivery
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor == "postgresql":
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"These tests need PostgreSQL, but the database is {connection.vendor}.", pytrace=False)
-    pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://kendis:kendis@127.0.0.1:5432/kendis")
 
 
 @pytest.fixture

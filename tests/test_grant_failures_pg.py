@@ -13,7 +13,6 @@ tests skip locally; with CI=true they fail.
 from __future__ import annotations
 
 import logging
-import os
 
 import pytest
 from django.db import connection
@@ -24,19 +23,10 @@ from alm_accounts.models import ALMAccount, AuthEvent
 from alm_accounts.services import RefreshOutcome
 from tests.conftest import in_thread
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
 CLIENT_ID, CLIENT_SECRET = "pg-client", "CLIENTSECRET-pgfail-5e6f"
 WAIT_SECONDS = 30  # only reached when something is broken
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor == "postgresql":
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"These tests need PostgreSQL, but the database is {connection.vendor}.", pytrace=False)
-    pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://kendis:kendis@127.0.0.1:5432/kendis")
 
 
 def connected_account(fake, key: str = "a1") -> ALMAccount:

@@ -83,23 +83,6 @@ def assert_every_grant_alive(fake: FakeJira, keys: dict[int, str]):
 
 
 @pytest.fixture
-def run_command(capfd):
-    """Run `manage.py refresh_tokens ARGS` in this process as manage.py does (real exit codes)."""
-
-    def run(*args: str) -> Run:
-        capfd.readouterr()
-        code = 0
-        try:
-            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capfd.readouterr()
-        return Run(code, out, err)
-
-    return run
-
-
-@pytest.fixture
 def shared_database(transactional_db, tmp_path):
     """The environment of a `manage.py` process that sees this test's database.
 

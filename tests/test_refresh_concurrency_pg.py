@@ -39,7 +39,7 @@ from alm_accounts.services import RefreshOutcome
 from tests.conftest import in_thread
 from tests.fake_jira import FakeJira
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "pg-client", "CLIENTSECRET-pg-5e6f"
@@ -49,20 +49,6 @@ COMMAND_ACTOR = "manage.py refresh_tokens"
 PROCESS_TIMEOUT_SECONDS = 300
 SAFETY_NET_SECONDS = 30  # no test waits this long unless something is broken
 Status = ALMAccount.Status
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor == "postgresql":
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(
-            f"These tests need PostgreSQL, but the database is {connection.vendor}. With CI=true they must run: "
-            "set DATABASE_URL=postgres://... (see scripts/start_postgres.sh), or deselect them with "
-            "-m 'not postgres' in a run that is not meant to use PostgreSQL.",
-            pytrace=False,
-        )
-    pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://kendis:kendis@127.0.0.1:5432/kendis")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,6 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from alm_accounts import services
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from tests.fake_jira import TOKEN_PATH, FakeJira
 
@@ -40,43 +38,6 @@ SOON, LATER = timedelta(minutes=5), timedelta(hours=2)
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.out.splitlines() if line.strip()]
-
-    @property
-    def summary(self) -> str:
-        (line,) = [line for line in self.lines if line.startswith("Summary: ")]
-        return line
-
-    def line_of(self, name: str) -> str:
-        (line,) = [line for line in self.lines if line.startswith(f"{name}: ")]
-        return line
-
-
-@pytest.fixture
-def run_command(capfd):
-    """`manage.py refresh_tokens ARGS` in this process as manage.py runs it (real exit codes)."""
-
-    def run(*args: str) -> Run:
-        capfd.readouterr()
-        code = 0
-        try:
-            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capfd.readouterr()
-        return Run(code, out, err)
-
-    return run
 
 
 def connect_account(fake: FakeJira, name: str, *, expires_in: timedelta | None) -> ALMAccount:
