@@ -26,6 +26,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from . import services
+from .admin_records import RecordAdmin
 from .forms import ALMAccountForm
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
@@ -380,39 +381,19 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuthEvent)
-class AuthEventAdmin(admin.ModelAdmin):
+class AuthEventAdmin(RecordAdmin):
     """The full audit trail, read-only."""
 
     list_display = ["created_at", "account_display", "grant_owner_display", "kind", "outcome", "actor", "message"]
     # Not "account": that filter lists every account in the sidebar (thousands). The account page links here
     # with ?account__id__exact=<id>, allowed below.
     list_filter = ["kind", "outcome"]
-    list_select_related = ["account"]
     # account_name: the name the account had at the event, and the only one left once the account is deleted.
     search_fields = ["account_name", "account__name", "grant_owner", "actor", "message"]
     date_hierarchy = "created_at"
 
-    @admin.display(description="Account", ordering="account_name")
-    def account_display(self, obj):
-        if obj.account is not None:
-            return obj.account.name
-        return f"{obj.account_name} (deleted)" if obj.account_name else "—"
-
-    @admin.display(description="Whose grant", ordering="grant_owner")
-    def grant_owner_display(self, obj):
-        return obj.grant_owner or "The account"
-
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ALMCredential)
