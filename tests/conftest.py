@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from cryptography.fernet import Fernet
 from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.utils import timezone
@@ -181,8 +184,6 @@ def run_command(capfd):
 def postgresql_only():
     """For tests of PostgreSQL's promises (row locks, SKIP LOCKED, backends): they skip locally without it, and
     fail with CI=true, where they must run."""
-    import os
-
     from django.db import connection
 
     if connection.vendor == "postgresql":
@@ -212,3 +213,22 @@ def in_thread(target, *args):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, outcome
+
+
+@pytest.fixture
+def production_env(tmp_path) -> dict[str, str]:
+    """The environment of a production process in a subprocess: only the required variables, DEBUG unset (off),
+    a PostgreSQL that nothing listens on (tests that need a database put their own DATABASE_URL in)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "ENV_FILE": "",
+        "DJANGO_SETTINGS_MODULE": "kendis_integration.settings",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "kendis.example.com",
+        "PUBLIC_BASE_URL": "https://kendis.example.com",
+        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        # PostgreSQL, as in production (SQLite with DEBUG off is warned: alm_accounts.W002); nothing here connects.
+        "DATABASE_URL": "postgres://kendis:kendis@127.0.0.1:1/kendis",
+        "STATIC_ROOT": str(tmp_path / "staticfiles"),
+    }

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts.models import Alert, ALMAccount, ALMCredential, RefresherRun
 from tests.servers import free_port, running_server
-from tests.test_security_settings import ROOT, production_env, run  # noqa: F401 - production_env is a fixture
+from tests.test_security_settings import ROOT, run
 
 Status = ALMAccount.Status
 TOKEN = "metrics-token-5d1f0b7e3a9c4e2f8b6d"
@@ -503,7 +503,7 @@ def test_each_scrape_counts_afresh(client, db):
 
 
 @pytest.mark.parametrize("token", ["short-token", "a token with spaces in it, long enough", "tökén" * 6])
-def test_a_weak_metrics_token_stops_the_start(production_env, token):  # noqa: F811
+def test_a_weak_metrics_token_stops_the_start(production_env, token):
     result = run({**production_env, "METRICS_TOKEN": token}, "manage.py", "check")
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
@@ -522,7 +522,7 @@ def serve(env: dict, tmp_path, name: str):
                           log_path=tmp_path / f"{name}.log", cwd=ROOT, env=env), f"http://127.0.0.1:{port}"
 
 
-def test_a_production_process_answers_probes_over_plain_http(production_env, tmp_path):  # noqa: F811
+def test_a_production_process_answers_probes_over_plain_http(production_env, tmp_path):
     """DEBUG off, the HTTPS redirect on, ALLOWED_HOSTS the public name only: the probes still answer on the IP."""
     env = {**production_env, "METRICS_TOKEN": TOKEN, "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}  # one that answers (production_env's does not)
@@ -549,7 +549,7 @@ def test_a_production_process_answers_probes_over_plain_http(production_env, tmp
         assert {"kendis_grants", "kendis_refresher_stale", "kendis_alerts_pending"} <= names
 
 
-def test_a_production_process_without_its_database_is_alive_but_not_ready(production_env, tmp_path):  # noqa: F811
+def test_a_production_process_without_its_database_is_alive_but_not_ready(production_env, tmp_path):
     # Nothing listens on port 9: connecting is refused at once.
     env = {**production_env, "DATABASE_URL": "postgres://kendis:pw-zanzibar@127.0.0.1:9/kendis"}
     server, base = serve(env, tmp_path, "no-database")

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import secrets
 import shlex
 import signal
 import socket
@@ -40,23 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://kendis.example.com"
 CALLBACK_PATH = "/oauth/jira/callback/" + "A" * 22 + "/"
 CODE, STATE = "AUTHCODE-AccessLogCanary-4f2e9d", "STATE-AccessLogCanary-8b1c7a"
-
-
-@pytest.fixture
-def production_env(tmp_path) -> dict[str, str]:
-    """Only the required variables, DEBUG unset (off), a PostgreSQL that nothing listens on."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "ENV_FILE": "",
-        "DJANGO_SETTINGS_MODULE": "kendis_integration.settings",
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "ALLOWED_HOSTS": "kendis.example.com",
-        "PUBLIC_BASE_URL": PUBLIC,
-        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "DATABASE_URL": f"postgres://kendis:kendis@127.0.0.1:{free_port()}/kendis",
-        "STATIC_ROOT": str(tmp_path / "staticfiles"),
-    }
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

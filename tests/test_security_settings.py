@@ -7,39 +7,18 @@ The real settings module runs in a subprocess with a clean environment
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cryptography.fernet import Fernet
 from django.urls import reverse
 
 from tests.conftest import query_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://kendis.example.com"
-
-
-@pytest.fixture
-def production_env(tmp_path) -> dict[str, str]:
-    """Only the required variables, DEBUG unset (off)."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "ENV_FILE": "",
-        "DJANGO_SETTINGS_MODULE": "kendis_integration.settings",
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "ALLOWED_HOSTS": "kendis.example.com",
-        "PUBLIC_BASE_URL": PUBLIC,
-        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        # PostgreSQL, as in production (SQLite with DEBUG off is warned: alm_accounts.W002); nothing here connects.
-        "DATABASE_URL": "postgres://kendis:kendis@127.0.0.1:1/kendis",
-        "STATIC_ROOT": str(tmp_path / "staticfiles"),
-    }
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
