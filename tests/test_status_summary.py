@@ -26,7 +26,7 @@ from django.utils import timezone
 from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.status import status_summary
 from tests.conftest import JIRA, staff_user
-from tests.test_security_settings import production_env, run  # noqa: F401 - production_env is a fixture
+from tests.test_security_settings import run
 
 Status = ALMAccount.Status
 LIST = reverse("admin:alm_accounts_almaccount_changelist")
@@ -341,7 +341,7 @@ def test_the_number_of_queries_does_not_grow_with_grants_or_runs(admin_client, d
 # --------------------------------------------------------------------------
 
 
-def test_the_refresher_interval_defaults_to_five_minutes_and_is_adjustable(production_env):  # noqa: F811
+def test_the_refresher_interval_defaults_to_five_minutes_and_is_adjustable(production_env):
     code = ("import django; django.setup(); from django.conf import settings; "
             "print(settings.REFRESHER_INTERVAL_SECONDS)")
     assert run(production_env, "-c", code).stdout.strip() == "300"
@@ -349,7 +349,7 @@ def test_the_refresher_interval_defaults_to_five_minutes_and_is_adjustable(produ
 
 
 @pytest.mark.parametrize("value", ["29", "3601", "0"])
-def test_an_interval_out_of_range_stops_the_start_with_its_name(production_env, value):  # noqa: F811
+def test_an_interval_out_of_range_stops_the_start_with_its_name(production_env, value):
     result = run({**production_env, "REFRESHER_INTERVAL_SECONDS": value}, "manage.py", "check")
     assert result.returncode != 0
     assert "REFRESHER_INTERVAL_SECONDS must be between 30 and 3600" in result.stderr
