@@ -392,7 +392,11 @@ class JiraClient:
         return body
 
     def myself(self, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
-        return self.get(MYSELF_PATH, access_token=access_token, deadline=deadline)
+        return self.get(self.myself_path, access_token=access_token, deadline=deadline)
+
+    # The REST resources every caller of this client relies on (Jira Cloud: version 3 of the same API).
+    myself_path = MYSELF_PATH
+    server_info_path = SERVER_INFO_PATH
 
     # --- internals ---
 
@@ -415,8 +419,11 @@ class JiraClient:
         except requests.RequestException as exc:
             raise _network_error(exc, deadline) from None
 
+    def _send_token_request(self, fields: dict, deadline: Deadline | None) -> requests.Response:
+        return self._post(TOKEN_PATH, {**fields, **self._client_auth()}, deadline)
+
     def _token_request(self, form: dict, deadline: Deadline | None) -> TokenSet:
-        response = self._post(TOKEN_PATH, {**form, **self._client_auth()}, deadline)
+        response = self._send_token_request(form, deadline)
         with response:
             status = response.status_code
             body = _read_json(response, deadline)

@@ -36,6 +36,13 @@ def is_due(expires_at: datetime | None, *, within: timedelta, now: datetime | No
     return expires_at <= (now or timezone.now()) + within
 
 
+# Atlassian's classic Jira scopes (developer console → Permissions → Jira API) and offline_access, which a refresh
+# token needs. The default asks for all of them, the Cloud counterpart of the Data Center link's ADMIN.
+CLOUD_SCOPES = ("read:jira-work", "write:jira-work", "read:jira-user", "manage:jira-project",
+                "manage:jira-configuration", "offline_access")
+CLOUD_DEFAULT_SCOPES = " ".join(CLOUD_SCOPES)
+
+
 class GrantStatus(models.TextChoices):
     NOT_CONNECTED = "not_connected", "Not connected"
     CONNECTED = "connected", "Connected"
@@ -56,7 +63,8 @@ class Grant(models.Model):
     access_token = SecretField(blank=True, null=True, editable=False)
     refresh_token = SecretField(blank=True, null=True, editable=False)
     token_expires_at = models.DateTimeField("Token expires", null=True, blank=True, editable=False)
-    token_scope = models.CharField("Granted scope", max_length=40, blank=True, editable=False)
+    # Cloud grants list several scopes ("read:jira-work write:jira-work ... offline_access").
+    token_scope = models.CharField("Granted scope", max_length=255, blank=True, editable=False)
     connected_as_name = models.CharField("Jira user name", max_length=255, blank=True, editable=False)
     connected_as_display_name = models.CharField("Jira display name", max_length=255, blank=True, editable=False)
     connected_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -67,6 +75,9 @@ class Grant(models.Model):
     # was raised that no "recovered" alert has answered yet. Both change under the grant's row lock.
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     alert_open = models.BooleanField(default=False, editable=False)
+    # Jira Cloud ends every grant 365 days after its consent: when the warning before that was raised (a new
+    # consent clears it).
+    reconsent_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         abstract = True
@@ -105,6 +116,7 @@ class ALMAccount(Grant):
 
     class Authentication(models.TextChoices):
         JIRA_SERVER_OAUTH2 = "jira_server_oauth2", "Jira Server / Data Center — Use OAuth 2.0"
+        JIRA_CLOUD_OAUTH2 = "jira_cloud_oauth2", "Jira Cloud — Use OAuth 2.0 (3LO)"
 
     class Scope(models.TextChoices):
         # Jira's "Permission" on the incoming link; higher includes lower.
@@ -131,7 +143,8 @@ class ALMAccount(Grant):
         "Jira base URL",
         max_length=500,
         validators=[validate_base_url],
-        help_text="The address you open Jira at, with its context path, e.g. https://jira.example.com/jira",
+        help_text="The address you open Jira at, with its context path, e.g. https://jira.example.com/jira. For "
+        "Jira Cloud, the site URL: https://your-site.atlassian.net",
     )
     callback_id = models.CharField(
         max_length=64,
@@ -160,6 +173,16 @@ class ALMAccount(Grant):
         default=Scope.ADMIN,
         help_text="The same Permission you chose on Jira's incoming application link (Admin recommended).",
     )
+    cloud_scopes = models.CharField(
+        "Scopes",
+        max_length=500,
+        default=CLOUD_DEFAULT_SCOPES,
+        help_text="Jira Cloud only: the scopes the product asks for, as configured on the app's Permissions page in "
+        "Atlassian's developer console. offline_access is always added (without it Atlassian issues no refresh token).",
+    )
+    # Jira Cloud: the site the grants act on, found in the consent's accessible resources (matched to the site URL).
+    cloud_id = models.CharField("Cloud ID", max_length=64, blank=True, editable=False)
+    cloud_site_name = models.CharField("Site name", max_length=255, blank=True, editable=False)
     jira_ca_certificate = models.TextField(
         "Jira CA certificate (PEM)",
         blank=True,
@@ -198,8 +221,20 @@ class ALMAccount(Grant):
         return self.name
 
     @property
+    def provider(self):
+        """What differs between Jira Data Center and Jira Cloud (alm_accounts.providers)."""
+        from .providers import provider_for  # providers builds on these models
+
+        return provider_for(self)
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.authentication == self.Authentication.JIRA_CLOUD_OAUTH2
+
+    @property
     def callback_url(self) -> str:
-        return callback_url_for(self.callback_id)
+        """Where the provider sends the browser back after consent (Cloud: this deployment's one URL)."""
+        return self.provider.callback_url(self)
 
     grant_kind = "account"
 
@@ -213,8 +248,8 @@ class ALMAccount(Grant):
 
     @property
     def is_ready_for_people(self) -> bool:
-        """People can connect their own Jira account once the link's credentials are here."""
-        return bool(self.client_id) and self.client_secret not in (None, "")
+        """People can connect their own Jira account once the credentials (the link's, or the Cloud app's) are here."""
+        return self.provider.is_ready(self)
 
     @property
     def unreadable_secrets(self) -> list[str]:
@@ -384,6 +419,7 @@ class Alert(models.Model):
     class Event(models.TextChoices):
         BROKEN = "broken", "Connection broken"
         RECOVERED = "recovered", "Connection recovered"
+        CONSENT_ENDING = "consent_ending", "Consent ends soon"
 
     class Delivery(models.TextChoices):
         NOT_NEEDED = "not_needed", "Not configured"

@@ -38,7 +38,7 @@ def _callback_request(view):
     """
 
     @functools.wraps(view)
-    def wrapper(request, callback_id):
+    def wrapper(request, **kwargs):
         query = CallbackQuery(request.GET.copy())
         request.GET = QueryDict()
         request.META["QUERY_STRING"] = ""
@@ -49,7 +49,7 @@ def _callback_request(view):
             }, status=405)
             response["Allow"] = "GET"
             return response
-        return view(request, callback_id, query)
+        return view(request, query, **kwargs)
 
     return wrapper
 
@@ -57,13 +57,27 @@ def _callback_request(view):
 @never_cache
 @_callback_request
 @staff_member_required
-def oauth_callback(request, callback_id, query):
-    """Complete the authorization started by Get Auth Token and go back to the account page.
+def oauth_callback(request, query, callback_id):
+    """Complete the authorization started by Get Auth Token and go back to the account page (Jira Data Center:
+    one callback URL per account).
 
     Errors land on the account page as messages (or on a plain error page
     when no account can be named); the URL the browser ends on never carries
     the code or state.
     """
+    return _complete(request, query, functools.partial(services.complete_authorization, callback_id=callback_id))
+
+
+@never_cache
+@_callback_request
+@staff_member_required
+def atlassian_callback(request, query):
+    """The same for Jira Cloud: this deployment's one callback URL, registered once in Atlassian's developer
+    console; the state names the account and the grant."""
+    return _complete(request, query, services.complete_cloud_authorization)
+
+
+def _complete(request, query, complete):
     user = request.user
     may_connect_account = user.has_perm("alm_accounts.change_almaccount")
     if not may_connect_account and not services.started_for_own_credential(query=query, user=user):
@@ -71,10 +85,7 @@ def oauth_callback(request, callback_id, query):
         return render(request, "alm_accounts/callback_error.html",
                       {"message": "You are not allowed to connect ALM accounts."}, status=403)
     try:
-        outcome = services.complete_authorization(
-            callback_id=callback_id, query=query, user=user, session=request.session,
-            may_connect_account=may_connect_account,
-        )
+        outcome = complete(query=query, user=user, session=request.session, may_connect_account=may_connect_account)
     except services.CallbackForbidden as exc:
         return render(request, "alm_accounts/callback_error.html", {"message": str(exc)}, status=403)
     except services.CallbackRejected as exc:

@@ -18,7 +18,7 @@ import traceback
 
 from gunicorn import glogging
 
-from .logs import CALLBACK_PATH, REDACTED, RedactCallbackQuery, formatter, redact
+from .logs import CALLBACK_PATHS, REDACTED, RedactCallbackQuery, formatter, redact
 
 _REDACT = RedactCallbackQuery()
 
@@ -36,7 +36,8 @@ class Logger(glogging.Logger):
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        callback = CALLBACK_PATH in (environ.get("PATH_INFO") or "") + (environ.get("RAW_URI") or "")
+        requested = (environ.get("PATH_INFO") or "") + (environ.get("RAW_URI") or "")
+        callback = any(path in requested for path in CALLBACK_PATHS)
         for key, value in atoms.items():
             if not isinstance(value, str):
                 continue

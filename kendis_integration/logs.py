@@ -16,8 +16,9 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # The OAuth callback's query carries the authorization code and the state: the whole query of that path, and
 # any `code=` / `state=` value anywhere else (a Referer, a request line in an error message), never reach a log.
-CALLBACK_PATH = "/oauth/jira/callback/"
-_CALLBACK_QUERY = re.compile(r"(/oauth/jira/callback/[^?\s\"]*)\?[^\s\"]*")
+# Both callbacks: Jira Data Center's (one per account) and this deployment's one Jira Cloud callback.
+CALLBACK_PATHS = ("/oauth/jira/callback/", "/oauth/atlassian/callback/")
+_CALLBACK_QUERY = re.compile(r"(/oauth/(?:jira|atlassian)/callback/[^?\s\"]*)\?[^\s\"]*")
 _OAUTH_PARAMETER = re.compile(r"((?:^|[?&])(?:code|state)=)[^&\s\"]*")  # in a URL, or a bare query string
 REDACTED = "[redacted]"
 

@@ -93,6 +93,21 @@ def proxy_url(name):
     return value
 
 
+def atlassian_url(name, default):
+    """An https:// origin of Atlassian's (http:// allowed in development), without a trailing slash."""
+    value = env.str(name, default=default).strip().rstrip("/")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("https", "http") or not parts.hostname or parts.query
+            or parts.fragment or parts.username or parts.password):
+        raise ImproperlyConfigured(f"{name} must be an https:// address, e.g. {default}")
+    if parts.scheme == "http" and not DEBUG:
+        raise ImproperlyConfigured(f"{name} must use https:// when DEBUG is off: tokens travel on it.")
+    return value
+
+
 def host_list(name):
     """Comma-separated host names or IP addresses; a leading dot is allowed (.example.com)."""
     hosts = env_list(name)
@@ -258,6 +273,20 @@ JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
 JIRA_REFRESH_DEADLINE = env.float("JIRA_REFRESH_DEADLINE", default=20.0)
 if not 1 <= JIRA_REFRESH_DEADLINE <= 300:
     raise ImproperlyConfigured("JIRA_REFRESH_DEADLINE must be a number of seconds between 1 and 300.")
+
+# --- Jira Cloud: the deployment's own OAuth 2.0 (3LO) app, registered once in Atlassian's developer console ---
+# Customers do not create apps on Cloud: one distributable app of this deployment serves every Cloud account whose
+# own Client ID is left blank. Its callback URL is one fixed URL of this deployment (see the README, "Jira Cloud").
+ATLASSIAN_CLIENT_ID = env.str("ATLASSIAN_CLIENT_ID", default="").strip()
+ATLASSIAN_CLIENT_SECRET = env.str("ATLASSIAN_CLIENT_SECRET", default="").strip()
+if bool(ATLASSIAN_CLIENT_ID) != bool(ATLASSIAN_CLIENT_SECRET):
+    raise ImproperlyConfigured("Set both ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET (the developer console "
+                               "shows them together under Settings), or neither.")
+# Atlassian's authorization server and its API gateway are two hosts: each is configured on its own (development
+# and tests point them at local stand-ins), and one is never derived from the other.
+ATLASSIAN_AUTH_URL = atlassian_url("ATLASSIAN_AUTH_URL", "https://auth.atlassian.com")
+ATLASSIAN_API_URL = atlassian_url("ATLASSIAN_API_URL", "https://api.atlassian.com")
+
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
 OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
 # How often the refresher runs (refresh_tokens --loop's default interval; match it in a cron schedule). The ALM

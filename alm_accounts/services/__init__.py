@@ -25,6 +25,7 @@ from .authorization import (
     CallbackOutcome,
     CallbackRejected,
     complete_authorization,
+    complete_cloud_authorization,
     start_authorization,
     started_for_own_credential,
 )
@@ -65,7 +66,8 @@ from .jira_calls import (
 __all__ = [
     "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackForbidden", "CallbackOutcome", "CallbackRejected",
     "GrantRef", "NestedTransactionError", "Outcome", "RefreshOutcome", "RefreshResult", "ServiceError", "actor_of",
-    "client_for", "complete_authorization", "delete_account", "disconnect", "due_accounts", "grant_name", "jira_get",
+    "client_for", "complete_authorization",
+    "complete_cloud_authorization", "delete_account", "disconnect", "due_accounts", "grant_name", "jira_get",
     "record_event", "refresh_account", "refresh_grant", "refreshable_accounts", "save_account", "start_authorization",
     "started_for_own_credential", "test_connection", "valid_access_token",
     # Test and Disconnect for either kind of grant; a person's credentials ended (connection)

@@ -15,6 +15,7 @@ from .. import explain
 from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
 from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
+from ..providers import SiteNotCovered
 from ..validators import is_well_formed_callback_id
 from . import alerts
 from .common import Kind, ServiceError, Status, actor_of, client_for, digest, log, mark, own_transaction, record_event
@@ -38,14 +39,9 @@ def start_authorization(*, account: ALMAccount, user, session, for_own_credentia
     `for_own_credential`: the person connects their own Jira identity (user-based sync) instead of the
     account's connection. Same link, same callback URL: the pending authorization says which grant it is for.
     """
+    provider = account.provider
     if not account.is_ready_for_people:
-        raise ServiceError(
-            "Paste the Client ID and Client Secret shown by Jira's incoming application link, save, then click "
-            "Get Auth Token."
-            if not for_own_credential else
-            f"{account.name} is not ready for personal connections yet: an administrator must paste its Client ID "
-            "and Client Secret first."
-        )
+        raise ServiceError(provider.not_ready(account, for_own_credential=for_own_credential))
     if for_own_credential and not (user.is_active and user.is_staff):
         raise ServiceError("Only active staff users can connect their own Jira account.")
     client = client_for(account)
@@ -70,11 +66,12 @@ def start_authorization(*, account: ALMAccount, user, session, for_own_credentia
         actor=actor_of(user),
         kind=Kind.AUTHORIZATION_STARTED,
         ok=True,
-        message=f"Sent to Jira for consent (Permission {account.scope}).",
+        message=f"Sent to Jira for consent ({provider.asked_for(account)}).",
         grant_owner=user.get_username() if for_own_credential else "",
     )
     return client.authorization_url(
-        redirect_uri=account.callback_url, scope=account.scope, state=state, code_challenge=pkce.challenge
+        redirect_uri=account.callback_url, scope=provider.requested_scope(account), state=state,
+        code_challenge=pkce.challenge,
     )
 
 
@@ -124,11 +121,35 @@ def complete_authorization(*, callback_id: str, query, user, session,
     account = ALMAccount.objects.filter(callback_id=callback_id).first() if is_well_formed_callback_id(
         callback_id
     ) else None
-    if account is None:
+    if account is None or account.is_cloud:
         raise CallbackRejected(
             "This callback URL does not belong to any ALM account. Check the Redirect URL on Jira's incoming "
             "application link against the Callback URL shown on the ALM account."
         )
+    return _complete(account, query=query, user=user, session=session, may_connect_account=may_connect_account)
+
+
+@sensitive_variables()
+def complete_cloud_authorization(*, query, user, session, may_connect_account: bool = True) -> CallbackOutcome:
+    """Handle Atlassian's redirect to this deployment's one Jira Cloud callback URL: the state names the account."""
+    states = query.getlist("state")
+    pending = None
+    if len(states) == 1 and 0 < len(states[0]) <= CALLBACK_LIMITS["state"]:
+        pending = PendingAuthorization.objects.filter(state_digest=digest(states[0])).select_related("account").first()
+    if pending is None or not pending.account.is_cloud:
+        said = ""
+        if query.get("error"):
+            said = f" (Atlassian said: {explain.plain_text(query.get('error'), 100)})"
+        raise CallbackRejected(
+            f"Atlassian's answer does not match any Jira Cloud authorization in progress{said}: it is unknown or "
+            f"older than {state_ttl_text()}. Open the ALM account and click Get Auth Token (or Connect my Jira "
+            "account) again."
+        )
+    return _complete(pending.account, query=query, user=user, session=session, may_connect_account=may_connect_account)
+
+
+@sensitive_variables()
+def _complete(account: ALMAccount, *, query, user, session, may_connect_account: bool) -> CallbackOutcome:
     try:
         params = _callback_params(query)
     except ServiceError as exc:
@@ -212,13 +233,16 @@ def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret
             try:
                 issued = client.exchange_code(code=code, redirect_uri=account.callback_url, code_verifier=verifier,
                                               deadline=deadline)
+                client = _on_consented_site(account, client, issued, deadline=deadline)
                 me = client.myself(access_token=issued.access_token, deadline=deadline)
+            except SiteNotCovered as exc:
+                raise _Refused(_kept(credential, str(exc))) from None
             except JiraError as exc:
                 stage = "exchange" if issued is None else "api"
                 raise _Refused(_kept(credential, explain.describe(stage, exc) + (
                     " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
                     if issued is not None else ""))) from None
-            name, display = jira_user(me)
+            name, display = jira_user(me, account)
             holder = (ALMCredential.objects.filter(account=account, connected_as_name=name)
                       .exclude(user=user).exclude(connected_as_name="").select_related("user").first())
             if holder is not None:
@@ -267,12 +291,21 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     try:
         with own_transaction("Completing Get Auth Token"):
             locked = GrantRef("account", account.pk).locked()
+            tokens = None
             try:
-                tokens = client_for(locked).exchange_code(
-                    code=code, redirect_uri=locked.callback_url, code_verifier=verifier, deadline=refresh_deadline()
+                client, deadline = client_for(locked), refresh_deadline()
+                tokens = client.exchange_code(
+                    code=code, redirect_uri=locked.callback_url, code_verifier=verifier, deadline=deadline
                 )
-            except (JiraError, ServiceError) as exc:
-                failure = _kept(locked, explain.describe("exchange", exc) if isinstance(exc, JiraError) else str(exc))
+                _on_consented_site(locked, client, tokens, deadline=deadline)
+            except (JiraError, ServiceError, SiteNotCovered) as exc:
+                if isinstance(exc, JiraError):
+                    said = explain.describe("exchange" if tokens is None else "api", exc) + (
+                        " Atlassian issued tokens but could not say which sites they reach, so nothing was stored."
+                        if tokens is not None else "")
+                else:
+                    said = str(exc)
+                failure = _kept(locked, said)
                 if not locked.is_connected:
                     # A working connection stays as it is: a failed re-authorization (wrong secret, a code that
                     # expired) does not make it fail.
@@ -380,10 +413,25 @@ def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: 
     grant.save()
 
 
-def jira_user(me: dict) -> tuple[str, str]:
-    """(user name, display name) from Jira's /myself answer."""
-    name = explain.plain_text(me.get("name") or me.get("key"), 255)
-    return name, explain.plain_text(me.get("displayName"), 255) or name
+def jira_user(me: dict, account: ALMAccount) -> tuple[str, str]:
+    """(unique name, display name) from Jira's /myself answer (Cloud: the Atlassian account ID, no user name)."""
+    return account.provider.identity(me)
+
+
+@sensitive_variables()
+def _on_consented_site(account: ALMAccount, client, tokens: TokenSet, *, deadline) -> object:
+    """The site the consent must reach (Jira Cloud): record it on the account; the client that calls it.
+
+    Raises SiteNotCovered when the consent does not reach the account's site (nothing is stored then: the caller's
+    transaction rolls back or stores nothing). Data Center: the client as it is.
+    """
+    site = account.provider.confirm_site(client, access_token=tokens.access_token, account=account, deadline=deadline)
+    if site is None:
+        return client
+    if (account.cloud_id, account.cloud_site_name) != (site.cloud_id, site.name):
+        account.cloud_id, account.cloud_site_name = site.cloud_id, site.name
+        ALMAccount.objects.filter(pk=account.pk).update(cloud_id=site.cloud_id, cloud_site_name=site.name)
+    return client_for(account)
 
 
 @sensitive_variables()
@@ -397,7 +445,7 @@ def _record_jira_user(account: ALMAccount) -> str:
             f"Connected to Jira ({account.token_scope}), but the Jira user could not be read: "
             f"{reason} Use Test connection to check."
         )
-    name, display = jira_user(me)
+    name, display = jira_user(me, account)
     ALMAccount.objects.filter(pk=account.pk).update(connected_as_name=name, connected_as_display_name=display)
     account.connected_as_name, account.connected_as_display_name = name, display
     return f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."

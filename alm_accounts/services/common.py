@@ -51,15 +51,18 @@ def actor_of(user) -> str:
 
 
 def client_for(account: ALMAccount) -> JiraClient:
-    """A Jira client with the account's credentials, for the Jira they were entered for only."""
-    if isinstance(account.client_secret, UnreadableSecret):
+    """The provider's client with the account's credentials (Cloud: the deployment's app unless the account has its
+    own), sending the Client Secret only to where it was entered for."""
+    provider = account.provider
+    client_id, secret = provider.credentials(account)
+    if isinstance(secret, UnreadableSecret):
         raise ServiceError(
             "The stored Client Secret cannot be decrypted with the configured FIELD_ENCRYPTION_KEY. Restore the "
             "key it was encrypted with, or paste the Client Secret from Jira again."
         )
-    secret = account.client_secret or ""
+    secret = secret or ""
     bound_to = account.client_secret_base_url
-    if secret and bound_to and bound_to != account.base_url:
+    if secret and bound_to and bound_to != account.base_url and provider.secret_goes_to_base_url(account):
         # Never send a secret to a host it was not entered for (an edited base URL must not harvest it). The
         # admin records where each secret was entered; a row made elsewhere without it (a script) is not bound.
         raise ServiceError(
@@ -67,16 +70,10 @@ def client_for(account: ALMAccount) -> JiraClient:
             "Jira's incoming application link again and save."
         )
     try:
-        options = egress.client_options(account)
+        return provider.client(account, client_id=client_id, secret=secret,
+                               timeout=(settings.JIRA_CONNECT_TIMEOUT, settings.JIRA_READ_TIMEOUT))
     except egress.EgressError as exc:
         raise ServiceError(str(exc)) from None
-    return JiraClient(
-        account.base_url,
-        account.client_id,
-        secret,
-        timeout=(settings.JIRA_CONNECT_TIMEOUT, settings.JIRA_READ_TIMEOUT),
-        **options,
-    )
 
 
 def mark(grant: Grant | int, **fields) -> None:

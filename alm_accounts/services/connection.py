@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 
-from .. import egress, explain, jira
+from .. import egress, explain
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
@@ -53,8 +53,8 @@ WIPED = {
     # An ended grant has nothing left to alert about (services.alerts).
     "failing_since": None,
     "alert_open": False,
+    "reconsent_warned_at": None,
 }
-APPLICATION_LINKS = "Administration → Applications → Application links"
 # Called after the commit with the outcome of the revocation at Jira: (message, confirmed).
 Report = Callable[[str, bool], None]
 
@@ -87,8 +87,9 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         # A grant that yields no token (Jira stopped accepting it, unreadable secrets) says why in its own words.
         valid_access_token(account=grant, actor=actor)
         deadline = refresh_deadline()  # both calls together answer before a web server's timeout
-        me = grant_request(grant=grant, method="GET", path=jira.MYSELF_PATH, actor=actor, deadline=deadline)
-        info = grant_request(grant=grant, method="GET", path=jira.SERVER_INFO_PATH, actor=actor, deadline=deadline)
+        client = client_for(grant.grant_account)
+        me = grant_request(grant=grant, method="GET", path=client.myself_path, actor=actor, deadline=deadline)
+        info = grant_request(grant=grant, method="GET", path=client.server_info_path, actor=actor, deadline=deadline)
         if not (isinstance(me, dict) and isinstance(info, dict)):
             raise ServiceError("Jira's answer is not the JSON object its REST API returns: check the Jira base URL "
                                "(a proxy or login page may answer in Jira's place).")
@@ -96,14 +97,14 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         message = _test_failure(grant, exc)
         record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
         raise ServiceError(message) from None
-    name, display = jira_user(me)
+    account = grant.grant_account
+    name, display = jira_user(me, account)
     _note_jira_user(grant, name, display)
-    version = explain.plain_text(info.get("version"), 40) or "?"
     display = display or "an unnamed user"
     if grant.grant_kind == "account":
-        url = explain.plain_text(info.get("baseUrl"), 500) or grant.base_url
-        message = f"Connected to Jira {version} at {url} as {display}."
+        message = f"Connected to {account.provider.describe_site(info, account)} as {display}."
     else:
+        version = explain.plain_text(info.get("version"), 40) or "?"
         message = f"Connected to Jira {version} as {display}."
     record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
@@ -169,6 +170,8 @@ class HeldGrant:
         self.owner = locked.grant_owner  # blank: the account's own connection
         self.jira = ALMAccount(
             name=account.name,
+            authentication=account.authentication,
+            cloud_id=account.cloud_id,
             base_url=account.base_url,
             client_id=account.client_id,
             client_secret=account.client_secret,
@@ -195,6 +198,8 @@ class HeldGrant:
     @sensitive_variables()
     def revoke(self, *, deadline: Deadline) -> Revocation:
         """Best effort, never raises: the tokens are already deleted here, whatever Jira answers."""
+        if not self.jira.provider.can_revoke:
+            return Revocation(False, f"{self.jira.provider.label} has no revocation endpoint")
         if self.unreadable:
             return Revocation(False, "the stored tokens cannot be decrypted with the configured "
                                      "FIELD_ENCRYPTION_KEY, so they could not be sent to Jira")
@@ -222,21 +227,8 @@ class HeldGrant:
 
     def where_in_jira(self, *, to_owner: bool = False) -> str:
         """Where the grant can be ended in Jira itself; `to_owner`: addressed to the person whose grant it is."""
-        unknown = "Jira Data Center documents no way for an application to revoke its tokens, so the grant may " \
-                  "still exist in Jira: "
-        if self.owner:
-            # A person's grant: only their own profile, never the application link (that would end everyone's).
-            if to_owner:
-                who = f" (signed in to Jira as {self.jira_user})" if self.jira_user else ""
-                return f"{unknown}you can remove it in your Jira profile{who} under Authorized applications."
-            who = f"the Jira user {self.jira_user}" if self.jira_user else f"the Jira user of {self.owner}"
-            return f"{unknown}{who} can remove it in their Jira profile under Authorized applications."
-        who = f"the Jira user {self.jira_user}" if self.jira_user else "the Jira user who allowed access"
-        return (
-            f"{unknown}{who} can remove it in their Jira profile under Authorized applications, or a Jira "
-            f"administrator can delete the incoming application link at {self.jira.base_url} ({APPLICATION_LINKS}),"
-            " which ends all of its grants."
-        )
+        return self.jira.provider.where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
+                                                  to_owner=to_owner)
 
 
 def _wipe(grant: Grant) -> list[str]:
@@ -399,6 +391,9 @@ def _what_ends(stored: ALMAccount, edited: ALMAccount) -> list[str]:
         changes.append(f"the Jira base URL changed from {stored.base_url} to {edited.base_url}")
     if edited.client_id != stored.client_id:
         changes.append("the Client ID changed")
+    if edited.authentication != stored.authentication:
+        changes.append(f"the authentication changed from {stored.get_authentication_display()} to "
+                       f"{edited.get_authentication_display()}")
     return changes
 
 
@@ -466,6 +461,9 @@ def save_account(
         if changes:
             # An authorization started for the old Jira or link must not complete against the new one.
             PendingAuthorization.objects.filter(account_id=stored.pk).delete()
+            # The Cloud site found at consent belongs to the old site URL.
+            account.cloud_id, account.cloud_site_name = "", ""
+            fields += ["cloud_id", "cloud_site_name"]
             if HeldGrant.holds_tokens(stored):
                 held = HeldGrant(stored)
                 fields += _wipe(account)
