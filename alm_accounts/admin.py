@@ -54,27 +54,30 @@ def when(moment) -> str:
 class ALMAccountAdmin(admin.ModelAdmin):
     form = ALMAccountForm
     change_form_template = "admin/alm_accounts/almaccount/change_form.html"
-    list_display = ["name", "alm_type", "base_url", "status_display", "connected_as", "token_expires_at",
-                    "last_refreshed_at"]
-    list_filter = ["status", GrantHealthFilter, "alm_type"]
+    list_display = ["name", "alm_type", "provider_display", "base_url", "status_display", "connected_as",
+                    "token_expires_at", "last_refreshed_at"]
+    list_filter = ["status", GrantHealthFilter, "authentication", "alm_type"]
     search_fields = ["name", "base_url"]
     list_per_page = 50
     actions = ["refresh_selected"]
-    readonly_fields = ["status_display", "connected_as", "token_state", "token_scope", "connected_at",
+    readonly_fields = ["provider_display", "cloud_site", "status_display", "connected_as", "token_state",
+                       "token_scope", "connected_at",
                        "last_refreshed_at", "last_error", "audit_trail", "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
-            ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate",
-                                           "callback_url"],
+            ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "cloud_scopes",
+                                           "jira_ca_certificate", "callback_url"],
                                 "description": "Keep this screen open while you create the link in Jira."}),
             ("III. Jira credentials", {
                 # View-only screens render fields read-only, which would show the decrypted secret.
                 "fields": ["client_id", "client_secret" if obj is None or self.has_change_permission(request, obj)
                            else "client_secret_state", "scope"],
-                "description": "From Jira's incoming application link (Administration → Applications → "
-                               "Application links): paste the Client ID and Client Secret, then click Get Auth "
-                               "Token.",
+                "description": "Jira Data Center: from Jira's incoming application link (Administration → "
+                               "Applications → Application links): paste the Client ID and Client Secret, then click "
+                               "Get Auth Token. Jira Cloud: leave both blank to use this deployment's Atlassian app "
+                               "(or paste your own app's, from Atlassian's developer console); the Permission is "
+                               "Data Center's only.",
             }),
         ]
         fieldsets.append(("Alerts", {
@@ -93,9 +96,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
         }))
         if obj is not None:
             # An existing account's page opens with its connection state, readable at a glance.
-            fieldsets.insert(0, ("Connection", {"fields": ["status_display", "connected_as", "token_state",
-                                                           "token_scope", "connected_at", "last_refreshed_at",
-                                                           "last_error"]}))
+            connection = ["provider_display"] + (["cloud_site"] if obj.is_cloud else [])
+            fieldsets.insert(0, ("Connection", {"fields": connection + [
+                "status_display", "connected_as", "token_state", "token_scope", "connected_at", "last_refreshed_at",
+                "last_error"]}))
             fieldsets.append(("Audit trail", {"fields": ["audit_trail"], "classes": ["collapse"]
                                               if not obj.events.exists() else []}))
         return fieldsets
@@ -128,6 +132,17 @@ class ALMAccountAdmin(admin.ModelAdmin):
         return queryset
 
     # --- read-only displays ---
+
+    @admin.display(description="Provider", ordering="authentication")
+    def provider_display(self, obj):
+        return obj.provider.label
+
+    @admin.display(description="Jira Cloud site")
+    def cloud_site(self, obj):
+        """The site the consent reached (matched to the site URL) and its cloud id, where REST calls go."""
+        if not obj.cloud_id:
+            return "Not known yet: found when consent is given (Get Auth Token)."
+        return format_html("{} — cloud id <code>{}</code>", obj.cloud_site_name or obj.base_url, obj.cloud_id)
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj):

@@ -150,6 +150,12 @@ class AtlassianCloudClient(JiraClient):
                 sites.append(Site(entry["id"][:64], entry["url"][:500], name[:255] if isinstance(name, str) else ""))
         return sites
 
+    def rest_url(self, path: str) -> str:
+        if not self.cloud_id:
+            raise JiraUnavailable("the Jira Cloud site of this account is not known yet (it is found when consent is "
+                                  "given): click Get Auth Token", reached_jira=False)
+        return super().rest_url(path)
+
     # --- internals ---
 
     def _send_token_request(self, fields: dict, deadline: Deadline | None) -> requests.Response:

@@ -10,10 +10,13 @@ before saving that a new base URL or Client ID ends the connection
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import ALMAccount, new_callback_id
+from .models import CLOUD_SCOPES, ALMAccount, new_callback_id
+from .providers import cloud_scope
 from .validators import is_well_formed_callback_id, normalize_base_url
 from .widgets import CACertificateInput, CallbackURLWidget
 
@@ -56,10 +59,20 @@ class ALMAccountForm(forms.ModelForm):
         help_text="Paste it into the Redirect URL of Jira's incoming application link. It never changes.",
     )
 
+    cloud_scopes = forms.MultipleChoiceField(
+        label="Scopes",
+        required=False,
+        choices=[(scope, scope) for scope in CLOUD_SCOPES if scope != "offline_access"],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Jira Cloud only: what the product may do, as enabled on the app's Permissions page in Atlassian's "
+        "developer console (Jira API, classic scopes). offline_access is always asked for: without it Atlassian "
+        "issues no refresh token.",
+    )
+
     class Meta:
         model = ALMAccount
-        fields = ["alm_type", "name", "authentication", "base_url", "jira_ca_certificate", "client_id", "client_secret",
-                  "scope", "unconnected_users", "notify"]
+        fields = ["alm_type", "name", "authentication", "base_url", "cloud_scopes", "jira_ca_certificate", "client_id",
+                  "client_secret", "scope", "unconnected_users", "notify"]
         widgets = {
             "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
             "jira_ca_certificate": CACertificateInput(attrs={"rows": 6, "cols": 64, "spellcheck": "false",
@@ -80,6 +93,8 @@ class ALMAccountForm(forms.ModelForm):
         if "unconnected_users" in self.fields:
             # A browser always sends the select's value; a script's post without it keeps the stored policy.
             self.fields["unconnected_users"].required = False
+        if "cloud_scopes" in self.fields:
+            self.fields["cloud_scopes"].initial = self.instance.cloud_scopes.split()
         field = self.fields["callback_url"]
         if self.instance.pk is None:
             field.initial = self.pending_callback_id()
@@ -92,6 +107,10 @@ class ALMAccountForm(forms.ModelForm):
                     "After a change of the Jira base URL, paste the new Jira's Client Secret."
                 )
             if self.instance.refresh_token is not None or self.instance.access_token is not None:
+                if "authentication" in self.fields:
+                    self.fields["authentication"].help_text = (
+                        "Changing the authentication ends the connection: its tokens are deleted here, and you click "
+                        "Get Auth Token again.")
                 for name, (help_text, notice) in ENDS_CONNECTION.items():
                     if name in self.fields:
                         field = self.fields[name]
@@ -115,6 +134,16 @@ class ALMAccountForm(forms.ModelForm):
     def clean_base_url(self):
         return normalize_base_url(self.cleaned_data.get("base_url", ""))
 
+    def is_cloud(self) -> bool:
+        return self.cleaned_data.get("authentication") == ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
+
+    def clean_cloud_scopes(self):
+        # Stored space-separated, in Atlassian's order, with offline_access (a refresh token needs it).
+        chosen = self.cleaned_data.get("cloud_scopes") or []
+        if not chosen and not self.is_cloud():
+            return self.instance.cloud_scopes  # hidden for Data Center: kept as it is
+        return cloud_scope(" ".join(chosen))
+
     def clean_client_secret(self):
         value = self.cleaned_data.get("client_secret") or ""
         if not value:
@@ -127,6 +156,9 @@ class ALMAccountForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         base_url = cleaned.get("base_url")
+        if self.is_cloud():
+            self._clean_cloud(cleaned)
+            return cleaned
         if (
             self.instance.pk is not None
             and base_url
@@ -141,6 +173,26 @@ class ALMAccountForm(forms.ModelForm):
                 code="secret_for_another_jira",
             ))
         return cleaned
+
+    def _clean_cloud(self, cleaned):
+        """A Jira Cloud site is an https origin (no context path); the product needs some scope besides
+        offline_access. The Client Secret is not bound to the site URL: it only ever goes to ATLASSIAN_AUTH_URL."""
+        base_url = cleaned.get("base_url")
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme != "https" or parts.path not in ("", "/"):
+                self.add_error("base_url", ValidationError(
+                    "A Jira Cloud site URL is https://<your-site>.atlassian.net, without a path: the address in "
+                    "your browser when you open Jira Cloud, up to the first '/' after the host.",
+                    code="cloud_site_url",
+                ))
+        if cleaned.get("cloud_scopes", "").split() == ["offline_access"]:
+            self.add_error("cloud_scopes", ValidationError(
+                "Choose at least one scope (read:jira-work is the least the product needs).", code="no_scope"))
+        if bool(cleaned.get("client_id")) and cleaned.get("client_secret") in (None, ""):
+            self.add_error("client_secret", ValidationError(
+                "Your own Atlassian app needs its Secret too (developer console → your app → Settings). Leave both "
+                "blank to use this deployment's app.", code="cloud_secret_missing"))
 
     def clean_callback_url(self):
         value = self.cleaned_data.get("callback_url") or ""

@@ -429,7 +429,8 @@ class Alert(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     event = models.CharField(max_length=20, choices=Event.choices)
-    reason = models.CharField(max_length=40, blank=True, help_text="needs_reauthorization, failing or expired.")
+    reason = models.CharField(max_length=40, blank=True,
+                              help_text="needs_reauthorization, failing, expired or consent_ending (Jira Cloud).")
     account = models.ForeignKey(ALMAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts")
     account_name = models.CharField("Account", max_length=200)
     credential = models.ForeignKey(ALMCredential, on_delete=models.SET_NULL, null=True, blank=True,

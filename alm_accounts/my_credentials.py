@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
@@ -40,11 +41,15 @@ POLICY_TEXT = {
 
 
 def ready_accounts() -> QuerySet[ALMAccount]:
-    """The accounts people can connect to, in SQL: ALMAccount.is_ready_for_people (Client ID and Secret present).
+    """The accounts people can connect to, in SQL: ALMAccount.is_ready_for_people (Client ID and Secret present;
+    for Jira Cloud, the deployment's Atlassian app serves accounts without their own).
 
     The form stores a blank Client Secret as NULL, so "not NULL" is the same rule without decrypting it.
     """
-    return ALMAccount.objects.exclude(client_id="").filter(client_secret__isnull=False)
+    own_app = ~Q(client_id="") & Q(client_secret__isnull=False)
+    if settings.ATLASSIAN_CLIENT_ID and settings.ATLASSIAN_CLIENT_SECRET:
+        own_app |= Q(authentication=ALMAccount.Authentication.JIRA_CLOUD_OAUTH2, client_id="")
+    return ALMAccount.objects.filter(own_app)
 
 
 # What the page shows of a credential: never a token column (holds_tokens says whether there are any).

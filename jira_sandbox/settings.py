@@ -15,6 +15,22 @@ fixed on purpose so the sandbox behaves the same on every machine:
 - SANDBOX_SEARCH_MAX_RESULTS: the most issues one /rest/api/2/search page holds,
   whatever the client asks for (default 1000, as Jira's jira.search.views.default.max)
 
+Atlassian Cloud (the authorization server under /cloud-auth/, the API gateway
+under /cloud-api/, see jira_sandbox/cloud/):
+
+- SANDBOX_CLOUD_CLIENT_ID, SANDBOX_CLOUD_CLIENT_SECRET, SANDBOX_CLOUD_CALLBACK_URL:
+  the developer console app `sandbox_setup` registers (defaults sandbox-cloud-client-id,
+  sandbox-cloud-secret-dev-only-not-a-secret, http://127.0.0.1:8000/oauth/atlassian/callback/)
+- SANDBOX_CLOUD_ACCESS_TOKEN_SECONDS: access token lifetime, `expires_in` (default 3600)
+- SANDBOX_CLOUD_AUTHORIZATION_CODE_SECONDS: authorization code lifetime (default 300)
+- SANDBOX_CLOUD_REUSE_LEEWAY_SECONDS: how long a replaced refresh token (and its
+  access token) still works; reused later, the token family dies (default 600)
+- SANDBOX_CLOUD_REFRESH_IDLE_SECONDS: a refresh token dies this long after it
+  was issued, unused (default 90 days)
+- SANDBOX_CLOUD_REFRESH_ABSOLUTE_SECONDS: every refresh token of a consent dies
+  this long after the first consent (default 365 days)
+- SANDBOX_TOKEN_LATENCY_MS applies to the Cloud token endpoint too.
+
 Cookie names are prefixed because browsers share cookies between ports
 of one host: on 127.0.0.1 the sandbox and the main app would otherwise log each
 other out and break each other's CSRF tokens.
@@ -46,6 +62,7 @@ INSTALLED_APPS = [
     "oauth2_provider",
     "jira_sandbox.applinks",
     "jira_sandbox.issues",
+    "jira_sandbox.cloud",
 ]
 
 MIDDLEWARE = [
@@ -149,3 +166,18 @@ SANDBOX_USER2_PASSWORD = os.environ.get("SANDBOX_USER2_PASSWORD", "sandbox-user2
 SANDBOX_SEARCH_MAX_RESULTS = _env_int("SANDBOX_SEARCH_MAX_RESULTS", 1000)
 SANDBOX_JIRA_VERSION = "9.12.2"
 SANDBOX_SERVER_TITLE = "Jira Sandbox"
+
+SANDBOX_CLOUD_CLIENT_ID = os.environ.get("SANDBOX_CLOUD_CLIENT_ID", "sandbox-cloud-client-id")
+# Dev only, like SECRET_KEY above: the sandbox app's secret protects throwaway data.
+SANDBOX_CLOUD_CLIENT_SECRET = os.environ.get(
+    "SANDBOX_CLOUD_CLIENT_SECRET", "sandbox-cloud-secret-dev-only-not-a-secret"
+)
+SANDBOX_CLOUD_CALLBACK_URL = os.environ.get(
+    "SANDBOX_CLOUD_CALLBACK_URL", "http://127.0.0.1:8000/oauth/atlassian/callback/"
+)
+SANDBOX_CLOUD_ACCESS_TOKEN_SECONDS = _env_int("SANDBOX_CLOUD_ACCESS_TOKEN_SECONDS", 3600)
+# Atlassian does not document it; five minutes is ample for a client that redeems in its callback.
+SANDBOX_CLOUD_AUTHORIZATION_CODE_SECONDS = _env_int("SANDBOX_CLOUD_AUTHORIZATION_CODE_SECONDS", 300)
+SANDBOX_CLOUD_REUSE_LEEWAY_SECONDS = _env_int("SANDBOX_CLOUD_REUSE_LEEWAY_SECONDS", 600)
+SANDBOX_CLOUD_REFRESH_IDLE_SECONDS = _env_int("SANDBOX_CLOUD_REFRESH_IDLE_SECONDS", 90 * 24 * 3600)
+SANDBOX_CLOUD_REFRESH_ABSOLUTE_SECONDS = _env_int("SANDBOX_CLOUD_REFRESH_ABSOLUTE_SECONDS", 365 * 24 * 3600)

@@ -1,4 +1,4 @@
-"""Counts of token requests served, for tests and benchmarks.
+"""Counts of token requests served, for tests and benchmarks: Data Center's, and Atlassian Cloud's apart.
 
 Kept in process memory: the sandbox is a single runserver process and the
 numbers are only meaningful for the lifetime of one run.
@@ -11,6 +11,8 @@ from django.http import JsonResponse
 
 _lock = threading.Lock()
 _by_grant_type = defaultdict(lambda: defaultdict(int))
+_cloud_by_grant_type = defaultdict(lambda: defaultdict(int))
+_cloud_events = defaultdict(int)
 
 
 def record_token_request(grant_type, status):
@@ -18,9 +20,23 @@ def record_token_request(grant_type, status):
         _by_grant_type[grant_type or "(none)"][str(status)] += 1
 
 
-def snapshot():
+def record_cloud_token_request(grant_type, status):
     with _lock:
-        by_grant_type = {grant: dict(statuses) for grant, statuses in _by_grant_type.items()}
+        _cloud_by_grant_type[grant_type or "(none)"][str(status)] += 1
+
+
+def record_cloud_reuse_within_leeway():
+    with _lock:
+        _cloud_events["reuse_within_leeway"] += 1
+
+
+def record_cloud_family_killed():
+    with _lock:
+        _cloud_events["families_killed"] += 1
+
+
+def _counts(by_grant_type):
+    by_grant_type = {grant: dict(statuses) for grant, statuses in by_grant_type.items()}
     return {
         "token_requests": sum(sum(s.values()) for s in by_grant_type.values()),
         "token_grants": sum(s.get("200", 0) for s in by_grant_type.values()),
@@ -28,6 +44,20 @@ def snapshot():
     }
 
 
+def snapshot():
+    with _lock:
+        data_center = _counts(_by_grant_type)
+        cloud = _counts(_cloud_by_grant_type)
+        cloud["reuse_within_leeway"] = _cloud_events["reuse_within_leeway"]
+        cloud["families_killed"] = _cloud_events["families_killed"]
+    return {**data_center, "cloud": cloud}
+
+
 def stats_view(request):
-    """GET /sandbox/stats: {"token_requests", "token_grants", "by_grant_type": {grant: {status: n}}}."""
+    """GET /sandbox/stats: {"token_requests", "token_grants", "by_grant_type": {grant: {status: n}}, "cloud": {...}}.
+
+    The top level counts the Data Center token endpoint; "cloud" counts Atlassian
+    Cloud's the same way, plus "reuse_within_leeway" (replaced refresh tokens
+    honoured inside the leeway) and "families_killed" (consents revoked for reuse after it).
+    """
     return JsonResponse(snapshot())

@@ -1,7 +1,10 @@
-"""Jira's URL layout, so a client configured with the sandbox's origin as Jira base URL just works."""
+"""Jira's URL layout, so a client configured with the sandbox's origin as Jira base URL just works.
+
+Atlassian Cloud's two hosts live under cloud-auth/ and cloud-api/ (see cloud/urls.py).
+"""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from oauth2_provider.views import RevokeTokenView
 
 from . import account_views, oauth_views, rest_api, stats
@@ -33,4 +36,6 @@ sandbox_urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-urlpatterns = oauth2_urlpatterns + rest_api_urlpatterns + sandbox_urlpatterns
+cloud_urlpatterns = [path("", include("jira_sandbox.cloud.urls"))]
+
+urlpatterns = oauth2_urlpatterns + rest_api_urlpatterns + sandbox_urlpatterns + cloud_urlpatterns

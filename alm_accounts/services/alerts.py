@@ -55,7 +55,25 @@ def after_success(grant: Grant, *, now) -> dict:
     """The alert fields after a success (refresh, Get Auth Token, Connect); raises "recovered" if one was due."""
     if grant.alert_open:
         raise_alert(grant, event=Alert.Event.RECOVERED, reason="", detail="", now=now)
-    return {"failing_since": None, "alert_open": False}
+    return {"failing_since": None, "alert_open": False, **consent_ending(grant, now=now)}
+
+
+def consent_ending(grant: Grant, *, now) -> dict:
+    """Jira Cloud ends every grant 365 days after its consent, refreshed or not: one warning, 14 days before.
+
+    Decided under the grant's row lock with each success; a new consent (store_new_grant clears
+    reconsent_warned_at and connected_at is now) starts a new year.
+    """
+    provider = grant.grant_account.provider
+    lifetime = provider.consent_lifetime
+    if lifetime is None or grant.connected_at is None or grant.reconsent_warned_at is not None:
+        return {}
+    ends = grant.connected_at + lifetime
+    if now < ends - provider.consent_warning:
+        return {}
+    raise_alert(grant, event=Alert.Event.CONSENT_ENDING, reason="consent_ending",
+                detail=f"{timezone.localtime(ends):%Y-%m-%d %H:%M %Z}", now=now)
+    return {"reconsent_warned_at": now}
 
 
 def broken_reason(grant: Grant, *, now, status: str, failing_since) -> str:
@@ -126,6 +144,15 @@ def _unique(addresses: list[str]) -> list[str]:
 def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
     person = grant.grant_owner
     where = "under My ALM Credentials" if person else "on the ALM account's page"
+    if event == Alert.Event.CONSENT_ENDING:
+        button = "Reconnect" if person else "Get Auth Token"
+        return (
+            f"Jira Cloud consent ends soon: {who}",
+            f"Atlassian ends every Jira Cloud grant 365 days after its consent, however often it is refreshed. "
+            f"The consent of {who} ends on {detail}; after that the connection stops working.\n\n"
+            f"What to do: before then, open {where} and click {button}. The new consent keeps the connection "
+            "working for another year.",
+        )
     if event == Alert.Event.RECOVERED:
         return (
             f"Jira connection working again: {who}",

@@ -408,6 +408,7 @@ def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: 
     grant.last_refreshed_at = None
     grant.last_error = ""
     grant.connected_as_name, grant.connected_as_display_name = name, display
+    grant.reconsent_warned_at = None  # a new consent: a new year (Jira Cloud)
     for field, value in alerts.after_success(grant, now=now).items():  # a broken grant authorized again: recovered
         setattr(grant, field, value)
     grant.save()

@@ -39,7 +39,7 @@ TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
 # killed connection): bounded, and long enough to ride out a quick failover.
 STORE_RETRY_PAUSES = (0.0, 1.0, 3.0)
 TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at", "status",
-                "last_error", "failing_since", "alert_open", "updated_at"]
+                "last_error", "failing_since", "alert_open", "reconsent_warned_at", "updated_at"]
 
 
 GRANT_MODELS: dict[str, type[Grant]] = {"account": ALMAccount, "user": ALMCredential}
@@ -177,7 +177,8 @@ def refresh_grant(
             sent = Secret(account.refresh_token)
             try:
                 tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
-                                               redirect_uri=account.callback_url, deadline=deadline)
+                                               redirect_uri=account.callback_url, deadline=deadline,
+                                               reuse_leeway=account.grant_account.provider.reuse_leeway)
             except ServiceError as exc:
                 return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
             except JiraOAuthError as exc:
@@ -307,20 +308,35 @@ def record_outside(grant: GrantRef, *, actor: str, message: str, kind: str = Kin
 
 @sensitive_variables()
 def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect_uri: str,
-                          deadline: Deadline) -> TokenSet:
+                          deadline: Deadline, reuse_leeway: timedelta | None = None) -> TokenSet:
     """Retry only failures where Jira cannot have used the refresh token, within the deadline.
 
     A refresh that reached Jira but whose answer was lost (read timeout, broken
-    connection, HTTP 500/504) may already have rotated the token: sending it
-    again would get invalid_grant and cost the grant. Those are reported and
-    not retried; the next run finds out. Retried: connections that were never
-    made, and 429/502/503 (Jira or its proxy refused before processing).
+    connection, HTTP 500/504) may already have rotated the token. Jira Data
+    Center then answers invalid_grant to the same token, which would cost the
+    grant: not retried, the next run finds out. A provider with a reuse leeway
+    (Jira Cloud: a replaced refresh token still works for a short while, but
+    its reuse after that kills the whole token family) gets the same token
+    once more, only while the lost attempt is well inside that leeway.
+    Retried always: connections that were never made, and 429/502/503 (Jira or
+    its proxy refused before processing).
     """
     pauses = list(settings.JIRA_RETRY_BACKOFF)
+    reused = False
     while True:
+        attempt_started = time.monotonic()  # the provider rotated, if at all, after this
         try:
             return client.refresh(refresh_token=refresh_token, redirect_uri=redirect_uri, deadline=deadline)
         except JiraUnavailable as exc:
+            if exc.reached_jira and not exc.retryable:
+                inside_leeway = (reuse_leeway is not None
+                                 and time.monotonic() - attempt_started < reuse_leeway.total_seconds())
+                if reused or not inside_leeway or not deadline.allows_pause(0):
+                    raise
+                reused = True
+                log.warning("A token refresh answer was lost after it reached %s; sending the same refresh token "
+                            "once more inside the provider's reuse leeway.", client.base_url)
+                continue
             if not exc.retryable or not pauses or not deadline.allows_pause(pauses[0]):
                 raise
             time.sleep(pauses.pop(0))

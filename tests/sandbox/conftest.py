@@ -16,6 +16,9 @@ Fixture `jira_sandbox_server` (session scope) yields a `JiraSandbox`:
 - `.token_requests`: how many POSTs the token endpoint has answered so far,
   whatever the outcome; `.token_grants`: how many of them issued tokens (200).
   Both are read live from `/sandbox/stats`; `.stats()` returns the whole JSON.
+  `.stats()["cloud"]` counts the Atlassian Cloud token endpoint the same way, plus
+  "reuse_within_leeway" and "families_killed" (see tests/sandbox/test_sandbox_cloud.py
+  for the Cloud side: /cloud-auth and /cloud-api, the sites and the app from sandbox_setup).
 - `.login(session, username=None, password=None)`: log a `requests.Session` in,
   as the administrator unless another user is given.
 - `.authorize(session, client_id=..., redirect_uri=..., scope=..., state=...,
