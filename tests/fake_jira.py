@@ -22,6 +22,9 @@ cookies, TLS) rather than `responses` at the `requests` level:
   request until n are in flight (bounded by a timeout), so a test of parallel
   clients can prove they really overlapped instead of hoping they did.
 - A token request that is not form-encoded gets HTTP 500, as from Jira DC.
+- **Atlassian Cloud's token endpoint** too, at `auth_url` + /oauth/token: grants
+  added with `cloud=True` are refreshed there only, with a JSON body and no
+  redirect_uri; a re-used refresh token gets 403 invalid_grant, a form body 415.
 
 Start it with the `fake_jira` fixture (tests/conftest.py) or as a context
 manager; `https=True` with a `trustme` CA serves TLS.
@@ -44,6 +47,8 @@ TOKEN_PATH = f"{PREFIX}/rest/oauth2/latest/token"
 REVOKE_PATH = f"{PREFIX}/rest/oauth2/latest/revoke"
 MYSELF_PATH = f"{PREFIX}/rest/api/2/myself"
 SERVER_INFO_PATH = f"{PREFIX}/rest/api/2/serverInfo"
+CLOUD_AUTH_PREFIX = "/cloud-auth"  # the stand-in for https://auth.atlassian.com (ATLASSIAN_AUTH_URL)
+CLOUD_TOKEN_PATH = f"{CLOUD_AUTH_PREFIX}/oauth/token"
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Grant:
     user: str
     display_name: str
     generation: int = 0
+    cloud: bool = False
 
 
 class FakeJira:
@@ -106,15 +112,16 @@ class FakeJira:
         self.thread.start()
         scheme = "https" if tls_context is not None else "http"
         self.base_url = f"{scheme}://{host}:{self.server.server_address[1]}{PREFIX}"
+        self.auth_url = f"{scheme}://{host}:{self.server.server_address[1]}{CLOUD_AUTH_PREFIX}"
 
     # --- set-up ---
 
     def add_grant(self, key: str, *, redirect_uri: str, client_id: str, client_secret: str, user: str = "",
-                  display_name: str = "") -> tuple[str, str]:
-        """A grant as Jira holds it after consent; returns its first (access, refresh) pair."""
+                  display_name: str = "", cloud: bool = False) -> tuple[str, str]:
+        """A grant as Jira (or, `cloud`, Atlassian) holds it after consent; returns its first (access, refresh) pair."""
         with self.lock:
             grant = Grant(key, redirect_uri, client_id, client_secret, user or f"user-{key}",
-                          display_name or f"User {key}")
+                          display_name or f"User {key}", cloud=cloud)
             self.grants[key] = grant
             access, refresh = self.current_tokens(key)
             self.live_refresh[refresh] = key
@@ -155,7 +162,7 @@ class FakeJira:
 
     # --- Jira's behaviour ---
 
-    def token(self, form: dict[str, str]) -> tuple[int, dict, dict]:
+    def token(self, form: dict[str, str], *, cloud: bool = False) -> tuple[int, dict, dict]:
         if self.latency:
             time.sleep(self.latency)
         sent = form.get("refresh_token", "")
@@ -167,11 +174,16 @@ class FakeJira:
                 return 400, {"error": "unsupported_grant_type"}, {}
             if grant is None:
                 self.rejected.append(f"re-used or unknown refresh token {sent}")
+                if cloud:
+                    return 403, {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."}, {}
                 return 400, {"error": "invalid_grant", "error_description": "Refresh token is invalid"}, {}
+            if grant.cloud != cloud:
+                self.rejected.append(f"{key} sent to the {'Cloud' if cloud else 'Data Center'} token endpoint")
+                return 400, {"error": "invalid_grant"}, {}
             if (form.get("client_id"), form.get("client_secret")) != (grant.client_id, grant.client_secret):
                 self.rejected.append(f"bad client credentials for {key}")
                 return 401, {"error": "invalid_client"}, {}
-            if form.get("redirect_uri") != grant.redirect_uri:
+            if not cloud and form.get("redirect_uri") != grant.redirect_uri:
                 self.rejected.append(f"wrong redirect_uri for {key}: {form.get('redirect_uri')!r}")
                 return 400, {"error": "invalid_grant"}, {}
             old_access, _ = self.current_tokens(key)
@@ -205,7 +217,7 @@ class FakeJira:
             return 200, {"version": "9.12.2", "baseUrl": self.base_url, "deploymentType": "Server"}, cookie_header
         return 404, {"errorMessages": ["Not found"]}, cookie_header
 
-    def _answer_token_request(self, headers: dict, body: bytes) -> Answer:
+    def _answer_token_request(self, headers: dict, body: bytes, *, cloud: bool = False) -> Answer:
         with self._in_flight_changed:
             self.token_in_flight += 1
             self.max_token_in_flight = max(self.max_token_in_flight, self.token_in_flight)
@@ -218,6 +230,12 @@ class FakeJira:
                 self._in_flight_changed.notify_all()
         try:
             content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            if cloud:
+                if not content_type.startswith("application/json"):
+                    self.rejected.append(f"Cloud token request that is not JSON ({content_type!r})")
+                    return _json_answer(415, {"error": "invalid_request"}, {})
+                payload = json.loads(body or b"{}")
+                return _json_answer(*self.token({k: str(v) for k, v in payload.items()}, cloud=True))
             if not content_type.startswith("application/x-www-form-urlencoded"):
                 self.rejected.append(f"token request that is not form-encoded ({content_type!r})")
                 return Answer(500, b"<html><body>HTTP Status 500</body></html>", {"Content-Type": "text/html"})
@@ -249,10 +267,10 @@ class FakeJira:
                 queue = fake.answers.get(path)
                 if queue:
                     answer = queue.popleft()
-                elif path == TOKEN_PATH and self.command == "POST":
+                elif path in (TOKEN_PATH, CLOUD_TOKEN_PATH) and self.command == "POST":
                     fake.unscripted.append(f"{self.command} {path}")
                     fake.token_requests_started.release()
-                    answer = fake._answer_token_request(headers, body)
+                    answer = fake._answer_token_request(headers, body, cloud=path == CLOUD_TOKEN_PATH)
                 elif path.startswith(f"{PREFIX}/rest/api/") and self.command == "GET":
                     fake.unscripted.append(f"{self.command} {path}")
                     answer = _json_answer(*fake.rest(path, headers))

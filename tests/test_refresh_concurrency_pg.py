@@ -37,12 +37,14 @@ from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import RefreshOutcome
 from tests.conftest import in_thread
-from tests.fake_jira import FakeJira
+from tests.fake_jira import CLOUD_TOKEN_PATH, TOKEN_PATH, FakeJira
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "pg-client", "CLIENTSECRET-pg-5e6f"
+# Jira Cloud accounts use the deployment's Atlassian app (ATLASSIAN_CLIENT_ID / _SECRET in the runners' environment).
+CLOUD_CLIENT_ID, CLOUD_CLIENT_SECRET = "pg-cloud-app", "CLOUDSECRET-pg-7a8b"
 LATENCY_SECONDS = 0.05  # Jira takes a moment: a lone runner needs seconds for all accounts, so others join in
 RUNNER_CONCURRENCY = 4  # the most token requests one runner can have in flight
 COMMAND_ACTOR = "manage.py refresh_tokens"
@@ -74,6 +76,31 @@ def create_accounts(jira: FakeJira, count: int, *, expires_in: timedelta) -> dic
     return {pk: f"a{int(name.split()[1]):04}" for pk, name in ALMAccount.objects.values_list("pk", "name")}
 
 
+def create_cloud_accounts(jira: FakeJira, count: int, *, expires_in: timedelta) -> dict[int, str]:
+    """`count` connected Jira Cloud accounts (each its own site, the deployment's app); {account id: grant key}."""
+    now = timezone.now()
+    accounts = [
+        ALMAccount(name=f"Cloud {i:04}", authentication=ALMAccount.Authentication.JIRA_CLOUD_OAUTH2,
+                   base_url=f"https://site-{i:04}.atlassian.net", cloud_id=f"00000000-0000-4000-8000-{i:012}",
+                   cloud_site_name=f"site-{i:04}", token_expires_at=now + expires_in,
+                   token_scope="read:jira-work offline_access", status=Status.CONNECTED,
+                   connected_at=now - timedelta(days=1))
+        for i in range(count)
+    ]
+    for i, account in enumerate(accounts):
+        account.access_token, account.refresh_token = jira.add_grant(
+            f"c{i:04}", redirect_uri="", client_id=CLOUD_CLIENT_ID, client_secret=CLOUD_CLIENT_SECRET, cloud=True)
+    ALMAccount.objects.bulk_create(accounts)
+    return {pk: f"c{int(name.split()[1]):04}" for pk, name in
+            ALMAccount.objects.filter(name__startswith="Cloud ").values_list("pk", "name")}
+
+
+def cloud_env(jira: FakeJira) -> dict[str, str]:
+    """The runners' deployment settings for Jira Cloud: the fake's Cloud token endpoint, the deployment's app."""
+    return {"ATLASSIAN_AUTH_URL": jira.auth_url, "ATLASSIAN_API_URL": jira.auth_url.replace("127.0.0.1", "localhost"),
+            "ATLASSIAN_CLIENT_ID": CLOUD_CLIENT_ID, "ATLASSIAN_CLIENT_SECRET": CLOUD_CLIENT_SECRET}
+
+
 def create_people(jira: FakeJira, keys: dict[int, str], per_account: int, *,
                   expires_in: timedelta) -> dict[int, str]:
     """`per_account` people with their own connected credential on each account; {credential id: grant key}."""
@@ -88,9 +115,11 @@ def create_people(jira: FakeJira, keys: dict[int, str], per_account: int, *,
                                        token_scope="ADMIN", status=Status.CONNECTED,
                                        connected_at=now - timedelta(days=1), connected_as_name=user.username)
             key = f"{account_key}/{user.username}"
+            cloud = accounts[pk].is_cloud
             credential.access_token, credential.refresh_token = jira.add_grant(
-                key, redirect_uri=accounts[pk].callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                user=user.username)
+                key, redirect_uri="" if cloud else accounts[pk].callback_url, cloud=cloud,
+                client_id=CLOUD_CLIENT_ID if cloud else CLIENT_ID,
+                client_secret=CLOUD_CLIENT_SECRET if cloud else CLIENT_SECRET, user=user.username)
             credentials.append(credential)
             key_of[(pk, user.username)] = key
     ALMCredential.objects.bulk_create(credentials)
@@ -106,9 +135,9 @@ def command_env() -> dict[str, str]:
     return {**os.environ, "DJANGO_SETTINGS_MODULE": "kendis_integration.settings_test", "DATABASE_URL": url}
 
 
-def start_runners(count: int, *args: str) -> list[subprocess.Popen]:
+def start_runners(count: int, *args: str, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
     argv = [sys.executable, "manage.py", "refresh_tokens", *args]
-    env = command_env()
+    env = {**command_env(), **(env or {})}
     return [subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(count)]
 
@@ -320,6 +349,42 @@ def test_parallel_runners_refresh_each_account_connection_and_user_credential_ex
         [*ALMAccount.objects.values_list("name", flat=True), *(f"{name} ({user})" for name, user in people)])
     tried = [summary_counts(out) for _, out, _ in results]
     assert sum(a for a, _ in tried) >= len(account_keys) and sum(u for _, u in tried) >= len(credential_keys), tried
+
+
+def test_parallel_runners_refresh_jira_cloud_and_data_center_grants_exactly_once(jira):
+    """4 runners over both providers at once: 30 Data Center accounts, 30 Jira Cloud accounts (each its own site,
+    the deployment's Atlassian app) and 2 people's own credentials on each Cloud account (120 grants, all due).
+
+    Cloud grants go through the same lifecycle and the same row locks: each is refreshed once, at Atlassian's
+    token endpoint with a JSON body (Jira Cloud kills the whole token family when a replaced refresh token is
+    re-used after a short leeway, so "exactly once" matters even more), Data Center grants at their Jira.
+    """
+    dc_keys = create_accounts(jira, 30, expires_in=timedelta(minutes=5))
+    cloud_keys = create_cloud_accounts(jira, 30, expires_in=timedelta(minutes=5))
+    people_keys = create_people(jira, cloud_keys, 2, expires_in=timedelta(minutes=5))
+    jira.hold_token_requests(until_in_flight=RUNNER_CONCURRENCY + 1)
+
+    results = finish(start_runners(4, "--concurrency", str(RUNNER_CONCURRENCY), env=cloud_env(jira)))
+
+    for code, out, err in results:
+        assert code == 0, f"exit {code}\n{out[-3000:]}\n{err[-3000:]}"
+        assert "failed" not in out and "needs re-authorization" not in out, out[-3000:]
+    assert jira.max_token_in_flight > RUNNER_CONCURRENCY, jira.max_token_in_flight
+    assert sum(1 for _, out, _ in results if refreshed_names(out)) >= 2, [out[-500:] for _, out, _ in results]
+    # Atlassian and Jira: every grant refreshed exactly once, at its own provider's endpoint, nothing re-used.
+    assert jira.rejected == [] and jira.unexpected == [], (jira.rejected + jira.unexpected)[:10]
+    all_keys = {**dc_keys, **cloud_keys}
+    assert set(jira.refreshes) == set(all_keys.values()) | set(people_keys.values())
+    assert set(jira.refreshes.values()) == {1}, [(k, n) for k, n in jira.refreshes.items() if n != 1][:10]
+    cloud_calls = jira.calls_to(CLOUD_TOKEN_PATH)
+    assert len(cloud_calls) == len(cloud_keys) + len(people_keys)
+    assert all(call.headers.get("Content-Type", "").startswith("application/json") for call in cloud_calls)
+    assert len(jira.calls_to(TOKEN_PATH)) == len(dc_keys)
+    # Each row of either kind holds its provider's current pair.
+    for model, keys in ((ALMAccount, all_keys), (ALMCredential, people_keys)):
+        wrong = [pk for pk, a, r, s in model.objects.values_list("pk", "access_token", "refresh_token", "status")
+                 if (a, r) != jira.current_tokens(keys[pk]) or s != Status.CONNECTED]
+        assert wrong == [], (model.__name__, wrong[:10])
 
 
 def summary_counts(out: str) -> tuple[int, int]:
