@@ -40,6 +40,32 @@ ADVICE = {
     ("refresh", "invalid_client"): f"Jira did not accept the client credentials. Check the Client ID and the Client "
     f"Secret on this account against {LINK}.",
 }
+# Jira Cloud (Atlassian's 3LO) where its words differ: no application link, Atlassian's consent page and app.
+CONSOLE = "the app in Atlassian's developer console (developer.atlassian.com → your app)"
+CLOUD_ADVICE = {
+    ("authorize", "access_denied"): "Access was denied on Atlassian's consent page (Cancel), or the app is not "
+    "shared with this site. Click again and choose Accept.",
+    ("authorize", "invalid_scope"): f"Atlassian refused the scopes requested: enable the same scopes on {CONSOLE} → "
+    "Permissions → Jira API, or choose fewer scopes on this account.",
+    ("authorize", "invalid_request"): f"Atlassian refused the authorization request. Check the Client ID and that "
+    f"the Callback URL of {CONSOLE} → Authorization is exactly the one shown here.",
+    ("authorize", "unauthorized_client"): f"Atlassian does not allow this app to ask for a code. Check the Client ID "
+    f"of {CONSOLE}.",
+    ("exchange", "access_denied"): f"Atlassian did not accept the app's credentials. Check ATLASSIAN_CLIENT_ID and "
+    f"ATLASSIAN_CLIENT_SECRET (or this account's own Client ID and Secret) against {CONSOLE} → Settings.",
+    ("exchange", "invalid_client"): f"Atlassian did not accept the app's credentials. Check the Client ID and Secret "
+    f"against {CONSOLE} → Settings.",
+    ("exchange", "invalid_grant"): f"Atlassian refused the authorization code: it expired or was already used, or "
+    f"the Callback URL of {CONSOLE} is not exactly the one shown here. Click again to authorize.",
+    ("refresh", "invalid_grant"): "Atlassian no longer accepts the refresh token: it was unused for 90 days, the "
+    "consent is more than 365 days old (Atlassian ends every grant a year after consent), the app was removed "
+    "under the person's Connected apps, or a replaced refresh token was re-used. Click Get Auth Token to authorize "
+    "again.",
+    ("refresh", "access_denied"): f"Atlassian did not accept the app's credentials. Check them against {CONSOLE} → "
+    "Settings.",
+    ("refresh", "invalid_client"): f"Atlassian did not accept the app's credentials. Check them against {CONSOLE} → "
+    "Settings.",
+}
 DEFAULT_ADVICE = {
     "authorize": "Jira refused the authorization. Check the account's settings and click Get Auth Token again.",
     "exchange": "Jira refused to issue tokens. Check the account's settings and click Get Auth Token again.",
@@ -60,17 +86,18 @@ def plain_text(value, limit: int) -> str:
     return text.strip()[:limit]
 
 
-def oauth_error(stage: str, error: str, description: str = "") -> str:
+def oauth_error(stage: str, error: str, description: str = "", *, advice: dict | None = None) -> str:
+    """`advice`: the provider's own words where they differ (providers.Cloud.advice)."""
     error, description = plain_text(error, 100), plain_text(description, 500)
-    advice = ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
+    advice = (advice or {}).get((stage, error)) or ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
     detail = f" Jira said: {error}" + (f" — {description}" if description else "")
     return advice + (detail + "." if error else "")
 
 
-def describe(stage: str, exc: JiraError) -> str:
+def describe(stage: str, exc: JiraError, *, advice: dict | None = None) -> str:
     """One sentence or two for a failed call to Jira at `stage`."""
     if isinstance(exc, JiraOAuthError):
-        return oauth_error(stage, exc.error, exc.description)
+        return oauth_error(stage, exc.error, exc.description, advice=advice)
     if isinstance(exc, JiraUnauthorized):
         return (
             "Jira refused the access token (HTTP 401). Click Refresh token now, or Get Auth Token to authorize again."

@@ -38,6 +38,11 @@ class DataCenter:
     consent_lifetime: timedelta | None = None
     can_revoke = True  # best effort: DC documents no endpoint, only a 200 counts (services.connection)
     identity_label = "Jira user name"
+    advice: dict = {}  # explain.ADVICE as it is
+    lifetime_hint = (
+        "Jira Data Center's refresh tokens also have a maximum lifetime (90 days by default, the system property "
+        "refresh.token.expiration.seconds): a connection that was not re-authorized within it ends this way."
+    )
 
     def callback_url(self, account: ALMAccount) -> str:
         return callback_url_for(account.callback_id)
@@ -116,6 +121,11 @@ class Cloud(DataCenter):
     consent_warning = timedelta(days=14)
     can_revoke = False  # Atlassian documents no revocation endpoint
     identity_label = "Atlassian account ID"
+    advice = explain.CLOUD_ADVICE
+    lifetime_hint = (
+        "Atlassian ends a Jira Cloud grant after 90 days without a refresh and 365 days after its consent, however "
+        "often it is refreshed."
+    )
 
     def callback_url(self, account: ALMAccount) -> str:
         return cloud_callback_url()

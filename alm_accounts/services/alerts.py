@@ -27,11 +27,6 @@ from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
 from .alert_delivery import deliver_alert
 
-REFRESH_TOKEN_LIFETIME_HINT = (
-    "Jira Data Center's refresh tokens also have a maximum lifetime (90 days by default, the system property "
-    "refresh.token.expiration.seconds): a connection that was not re-authorized within it ends this way."
-)
-
 
 def failing_after() -> timedelta:
     return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
@@ -161,7 +156,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
         todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
-                + REFRESH_TOKEN_LIFETIME_HINT)
+                + grant.grant_account.provider.lifetime_hint)
     elif reason == "expired":
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."

@@ -171,7 +171,8 @@ def _complete(account: ALMAccount, *, query, user, session, may_connect_account:
     owner = user.get_username() if own else ""
 
     if "error" in params:
-        said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""))
+        said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""),
+                                   advice=account.provider.advice)
         message = _kept(existing, said)
         record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
                      grant_owner=owner)
@@ -239,7 +240,7 @@ def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret
                 raise _Refused(_kept(credential, str(exc))) from None
             except JiraError as exc:
                 stage = "exchange" if issued is None else "api"
-                raise _Refused(_kept(credential, explain.describe(stage, exc) + (
+                raise _Refused(_kept(credential, explain.describe(stage, exc, advice=account.provider.advice) + (
                     " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
                     if issued is not None else ""))) from None
             name, display = jira_user(me, account)
@@ -300,7 +301,8 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
                 _on_consented_site(locked, client, tokens, deadline=deadline)
             except (JiraError, ServiceError, SiteNotCovered) as exc:
                 if isinstance(exc, JiraError):
-                    said = explain.describe("exchange" if tokens is None else "api", exc) + (
+                    said = explain.describe("exchange" if tokens is None else "api", exc,
+                                             advice=locked.provider.advice) + (
                         " Atlassian issued tokens but could not say which sites they reach, so nothing was stored."
                         if tokens is not None else "")
                 else:
