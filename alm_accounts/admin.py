@@ -135,7 +135,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="Provider", ordering="authentication")
     def provider_display(self, obj):
-        return obj.provider.label
+        site = f" ({obj.cloud_site_name})" if obj.cloud_site_name else ""
+        return f"{obj.provider.label}{site}"
 
     @admin.display(description="Jira Cloud site")
     def cloud_site(self, obj):

@@ -371,12 +371,14 @@ class JiraClient:
             raise _network_error(exc, deadline) from None
         with response:
             status = response.status_code
-            if status == 401:
-                raise JiraUnauthorized("Jira refused the access token (HTTP 401)")
             body = _read_json(response, deadline)
+            messages = _error_messages(body)
+            if status == 401 and not any("scope does not match" in message for message in messages):
+                raise JiraUnauthorized("Jira refused the access token (HTTP 401)")
+            # Jira Cloud answers a token without the scope a resource needs with 401 "scope does not match": a
+            # refresh cannot fix that (the grant has the scopes of its consent), so it is an error like any other.
             if 200 <= status < 300:
                 return body.data  # REST resources are not secrets: the caller gets them as they are
-            messages = _error_messages(body)
             raise JiraRESTError(
                 f"Jira answered HTTP {status} to {method.upper()} {path.split('?', 1)[0]}"
                 + (f" ({'; '.join(messages)[:300]})" if messages else ""),
@@ -500,6 +502,9 @@ def _error_messages(body: _Body) -> tuple[str, ...]:
     listed = body.get("errorMessages")
     if isinstance(listed, list):
         messages += [str(m) for m in listed if isinstance(m, str)]
+    single = body.get("message")  # Atlassian's gateway: {"code": 401, "message": "Unauthorized; scope does not match"}
+    if isinstance(single, str):
+        messages.append(single)
     fields = body.get("errors")
     if isinstance(fields, dict):
         messages += [f"{name}: {text}" for name, text in fields.items() if isinstance(text, str)]
