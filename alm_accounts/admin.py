@@ -60,9 +60,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
     search_fields = ["name", "base_url"]
     list_per_page = 50
     actions = ["refresh_selected"]
-    readonly_fields = ["provider_display", "cloud_site", "status_display", "connected_as", "token_state",
-                       "token_scope", "connected_at",
-                       "last_refreshed_at", "last_error", "audit_trail", "user_credentials", "user_credentials_view"]
+    readonly_fields = ["provider_display", "cloud_site", "consent_ends", "status_display", "connected_as",
+                       "token_state", "token_scope", "connected_at", "last_refreshed_at", "last_error", "audit_trail",
+                       "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
@@ -96,7 +96,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
         }))
         if obj is not None:
             # An existing account's page opens with its connection state, readable at a glance.
-            connection = ["provider_display"] + (["cloud_site"] if obj.is_cloud else [])
+            connection = ["provider_display"] + (["cloud_site", "consent_ends"] if obj.is_cloud else [])
             fieldsets.insert(0, ("Connection", {"fields": connection + [
                 "status_display", "connected_as", "token_state", "token_scope", "connected_at", "last_refreshed_at",
                 "last_error"]}))
@@ -144,6 +144,15 @@ class ALMAccountAdmin(admin.ModelAdmin):
         if not obj.cloud_id:
             return "Not known yet: found when consent is given (Get Auth Token)."
         return format_html("{} — cloud id <code>{}</code>", obj.cloud_site_name or obj.base_url, obj.cloud_id)
+
+    @admin.display(description="Consent ends")
+    def consent_ends(self, obj):
+        """Jira Cloud ends every grant a year after its consent: when, so that nobody is surprised."""
+        lifetime = obj.provider.consent_lifetime
+        if lifetime is None or obj.connected_at is None or obj.refresh_token is None:
+            return "—"
+        ends = obj.connected_at + lifetime
+        return f"{when(ends)} (Atlassian ends every grant 365 days after its consent: click Get Auth Token before)"
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj):

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
 
 from .models import CLOUD_SCOPES, ALMAccount, new_callback_id
 from .providers import cloud_scope
@@ -56,7 +57,12 @@ class ALMAccountForm(forms.ModelForm):
         label="Callback URL",
         required=False,
         widget=CallbackURLWidget,
-        help_text="Paste it into the Redirect URL of Jira's incoming application link. It never changes.",
+        # Both providers' words; provider_fields.js shows the chosen one's (data-cloud-text).
+        help_text=format_html(
+            '<span data-cloud-text="{}">{}</span>',
+            "Jira Cloud: this deployment's one callback URL, registered once in the Atlassian app. It never changes.",
+            "Paste it into the Redirect URL of Jira's incoming application link. It never changes.",
+        ),
     )
 
     cloud_scopes = forms.MultipleChoiceField(
@@ -186,9 +192,11 @@ class ALMAccountForm(forms.ModelForm):
                     "your browser when you open Jira Cloud, up to the first '/' after the host.",
                     code="cloud_site_url",
                 ))
-        if cleaned.get("cloud_scopes", "").split() == ["offline_access"]:
+        scopes = cleaned.get("cloud_scopes", "").split()
+        if "read:jira-user" not in scopes:
+            # /myself needs it: without it nobody can tell which Atlassian user a grant belongs to.
             self.add_error("cloud_scopes", ValidationError(
-                "Choose at least one scope (read:jira-work is the least the product needs).", code="no_scope"))
+                "read:jira-user is needed: it tells which Atlassian user each connection acts as.", code="no_scope"))
         if bool(cleaned.get("client_id")) and cleaned.get("client_secret") in (None, ""):
             self.add_error("client_secret", ValidationError(
                 "Your own Atlassian app needs its Secret too (developer console → your app → Settings). Leave both "

@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -329,10 +329,13 @@ class JiraClient:
             or path.startswith("//")
             or any(ch in path for ch in "\\#")
             or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in path)
+            # requests resolves '.' and '..' segments before sending (a server may decode %2e too): "/../x" would
+            # leave Jira's context path, or, on Jira Cloud's gateway, reach another site of the same grant.
+            or any(segment in (".", "..") for segment in unquote(path.split("?", 1)[0]).split("/"))
         ):
             raise InvalidPath(
-                f"A Jira REST path must start with a single '/' and hold no spaces, backslashes or '#' "
-                f"(got {str(path)[:80]!r}); nothing was sent."
+                f"A Jira REST path must start with a single '/' and hold no spaces, backslashes, '#' or '.'/'..' "
+                f"segments (got {str(path)[:80]!r}); nothing was sent."
             )
         url = self.base_url + path
         base, built = urlsplit(self.base_url), urlsplit(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -14,6 +15,7 @@ import responses
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import Permission, User
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 
 from alm_accounts.models import ALMAccount
@@ -232,3 +234,78 @@ def production_env(tmp_path) -> dict[str, str]:
         "DATABASE_URL": "postgres://kendis:kendis@127.0.0.1:1/kendis",
         "STATIC_ROOT": str(tmp_path / "staticfiles"),
     }
+
+
+# --- Jira Cloud (issue 14): Atlassian's authorization server and API gateway are two distinct stand-in hosts ---
+
+ATLASSIAN_AUTH = "https://auth.example-atlassian.test"
+ATLASSIAN_API = "https://api.example-atlassian.test"
+CLOUD_TOKEN_URL = f"{ATLASSIAN_AUTH}/oauth/token"
+ACCESSIBLE_RESOURCES_URL = f"{ATLASSIAN_API}/oauth/token/accessible-resources"
+CLOUD_SITE = "https://kendis-demo.atlassian.net"
+CLOUD_ID = "5d3c8a6e-1f2b-4c7d-9e8a-0b1c2d3e4f51"
+CLOUD_BASE = f"{ATLASSIAN_API}/ex/jira/{CLOUD_ID}"
+CLOUD_MYSELF_URL = f"{CLOUD_BASE}/rest/api/3/myself"
+CLOUD_SERVER_INFO_URL = f"{CLOUD_BASE}/rest/api/3/serverInfo"
+OTHER_SITE = {"id": "a7e4b2c9-6d1f-4a3e-8b5c-9d0e1f2a3b62", "url": "https://kendis-other.atlassian.net",
+              "name": "kendis-other", "scopes": ["read:jira-work"]}
+OUR_SITE = {"id": CLOUD_ID, "url": CLOUD_SITE, "name": "kendis-demo", "scopes": ["read:jira-work"]}
+# The deployment's Atlassian app (settings); distinctive so leak checks can search for them.
+ATLASSIAN_CLIENT_ID = "deployment-cloud-client-id"
+ATLASSIAN_SECRET = "ATLASSIANSECRET-deploy-3c9e1f"
+ATLASSIAN_ME = {"accountId": "5b10a2844c20165700ede21g", "displayName": "Jira Admin", "emailAddress": "a@example.com"}
+
+
+CLOUD_CALLBACK_PATH = "/oauth/atlassian/callback/"  # this deployment's one Jira Cloud callback
+
+
+def json_of(call) -> dict:
+    """The JSON body of a recorded request."""
+    return json.loads(call.request.body)
+
+
+def cloud_form_data(account: ALMAccount, **overrides) -> dict:
+    """The change form of a Cloud account as it is (its scopes ticked, Client Secret blank)."""
+    ticked = [s for s in account.cloud_scopes.split() if s != "offline_access"]
+    return change_form_data(account, **{"cloud_scopes": ticked, **overrides})
+
+
+def start_cloud_consent(client, account: ALMAccount, **overrides) -> dict[str, str]:
+    """Click Get Auth Token on a Cloud account's page; the query of Atlassian's authorize URL we were sent to."""
+    url = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+    response = client.post(url, cloud_form_data(account, _get_auth_token="Get Auth Token", **overrides))
+    assert response.status_code == 302, response.content[:3000]
+    assert response["Location"].startswith(f"{ATLASSIAN_AUTH}/authorize?"), response["Location"]
+    return query_of(response["Location"])
+
+
+@pytest.fixture
+def atlassian(settings):
+    """The deployment's Atlassian app configured, its two hosts pointed at stand-ins."""
+    settings.ATLASSIAN_AUTH_URL = ATLASSIAN_AUTH
+    settings.ATLASSIAN_API_URL = ATLASSIAN_API
+    settings.ATLASSIAN_CLIENT_ID = ATLASSIAN_CLIENT_ID
+    settings.ATLASSIAN_CLIENT_SECRET = ATLASSIAN_SECRET
+    return settings
+
+
+@pytest.fixture
+def cloud_account(atlassian, db):
+    """A Jira Cloud account using the deployment's app (no Client ID of its own), not connected yet."""
+    return ALMAccount.objects.create(name="Jira Cloud - Demo", base_url=CLOUD_SITE,
+                                     authentication=ALMAccount.Authentication.JIRA_CLOUD_OAUTH2)
+
+
+@pytest.fixture
+def connected_cloud_account(cloud_account):
+    """The same account, connected to its site a day ago, the access token expiring in 5 minutes."""
+    now = timezone.now()
+    for field, value in dict(
+        access_token=ACCESS_TOKEN, refresh_token=REFRESH_TOKEN, token_expires_at=now + timedelta(minutes=5),
+        token_scope="read:jira-work offline_access", status=ALMAccount.Status.CONNECTED,
+        connected_at=now - timedelta(days=1), connected_as_name=ATLASSIAN_ME["accountId"],
+        connected_as_display_name="Jira Admin", cloud_id=CLOUD_ID, cloud_site_name="kendis-demo",
+    ).items():
+        setattr(cloud_account, field, value)
+    cloud_account.save()
+    return cloud_account

@@ -125,6 +125,10 @@ def test_jira_get_refuses_a_path_that_could_leave_jira_before_anything_is_sent(c
     ("https://jira.example.com:8443/jira", "@evil.example:8443/x"),
     (JIRA, "/x\\@evil"),
     (JIRA, "/x\nHost: evil"),
+    # requests resolves dot segments: these would leave Jira's context path (/jira) for another app on the host.
+    (JIRA, "/../admin/x"),
+    (JIRA, "/rest/api/2/%2e%2e/%2E%2E/../x"),
+    (JIRA, "/rest/./api/2/myself"),
 ], ids=repr)
 def test_jira_client_refuses_off_host_paths_and_sends_nothing(mocked_jira, base_url, path):
     client = JiraClient(base_url, "client-id", CLIENT_SECRET)

@@ -138,7 +138,7 @@ def _unique(addresses: list[str]) -> list[str]:
 
 def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
     person = grant.grant_owner
-    where = "under My ALM Credentials" if person else "on the ALM account's page"
+    where = "My ALM Credentials" if person else "the ALM account's page"
     if event == Alert.Event.CONSENT_ENDING:
         button = "Reconnect" if person else "Get Auth Token"
         return (

@@ -138,8 +138,9 @@ def complete_cloud_authorization(*, query, user, session, may_connect_account: b
         pending = PendingAuthorization.objects.filter(state_digest=digest(states[0])).select_related("account").first()
     if pending is None or not pending.account.is_cloud:
         said = ""
-        if query.get("error"):
-            said = f" (Atlassian said: {explain.plain_text(query.get('error'), 100)})"
+        errors = query.getlist("error")
+        if errors and errors[0].strip():
+            said = f" (Atlassian said: {explain.plain_text(errors[0], 100)})"
         raise CallbackRejected(
             f"Atlassian's answer does not match any Jira Cloud authorization in progress{said}: it is unknown or "
             f"older than {state_ttl_text()}. Open the ALM account and click Get Auth Token (or Connect my Jira "

@@ -8,6 +8,7 @@ skip locally; with CI=true they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -56,8 +57,19 @@ class App:
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """kendis-integration served by runserver, as `make run` would, on a fresh SQLite database."""
-    directory = tmp_path_factory.mktemp("kendis_app")
-    port = free_port()
+    with start_app(tmp_path_factory.mktemp("kendis_app")) as app:
+        yield app
+
+
+@contextlib.contextmanager
+def start_app(directory: Path, *, port: int | None = None, env: dict | None = None):
+    """An app like app_server's in `directory` (its own SQLite file and log), stopped when the block ends.
+
+    `env` adds settings (e.g. ATLASSIAN_* pointing at a sandbox). Pass `port` when another server must know the
+    app's URL before the app starts (the sandbox's registered Jira Cloud callback URL).
+    """
+    extra = dict(env or {})
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
     env.update({
@@ -72,6 +84,7 @@ def app_server(tmp_path_factory):
         "DJANGO_SUPERUSER_USERNAME": ADMIN_USERNAME,
         "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
         "PYTHONUNBUFFERED": "1",
+        **extra,
     })
     app = App(url=url, env=env, log_path=directory / "server.log")
     app.manage("migrate", "--noinput", "-v", "0")
