@@ -345,6 +345,21 @@ def test_a_401_refreshes_at_the_auth_host_and_retries_once(connected_cloud_accou
     assert stored(connected_cloud_account)[1] == "REFRESHTOKEN-2-a9b8c7d6"
 
 
+def test_a_missing_scope_is_reported_not_refreshed(connected_cloud_account, mocked_jira):
+    """Atlassian answers a token without the scope a resource needs with 401 "scope does not match": a refresh
+    cannot add a scope (the grant has its consent's), so no refresh token is spent and the error says why."""
+    mocked_jira.post(ISSUE_URL.rsplit("/", 1)[0], status=401,
+                     json={"code": 401, "message": "Unauthorized; scope does not match"})
+
+    with pytest.raises(services.JiraRequestError) as failed:
+        services.jira_request(account=connected_cloud_account, method="POST", path="/rest/api/3/issue",
+                              json={"fields": {"summary": "x"}})
+
+    assert "scope does not match" in str(failed.value) and failed.value.status == 401
+    assert [c.request.method for c in mocked_jira.calls] == ["POST"]  # no token request
+    assert stored(connected_cloud_account)[1] == REFRESH_TOKEN
+
+
 # --------------------------------------------------------------------------
 # 7. Disconnect: deleted here, nothing sent, where the person removes the app
 # --------------------------------------------------------------------------
