@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, router
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
-from . import alerts
+from . import alerts, statements
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -65,10 +65,13 @@ class GrantRef:
         # NO KEY UPDATE: excludes every other refresh of this grant, yet not the foreign-key checks of a row
         # inserted elsewhere that references it (the audit event of a person's refresh references the
         # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
-        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
-        if self.kind == "user":
-            queryset = queryset.select_related("account", "user")
-        return queryset.filter(pk=self.pk).first()
+        def build():
+            queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
+            return queryset.select_related("account", "user") if self.kind == "user" else queryset
+
+        # Compiled once per thread: building this query cost more CPU than running it (see statements).
+        return statements.first_by_pk(f"locked {self.kind} {skip_locked}", build, self.pk,
+                                      using=router.db_for_write(self.model))
 
     def __str__(self):
         return f"{'ALM account' if self.kind == 'account' else 'ALM credential'} {self.pk}"
@@ -210,7 +213,7 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     account.last_error = ""
     for name, value in alerts.after_success(account, now=now).items():
         setattr(account, name, value)
-    account.save(update_fields=TOKEN_FIELDS)
+    statements.update_fields(account, TOKEN_FIELDS)
     message = f"Token refreshed; {expires_text(account)}{note}."
     record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
     _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message)
@@ -334,8 +337,8 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
                 if reused or not inside_leeway or not deadline.allows_pause(0):
                     raise
                 reused = True
-                log.warning("A token refresh answer was lost after it reached %s; sending the same refresh token "
-                            "once more inside the provider's reuse leeway.", client.base_url)
+                log.warning("A token refresh answer was lost after it reached the token endpoint; sending the same "
+                            "refresh token once more inside the provider's reuse leeway.")
                 continue
             if not exc.retryable or not pauses or not deadline.allows_pause(pauses[0]):
                 raise
@@ -366,7 +369,7 @@ def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str
 
 def _refresh_advice(grant: Grant, exc) -> str:
     """Jira's refresh failure in the words of whoever can fix it: the admin's button, or the person's page."""
-    message = explain.describe("refresh", exc)
+    message = explain.describe("refresh", exc, advice=grant.grant_account.provider.advice)
     if grant.grant_kind == "user":
         message = (message.replace("Click Get Auth Token to authorize again", "Reconnect under My ALM Credentials")
                    .replace("click Get Auth Token", "reconnect under My ALM Credentials"))

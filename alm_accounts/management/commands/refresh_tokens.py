@@ -99,6 +99,7 @@ from django.utils import timezone
 from alm_accounts import selectors, services
 from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.services import GrantRef, RefreshOutcome
+from alm_accounts.services.common import protect_session
 
 log = logging.getLogger("alm_accounts.refresher")
 ACTOR = "manage.py refresh_tokens"
@@ -703,6 +704,8 @@ class Command(BaseCommand):
 
     def _refresh_in_thread(self, kind, pk, name, due_within) -> services.RefreshResult:
         try:
+            # This thread's connection runs nothing but refreshes: their settings once per session, not per refresh.
+            protect_session()
             return self._refresh(kind, pk, name, due_within)
         finally:
             reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
