@@ -6,12 +6,14 @@ flow here (that is services.py).
 
 from __future__ import annotations
 
+import functools
+import importlib
 import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from .fields import SecretField, UnreadableSecret
@@ -25,8 +27,21 @@ def new_callback_id() -> str:
 
 def callback_url_for(callback_id: str) -> str:
     """The one place a callback URL is built: what the admin pastes into Jira's Redirect URL."""
-    path = reverse("alm_accounts:oauth_callback", kwargs={"callback_id": callback_id})
-    return settings.PUBLIC_BASE_URL + path
+    urlconf = get_urlconf() or settings.ROOT_URLCONF
+    return settings.PUBLIC_BASE_URL + _callback_path(callback_id, get_script_prefix(), urlconf)
+
+
+@functools.lru_cache(maxsize=4096)
+def _callback_path(callback_id: str, script_prefix: str, urlconf) -> str:
+    # Every Data Center refresh sends it (Jira wants redirect_uri): reverse() costs more CPU than the rest of
+    # building the request. Keyed on what reverse() depends on, so a test's or a request's URL set-up still counts.
+    return reverse("alm_accounts:oauth_callback", kwargs={"callback_id": callback_id}, urlconf=urlconf)
+
+
+@functools.cache
+def _providers():
+    # Imported on first use (providers builds on these models), then kept: a refresh asks several times.
+    return importlib.import_module("alm_accounts.providers")
 
 
 def is_due(expires_at: datetime | None, *, within: timedelta, now: datetime | None = None) -> bool:
@@ -223,9 +238,7 @@ class ALMAccount(Grant):
     @property
     def provider(self):
         """What differs between Jira Data Center and Jira Cloud (alm_accounts.providers)."""
-        from .providers import provider_for  # providers builds on these models
-
-        return provider_for(self)
+        return _providers().provider_for(self)
 
     @property
     def is_cloud(self) -> bool:

@@ -16,13 +16,17 @@ with CI=true they fail, so CI cannot pass without running them. Run them with:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -453,3 +457,78 @@ def test_a_grant_being_refreshed_never_makes_another_grant_of_the_same_account_l
     assert person_outcome["result"].outcome is RefreshOutcome.REFRESHED, person_outcome
     assert dict(jira.refreshes) == {account_key: 1, credential_key: 1}
     assert jira.rejected == []
+
+
+# --------------------------------------------------------------------------
+# --processes: the refreshes spread over worker processes (one process uses at most one core)
+# --------------------------------------------------------------------------
+
+
+def refresh_log_pids(err: str) -> Counter:
+    """The processes that logged a refresh (LOG_FORMAT=json: every record names its process)."""
+    pids = Counter()
+    for line in err.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("message", "").startswith("Token refresh of "):
+                pids[record["pid"]] += 1
+    return pids
+
+
+def test_worker_processes_refresh_each_grant_of_both_providers_exactly_once(jira):
+    """One runner with --processes 2: two worker processes share --concurrency 8 over Data Center accounts, Jira
+    Cloud accounts and people's credentials. Every grant is refreshed once, stored, and counted in the one summary
+    of the main process; the refreshes really ran in the two workers (each logs its own process id)."""
+    dc_keys = create_accounts(jira, 20, expires_in=timedelta(minutes=5))
+    cloud_keys = create_cloud_accounts(jira, 20, expires_in=timedelta(minutes=5))
+    people_keys = create_people(jira, cloud_keys, 2, expires_in=timedelta(minutes=5))
+    all_keys = {**dc_keys, **cloud_keys}
+
+    (runner,) = start_runners(1, "--concurrency", "8", "--processes", "2", "-v", "1",
+                              env={**cloud_env(jira), "LOG_FORMAT": "json"})
+    ((code, out, err),) = finish([runner])
+
+    assert code == 0, f"exit {code}\n{out[-3000:]}\n{err[-3000:]}"
+    assert jira.rejected == [] and jira.unexpected == [], (jira.rejected + jira.unexpected)[:10]
+    assert set(jira.refreshes) == set(all_keys.values()) | set(people_keys.values())
+    assert set(jira.refreshes.values()) == {1}
+    for model, keys in ((ALMAccount, all_keys), (ALMCredential, people_keys)):
+        wrong = [pk for pk, a, r, s in model.objects.values_list("pk", "access_token", "refresh_token", "status")
+                 if (a, r) != jira.current_tokens(keys[pk]) or s != Status.CONNECTED]
+        assert wrong == [], (model.__name__, wrong[:10])
+    summary = [line for line in out.splitlines() if line.startswith("Summary: ")]
+    assert summary == [f"Summary: {len(all_keys) + len(people_keys)} refreshed (40 account connections, "
+                       f"{len(people_keys)} user credentials, " + summary[0].split(", ", 2)[2]], summary
+    assert "concurrency 8 in 2 processes)." in summary[0]
+    assert len(refreshed_names(out)) == len(all_keys) + len(people_keys)
+    pids = refresh_log_pids(err)
+    assert len(pids) == 2 and runner.pid not in pids and sum(pids.values()) == len(jira.refreshes), pids
+
+
+def test_a_signal_lets_the_worker_processes_finish_their_refreshes_and_stops_the_run(jira):
+    """SIGTERM to the whole process group (what systemd does) while the workers wait on a slow Jira: the workers
+    ignore it, finish and store every refresh they hold (Jira has rotated those grants), the main process hands
+    out nothing more and exits 143 with the untried count."""
+    jira.latency = 1.0
+    keys = create_accounts(jira, 40, expires_in=timedelta(minutes=5))
+    (runner,) = [subprocess.Popen([sys.executable, "manage.py", "refresh_tokens", "--concurrency", "4",
+                                   "--processes", "2"], cwd=REPO_ROOT, env=command_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)]
+    try:
+        for _ in range(4):
+            assert jira.token_requests_started.acquire(timeout=SAFETY_NET_SECONDS), "no refresh started"
+        os.killpg(runner.pid, signal.SIGTERM)
+        out, err = runner.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.communicate()
+
+    assert runner.returncode == 143, f"{out[-3000:]}\n{err[-3000:]}"
+    refreshed = sum(jira.refreshes.values())
+    assert 4 <= refreshed < len(keys) and jira.rejected == [], (refreshed, jira.rejected)
+    assert out.count(": refreshed — ") == refreshed
+    # Every grant Jira rotated was stored; the others keep their old (still live) pair.
+    stored = dict(ALMAccount.objects.values_list("pk", "refresh_token"))
+    assert all(stored[pk] == jira.current_tokens(key)[1] for pk, key in keys.items())
+    assert f"Stopped early (SIGTERM): {len(keys) - refreshed} account connections left untried." in out

@@ -98,6 +98,7 @@ from django.utils import timezone
 
 from alm_accounts import selectors, services
 from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
+from alm_accounts.refresher_processes import WorkerPool
 from alm_accounts.services import GrantRef, RefreshOutcome
 from alm_accounts.services.common import protect_session
 
@@ -249,6 +250,10 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Say what would be refreshed; change nothing.")
         parser.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
                             help="Refreshes in parallel (default 8 on PostgreSQL, 1 on SQLite; at most 64).")
+        parser.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                            help="Spread the refreshes over N worker processes (the concurrency is shared between "
+                                 "them): one process uses at most one CPU core, which thousands of due grants can "
+                                 "fill. Default 1; at most the number of CPU cores and the concurrency.")
         parser.add_argument("--loop", action="store_true",
                             help="Keep running: a pass every interval (with ±10%% jitter) until SIGTERM or Ctrl-C. "
                                  "For systemd, a container or a Procfile (see deploy/systemd/).")
@@ -256,7 +261,8 @@ class Command(BaseCommand):
                             help="With --loop: seconds from the start of one pass to the next (default "
                                  "REFRESHER_INTERVAL_SECONDS, 300).")
 
-    def handle(self, *args, window, account, force, dry_run, concurrency, loop, interval, verbosity, **options):
+    def handle(self, *args, window, account, force, dry_run, concurrency, loop, interval, verbosity, processes,
+               **options):
         self.verbosity = verbosity
         self._signal: int | None = None  # the first SIGTERM / SIGINT received: start no new refresh
         self._in_pass = False  # refreshes may be in flight (a loop between passes has none): see _on_signal
@@ -267,6 +273,7 @@ class Command(BaseCommand):
         elif interval is not None:
             raise CommandError("--interval goes with --loop.", returncode=2)
         concurrency = self._concurrency(concurrency)
+        self._processes = self._processes_for(processes, concurrency)
         if loop:
             self._loop(account=account, window=window, concurrency=concurrency, interval=interval)
             return
@@ -329,7 +336,8 @@ class Command(BaseCommand):
                                                                         RefreshOutcome.NEEDS_REAUTHORIZATION.value))
         stopped = self._signal is not None and (untried is None or sum(untried.values()) != 0)
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to refresh"
-        summary = f"{summary} ({_kinds(kinds, every_kind=True)}, {elapsed:.1f} s, concurrency {concurrency})."
+        spread = f" in {self._processes} processes" if self._processes > 1 and not dry_run else ""
+        summary = f"{summary} ({_kinds(kinds, every_kind=True)}, {elapsed:.1f} s, concurrency {concurrency}{spread})."
         if stopped:
             left = "the rest" if untried is None else _kinds(untried)
             summary += f" Stopped early ({signal.Signals(self._signal).name}): {left} left untried."
@@ -368,6 +376,20 @@ class Command(BaseCommand):
         if connection.vendor == "sqlite" and requested > 1:
             self.stderr.write("SQLite serialises refreshes: running with --concurrency 1.")
             return 1
+        return requested
+
+    def _processes_for(self, requested: int, concurrency: int) -> int:
+        if requested == 1:
+            return 1
+        if connection.vendor == "sqlite":
+            self.stderr.write("SQLite serialises refreshes: running in one process.")
+            return 1
+        cores = os.cpu_count() or 1
+        if requested > cores:
+            raise CommandError(f"--processes must be at most the number of CPU cores ({cores}).", returncode=2)
+        if requested > concurrency:
+            raise CommandError(f"--processes must be at most the concurrency ({concurrency}): each process runs "
+                               "a share of it.", returncode=2)
         return requested
 
     def _deliver_alerts(self):
@@ -643,7 +665,7 @@ class Command(BaseCommand):
         if concurrency == 1:
             while not self._halted() and (item := next(todo, None)) is not None:
                 self._tried[item[0]] += 1
-                yield self._outcome(_run_now(self._refresh, *item, due_within), *item)
+                yield self._outcome(_run_now(refresh_grant_once, *item, due_within), *item)
             return
 
         threads_connections = []  # the database connections of the pool's threads, closed at the end
@@ -651,8 +673,19 @@ class Command(BaseCommand):
         def thread_started():
             threads_connections.extend(connections[alias] for alias in connections)
 
-        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens",
-                                  initializer=thread_started)
+        if self._processes > 1:
+            workers = WorkerPool(processes=self._processes, concurrency=concurrency)
+            submit, shutdown = workers.submit, workers.shutdown
+        else:
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens",
+                                      initializer=thread_started)
+
+            def submit(*item):
+                return pool.submit(refresh_one, *item)
+
+            def shutdown():
+                pool.shutdown(wait=True, cancel_futures=True)
+
         self._handed_out = in_flight = {}  # Future -> (kind, id, name): queued or running
         # Each future puts itself here when it is done (or withdrawn): taking the next one costs the same however
         # many are in flight, where concurrent.futures.wait would visit every one of them for each result.
@@ -661,7 +694,7 @@ class Command(BaseCommand):
             while True:
                 while not self._halted() and len(in_flight) < QUEUED_PER_THREAD * concurrency and (
                         item := next(todo, None)) is not None:
-                    future = pool.submit(self._refresh_in_thread, *item, due_within)
+                    future = submit(*item, due_within)
                     in_flight[future] = item
                     future.add_done_callback(finished_futures.put)
                     self._tried[item[0]] += 1
@@ -681,7 +714,7 @@ class Command(BaseCommand):
                         yield self._outcome(future, *item)
         finally:
             # Also when the caller stops early (an error writing a line): the refreshes in flight still finish.
-            pool.shutdown(wait=True, cancel_futures=True)
+            shutdown()
             for wrapper in threads_connections:
                 # The threads are gone; their connections are closed from here (Django checks the thread).
                 wrapper.inc_thread_sharing()
@@ -694,7 +727,10 @@ class Command(BaseCommand):
     def _outcome(self, future: Future, kind: str, pk: int, name: str) -> services.RefreshResult:
         error = future.exception()
         if error is None:
-            return future.result()
+            result = future.result()
+            if result.outcome in (RefreshOutcome.BUSY, RefreshOutcome.NOT_DUE):
+                self._contended.set()  # another runner is at work: see _spread
+            return result
         # Not an error of the grant (those are results): something stopped the refresh itself (SystemExit,
         # KeyboardInterrupt outside our handlers, ...). Nothing more is tried.
         error_name = type(error).__name__
@@ -702,33 +738,34 @@ class Command(BaseCommand):
         return services.RefreshResult(pk, name, RefreshOutcome.FAILED,
                                       f"the refresh stopped unexpectedly ({error_name}); the run stops", kind=kind)
 
-    def _refresh_in_thread(self, kind, pk, name, due_within) -> services.RefreshResult:
-        try:
-            # This thread's connection runs nothing but refreshes: their settings once per session, not per refresh.
-            protect_session()
-            return self._refresh(kind, pk, name, due_within)
-        finally:
-            reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
-
-    def _refresh(self, kind, pk, name, due_within) -> services.RefreshResult:
-        try:
-            result = services.refresh_grant(grant=GrantRef(kind, pk), actor=ACTOR, due_within=due_within,
-                                            skip_locked=True)
-        except Exception as exc:  # noqa: BLE001 - one broken grant must not stop the others
-            return services.RefreshResult(pk, name, RefreshOutcome.FAILED, f"unexpected error ({type(exc).__name__})",
-                                          kind=kind)
-        if result.outcome in (RefreshOutcome.BUSY, RefreshOutcome.NOT_DUE):
-            self._contended.set()  # another runner is at work: see _spread
-        if result.outcome is RefreshOutcome.BUSY:
-            # Locked elsewhere, so not read: the line names the grant as listed, not by its bare id.
-            result = dataclasses.replace(result, account_name=name)
-        return result
-
     def _line(self, text: str, *, failed: bool):
         if failed:
             self.stdout.write(self.style.ERROR(text))
         elif self.verbosity >= 1:
             self.stdout.write(text)
+
+
+def refresh_one(kind: str, pk: int, name: str, due_within) -> services.RefreshResult:
+    """One grant, in a thread of the pool (or of a worker process, alm_accounts.refresher_processes)."""
+    try:
+        # This thread's connection runs nothing but refreshes: their settings once per session, not per refresh.
+        protect_session()
+        return refresh_grant_once(kind, pk, name, due_within)
+    finally:
+        reset_queries()  # under DEBUG each thread's connection would keep its last 9000 queries
+
+
+def refresh_grant_once(kind: str, pk: int, name: str, due_within) -> services.RefreshResult:
+    try:
+        result = services.refresh_grant(grant=GrantRef(kind, pk), actor=ACTOR, due_within=due_within,
+                                        skip_locked=True)
+    except Exception as exc:  # noqa: BLE001 - one broken grant must not stop the others
+        return services.RefreshResult(pk, name, RefreshOutcome.FAILED, f"unexpected error ({type(exc).__name__})",
+                                      kind=kind)
+    if result.outcome is RefreshOutcome.BUSY:
+        # Locked elsewhere, so not read: the line names the grant as listed, not by its bare id.
+        result = dataclasses.replace(result, account_name=name)
+    return result
 
 
 def _kinds(counts: Counter[str], *, every_kind: bool = False) -> str:
