@@ -276,3 +276,28 @@ def test_a_refresh_stopped_by_an_unexpected_base_exception_fails_the_run(steady_
     assert 1 <= refreshed <= 4 and keys[victim] not in steady_jira.refreshes, steady_jira.refreshes
     assert run.out.count(": refreshed — ") == refreshed
     assert_every_grant_alive(steady_jira, keys)
+
+
+# --------------------------------------------------------------------------
+# --processes: refused where it cannot help
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, refusal", [
+    (["--processes", "1000"], "--processes must be at most the number of CPU cores"),
+    (["--processes", "0"], "--processes"),
+])
+def test_processes_beyond_the_cores_or_none_are_refused(run_command, db, args, refusal):
+    run = run_command(*args)
+    assert run.code == 2, run
+    assert refusal in run.err, run.err
+
+
+def test_processes_beyond_the_concurrency_are_refused_and_sqlite_runs_in_one_process(run_command, db, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    run = run_command("--processes", "4", "--concurrency", "2")
+    if connection.vendor == "sqlite":
+        # One writer at a time: a second process would only wait for the first.
+        assert run.code == 0 and "SQLite serialises refreshes: running in one process." in run.err, run
+    else:
+        assert run.code == 2 and "--processes must be at most the concurrency (2)" in run.err, run

@@ -381,12 +381,12 @@ class Command(BaseCommand):
     def _processes_for(self, requested: int, concurrency: int) -> int:
         if requested == 1:
             return 1
-        if connection.vendor == "sqlite":
-            self.stderr.write("SQLite serialises refreshes: running in one process.")
-            return 1
         cores = os.cpu_count() or 1
         if requested > cores:
             raise CommandError(f"--processes must be at most the number of CPU cores ({cores}).", returncode=2)
+        if connection.vendor == "sqlite":
+            self.stderr.write("SQLite serialises refreshes: running in one process.")
+            return 1
         if requested > concurrency:
             raise CommandError(f"--processes must be at most the concurrency ({concurrency}): each process runs "
                                "a share of it.", returncode=2)
