@@ -30,9 +30,7 @@ from .jira import (
     JiraUnavailable,
     Secret,
     TokenSet,
-    _network_error,
     _read_json,
-    reveal,
     session_for,
 )
 
@@ -124,18 +122,8 @@ class AtlassianCloudClient(JiraClient):
 
     def accessible_resources(self, *, access_token: Secret, deadline: Deadline | None = None) -> list[Site]:
         """The Jira sites this grant reaches."""
-        url = f"{self.api_url}{ACCESSIBLE_RESOURCES_PATH}"
-        try:
-            response = self.session.get(
-                url,
-                headers={"Authorization": f"Bearer {reveal(access_token)}", "Accept": "application/json"},
-                timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise _network_error(exc, deadline) from None
-        with response:
+        url = f"{self.api_url}{ACCESSIBLE_RESOURCES_PATH}"  # the gateway's own resource, not a site's
+        with self._send(self.session, "GET", url, deadline=deadline, bearer=access_token) as response:
             if response.status_code == 401:
                 raise JiraUnauthorized("Atlassian refused the access token (HTTP 401)")
             body = _read_json(response, deadline)
@@ -159,17 +147,6 @@ class AtlassianCloudClient(JiraClient):
     # --- internals ---
 
     def _send_token_request(self, fields: dict, deadline: Deadline | None) -> requests.Response:
-        body = {**fields, **self._client_auth()}
-        try:
-            # Atlassian's token endpoint takes JSON (Data Center's takes a form). Secrets are revealed inside
-            # this expression only (see jira.py).
-            return self.token_session.post(
-                f"{self.auth_url}{TOKEN_PATH}",
-                json={name: reveal(value) for name, value in body.items()},
-                headers={"Accept": "application/json"},
-                timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise _network_error(exc, deadline) from None
+        # Atlassian's token endpoint takes JSON (Data Center's takes a form), on the authorization server's host.
+        return self._send(self.token_session, "POST", f"{self.auth_url}{TOKEN_PATH}", deadline=deadline,
+                          secret_json={**fields, **self._client_auth()})

@@ -359,20 +359,8 @@ class JiraClient:
         and a Retry-After when Jira sent one), JiraUnavailable when Jira cannot be reached.
         """
         url = self.rest_url(path)
-        try:
-            response = self.session.request(
-                method.upper(),
-                url,
-                params=params,
-                json=json,
-                headers={"Authorization": f"Bearer {reveal(access_token)}", "Accept": "application/json"},
-                timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise _network_error(exc, deadline) from None
-        with response:
+        with self._send(self.session, method.upper(), url, deadline=deadline, bearer=access_token, params=params,
+                        json=json) as response:
             status = response.status_code
             body = _read_json(response, deadline)
             messages = _error_messages(body)
@@ -410,13 +398,28 @@ class JiraClient:
         return {"client_id": self.client_id, "client_secret": Secret(self._client_secret)}
 
     def _post(self, path: str, form: dict, deadline: Deadline | None) -> requests.Response:
+        # A form (application/x-www-form-urlencoded): a JSON body gets HTTP 500 from Jira.
+        return self._send(self.session, "POST", self.base_url + path, deadline=deadline, form=form)
+
+    def _send(self, session: requests.Session, method: str, url: str, *, deadline: Deadline | None,
+              bearer: Secret | None = None, form: dict | None = None, secret_json: dict | None = None,
+              json=None, params: dict | None = None) -> requests.Response:
+        """One request as every call to Jira makes it: redirects not followed, the answer streamed (read within
+        bounds by _read_json), the deadline's time left as timeouts, network failures as JiraUnavailable.
+
+        `bearer` (an access token), `form` and `secret_json` (bodies whose values may be Secrets) are revealed
+        inside the expression that hands them to requests only (see the module docstring).
+        """
         try:
-            # `data=` sends application/x-www-form-urlencoded; a JSON body gets HTTP 500 from Jira.
-            # Secrets are revealed inside this expression only (see the module docstring).
-            return self.session.post(
-                self.base_url + path,
-                data={name: reveal(value) for name, value in form.items()},
-                headers={"Accept": "application/json"},
+            return session.request(
+                method,
+                url,
+                params=params,
+                data={name: reveal(value) for name, value in form.items()} if form is not None else None,
+                json={name: reveal(value) for name, value in secret_json.items()} if secret_json is not None
+                else json,
+                headers={"Accept": "application/json",
+                         **({"Authorization": f"Bearer {reveal(bearer)}"} if bearer is not None else {})},
                 timeout=deadline.timeout(self.timeout) if deadline else self.timeout,
                 allow_redirects=False,
                 stream=True,
