@@ -14,6 +14,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -165,6 +166,33 @@ def test_the_callback_exchanges_at_the_auth_host_picks_the_accounts_site_and_sto
         ATLASSIAN_ME["accountId"], "Jira Admin")
     assert f"Connected to Jira as Jira Admin ({SCOPES})." in page
     assert "kendis-demo — cloud id " + CLOUD_ID in re.sub(r"</?code>", "", page)
+
+
+# write_again closes the database connection: outside pytest-django's test transaction only.
+@pytest.mark.django_db(transaction=True)
+def test_a_consent_whose_first_write_fails_is_stored_again_with_its_site(admin_client, cloud_account, mocked_jira,
+                                                                         monkeypatch):
+    """The database loses the connection as the new grant is stored (the tokens Atlassian just issued are the
+    grant): it is written again on a fresh connection, and the site the consent reached with it, without which no
+    call could reach Jira."""
+    q = start_cloud_consent(admin_client, cloud_account)
+    atlassian_consents(mocked_jira, [OTHER_SITE, OUR_SITE])
+    real_save, failures = ALMAccount.save, []
+
+    def save(self, *args, **kwargs):
+        if self.access_token and not kwargs.get("update_fields") and not failures:
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ALMAccount, "save", save)
+
+    land(admin_client, come_back(admin_client, code=CODE, state=q["state"]))
+
+    assert failures == [1]
+    cloud_account.refresh_from_db()
+    assert (cloud_account.access_token, cloud_account.status) == ("ACCESSTOKEN-2-e1d2c3b4", Status.CONNECTED)
+    assert (cloud_account.cloud_id, cloud_account.cloud_site_name) == (CLOUD_ID, "kendis-demo")
 
 
 @pytest.mark.parametrize("connected", [False, True], ids=["new account", "working connection"])

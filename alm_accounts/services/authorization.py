@@ -264,7 +264,7 @@ def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret
         if issued is None:
             raise
         ref = GrantRef("user", ALMCredential.objects.get(account=account, user=user).pk)
-        if _store_issued_grant_again(ref, issued, actor=actor, error=exc) is None:
+        if _store_issued_grant_again(ref, issued, actor=actor, error=exc, site_of=account) is None:
             return CallbackOutcome(account, False, _LOST, True)
     credential = ALMCredential.objects.select_related("account", "user").get(account=account, user=user)
     message = f"Connected to Jira as {credential.connected_as_display_name or 'an unnamed user'} " \
@@ -290,6 +290,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     """
     issued: TokenSet | None = None
     outcome_failed = None
+    locked = account
     try:
         with own_transaction("Completing Get Auth Token"):
             locked = GrantRef("account", account.pk).locked()
@@ -321,7 +322,8 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     except DatabaseError as exc:
         if issued is None:
             raise
-        if _store_issued_grant_again(GrantRef("account", account.pk), issued, actor=actor, error=exc) is None:
+        if _store_issued_grant_again(GrantRef("account", account.pk), issued, actor=actor, error=exc,
+                                     site_of=locked) is None:
             return CallbackOutcome(account, False, _LOST)
     if outcome_failed is not None:
         locked, failure = outcome_failed
@@ -339,9 +341,17 @@ _LOST = ("Jira issued the tokens but the database did not accept them: nothing w
 
 
 @sensitive_variables()
-def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, error: Exception):
+def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, error: Exception,
+                              site_of: ALMAccount):
+    """`site_of`: the account as the consent left it in memory (Jira Cloud: the site it found, lost with the failed
+    transaction and written again with the tokens: without it no call could reach the site)."""
     def write(locked):
         if locked is not None:
+            if site_of.cloud_id:
+                ALMAccount.objects.filter(pk=site_of.pk).update(cloud_id=site_of.cloud_id,
+                                                                cloud_site_name=site_of.cloud_site_name)
+                if isinstance(locked, ALMAccount):
+                    locked.cloud_id, locked.cloud_site_name = site_of.cloud_id, site_of.cloud_site_name
             store_new_grant(locked, tokens)
         return locked
 
