@@ -6,15 +6,14 @@ is an Atlassian Document (ADF) or absent, never a plain string (that is v2).
 """
 
 import json
-import re
 
 from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from jira_sandbox.issues.models import ISSUE_ID_OFFSET, Issue
-from jira_sandbox.issues.rest import SEARCH_DEFAULT_MAX_RESULTS, SUMMARY_MAX_LENGTH
+from jira_sandbox.issues.models import ISSUE_ID_OFFSET, NumberedIssue
+from jira_sandbox.issues.rest import SUMMARY_MAX_LENGTH, find_issue, search_page
 from jira_sandbox.rest_api import error_response
 
 from . import identity, scopes
@@ -81,7 +80,7 @@ def _validate_create(site, fields):
     elif not _find_project(site, fields["project"]):
         errors["project"] = "valid project is required"
     issue_type = fields.get("issuetype")
-    if not isinstance(issue_type, dict) or issue_type.get("name") not in Issue.TYPES:
+    if not isinstance(issue_type, dict) or issue_type.get("name") not in NumberedIssue.TYPES:
         errors["issuetype"] = "Specify an issue type"
     summary = fields.get("summary")
     if not isinstance(summary, str) or not summary.strip():
@@ -128,18 +127,12 @@ def _site_issues(site):
 @require_GET
 @authorized(scope=scopes.READ_WORK)
 def get_issue(request, site, id_or_key):
-    issues = _site_issues(site)
-    if id_or_key.isdigit():
-        issue = issues.filter(pk=int(id_or_key) - ISSUE_ID_OFFSET).first()
-    else:
-        project_key, _, number = id_or_key.upper().rpartition("-")
-        issue = issues.filter(project__key=project_key, number=number).first() if number.isdigit() else None
+    issue = find_issue(_site_issues(site), id_or_key)
     if issue is None:
         return error_response(404, messages=["Issue does not exist or you do not have permission to see it."])
     return JsonResponse(issue_json(site, issue))
 
 
-_PROJECT_CLAUSE = re.compile(r"\bproject\s*=\s*\"?([A-Za-z][A-Za-z0-9_]*)\"?", re.IGNORECASE)
 
 
 @require_GET
@@ -150,29 +143,6 @@ def search(request, site):
     Only a `project = KEY` clause of the JQL is understood. A page holds at most
     100 issues (Cloud's ceiling), or SANDBOX_SEARCH_MAX_RESULTS when lower.
     """
-    try:
-        start_at = max(int(request.GET.get("startAt") or 0), 0)
-        max_results = int(request.GET.get("maxResults") or SEARCH_DEFAULT_MAX_RESULTS)
-    except ValueError:
-        return error_response(400, messages=["startAt and maxResults must be whole numbers."])
-    if max_results < 0:
-        max_results = SEARCH_DEFAULT_MAX_RESULTS
-    max_results = min(max_results, CLOUD_SEARCH_MAX_RESULTS, settings.SANDBOX_SEARCH_MAX_RESULTS)
-    issues = _site_issues(site)
-    clause = _PROJECT_CLAUSE.search(request.GET.get("jql", ""))
-    if clause:
-        named, key = clause.group(1), clause.group(1).upper()
-        if not CloudProject.objects.filter(site=site, key=key).exists():
-            return error_response(400, messages=[f"The value '{named}' does not exist for the field 'project'."])
-        issues = issues.filter(project__key=key)
-    total = issues.count()
-    page = issues[start_at : start_at + max_results] if max_results else []
-    return JsonResponse(
-        {
-            "expand": "schema,names",
-            "startAt": start_at,
-            "maxResults": max_results,
-            "total": total,
-            "issues": [issue_json(site, issue) for issue in page],
-        }
-    )
+    return search_page(request, _site_issues(site), projects=CloudProject.objects.filter(site=site),
+                       ceiling=min(CLOUD_SEARCH_MAX_RESULTS, settings.SANDBOX_SEARCH_MAX_RESULTS),
+                       to_json=lambda issue: issue_json(site, issue))

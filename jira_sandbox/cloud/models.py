@@ -12,10 +12,10 @@ import hashlib
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
-from jira_sandbox.issues.models import ISSUE_ID_OFFSET, PROJECT_KEY_VALIDATOR, Issue
+from jira_sandbox.issues.models import ISSUE_ID_OFFSET, PROJECT_KEY_VALIDATOR, NumberedIssue
 
 
 def checksum(token):
@@ -152,12 +152,12 @@ class CloudProject(models.Model):
         return str(ISSUE_ID_OFFSET + self.pk)
 
 
-class CloudIssue(models.Model):
+class CloudIssue(NumberedIssue):
     """An issue created through the gateway, with the token's person as reporter and an ADF description."""
 
     project = models.ForeignKey(CloudProject, on_delete=models.CASCADE, related_name="issues")
     number = models.PositiveIntegerField(editable=False)
-    issue_type = models.CharField(max_length=20, choices=[(name, name) for name in Issue.TYPES], default="Task")
+    issue_type = models.CharField(max_length=20, choices=[(name, name) for name in NumberedIssue.TYPES], default="Task")
     summary = models.CharField(max_length=255)
     description = models.JSONField(null=True, blank=True, help_text="Atlassian Document Format, or none.")
     reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cloud_issues")
@@ -167,29 +167,3 @@ class CloudIssue(models.Model):
         ordering = ["id"]
         verbose_name = "issue"
         constraints = [models.UniqueConstraint(fields=["project", "number"], name="cloud_issue_number_per_project")]
-
-    def __str__(self):
-        return f"{self.key} {self.summary}"
-
-    @classmethod
-    def create(cls, *, project, reporter, issue_type, summary, description=None):
-        """Number the issue in its project as one write, as the Data Center side does."""
-        with transaction.atomic():
-            CloudProject.objects.filter(pk=project.pk).update(issue_counter=models.F("issue_counter") + 1)
-            project.refresh_from_db(fields=["issue_counter"])
-            return cls.objects.create(
-                project=project,
-                number=project.issue_counter,
-                reporter=reporter,
-                issue_type=issue_type,
-                summary=summary,
-                description=description,
-            )
-
-    @property
-    def key(self):
-        return f"{self.project.key}-{self.number}"
-
-    @property
-    def jira_id(self):
-        return str(ISSUE_ID_OFFSET + self.pk)

@@ -30,20 +30,13 @@ class Project(models.Model):
         return f"{self.name} ({self.key})"
 
 
-class Issue(models.Model):
+class NumberedIssue(models.Model):
+    """What Data Center's issues and each Cloud site's issues share: a key numbered per project, Jira's id."""
+
     TYPES = ("Task", "Bug", "Story", "Epic")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="issues")
-    number = models.PositiveIntegerField(editable=False)
-    issue_type = models.CharField(max_length=20, choices=[(name, name) for name in TYPES], default="Task")
-    summary = models.CharField(max_length=255)
-    description = models.TextField(blank=True, default="")
-    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reported_issues")
-    created = models.DateTimeField(auto_now_add=True)
-
     class Meta:
-        ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["project", "number"], name="issue_number_unique_per_project")]
+        abstract = True
 
     def __str__(self):
         return f"{self.key} {self.summary}"
@@ -52,7 +45,7 @@ class Issue(models.Model):
     def create(cls, *, project, reporter, issue_type, summary, description=""):
         """Number the issue in its project, as one write: concurrent creations never share a key."""
         with transaction.atomic():  # IMMEDIATE on SQLite: writers queue here
-            Project.objects.filter(pk=project.pk).update(issue_counter=models.F("issue_counter") + 1)
+            type(project).objects.filter(pk=project.pk).update(issue_counter=models.F("issue_counter") + 1)
             project.refresh_from_db(fields=["issue_counter"])
             return cls.objects.create(
                 project=project,
@@ -70,3 +63,20 @@ class Issue(models.Model):
     @property
     def jira_id(self):
         return str(ISSUE_ID_OFFSET + self.pk)
+
+
+class Issue(NumberedIssue):
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="issues")
+    number = models.PositiveIntegerField(editable=False)
+    issue_type = models.CharField(max_length=20, choices=[(name, name) for name in NumberedIssue.TYPES],
+                                  default="Task")
+    summary = models.CharField(max_length=255)
+    description = models.TextField(blank=True, default="")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reported_issues")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="issue_number_unique_per_project")]
+

@@ -134,12 +134,7 @@ def create_issue(request):
 @bearer_required
 def get_issue(request, id_or_key):
     """GET /rest/api/2/issue/{id or key}: the issue, or Jira's 404."""
-    issues = Issue.objects.select_related("project", "reporter")
-    if id_or_key.isdigit():
-        issue = issues.filter(pk=int(id_or_key) - ISSUE_ID_OFFSET).first()
-    else:
-        project_key, _, number = id_or_key.upper().rpartition("-")
-        issue = issues.filter(project__key=project_key, number=number).first() if number.isdigit() else None
+    issue = find_issue(Issue.objects.select_related("project", "reporter"), id_or_key)
     if issue is None:
         return error_response(404, messages=["Issue Does Not Exist"])
     return JsonResponse(issue_json(request, issue))
@@ -169,6 +164,26 @@ def search(request):
     at most SANDBOX_SEARCH_MAX_RESULTS issues whatever the client asks for, and
     the answer's maxResults says what was applied, as Jira's does.
     """
+    return search_page(request, Issue.objects.select_related("project", "reporter").order_by("id"),
+                       projects=Project.objects.all(), ceiling=settings.SANDBOX_SEARCH_MAX_RESULTS,
+                       to_json=lambda issue: issue_json(request, issue))
+
+
+def find_issue(issues, id_or_key: str):
+    """The issue Jira's id ("10001") or key ("DEMO-1") names among `issues`, or None."""
+    if id_or_key.isdigit():
+        return issues.filter(pk=int(id_or_key) - ISSUE_ID_OFFSET).first()
+    project_key, _, number = id_or_key.upper().rpartition("-")
+    return issues.filter(project__key=project_key, number=number).first() if number.isdigit() else None
+
+
+def search_page(request, issues, *, projects, ceiling: int, to_json):
+    """Jira's paged search answer over `issues` (Data Center's and each Cloud site's alike).
+
+    Of the JQL only a `project = KEY` clause is understood (a key not among `projects` gets Jira's 400); every
+    other clause, and ORDER BY, is ignored. A page holds at most `ceiling` issues whatever the client asks for, and
+    the answer's maxResults says what was applied, as Jira's does.
+    """
     start_at = _int_param(request, "startAt", 0)
     max_results = _int_param(request, "maxResults", SEARCH_DEFAULT_MAX_RESULTS)
     if start_at is None or max_results is None:
@@ -176,16 +191,13 @@ def search(request):
     start_at = max(start_at, 0)
     if max_results < 0:
         max_results = SEARCH_DEFAULT_MAX_RESULTS
-    max_results = min(max_results, settings.SANDBOX_SEARCH_MAX_RESULTS)
-
-    issues = Issue.objects.select_related("project", "reporter").order_by("id")
+    max_results = min(max_results, ceiling)
     clause = _PROJECT_CLAUSE.search(request.GET.get("jql", ""))
     if clause:
         key = clause.group(1)
-        if not Project.objects.filter(key=key.upper()).exists():
+        if not projects.filter(key=key.upper()).exists():
             return error_response(400, messages=[f"The value '{key}' does not exist for the field 'project'."])
         issues = issues.filter(project__key=key.upper())
-
     total = issues.count()
     page = issues[start_at : start_at + max_results] if max_results else []
     return JsonResponse(
@@ -194,6 +206,6 @@ def search(request):
             "startAt": start_at,
             "maxResults": max_results,
             "total": total,
-            "issues": [issue_json(request, issue) for issue in page],
+            "issues": [to_json(issue) for issue in page],
         }
     )

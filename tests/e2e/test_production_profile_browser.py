@@ -366,7 +366,7 @@ def test_production_profile_in_chromium_and_clean_stop(browser, production_datab
         page.get_by_label("Account Name").fill("Jira Payments")
         page.get_by_label("Jira base URL").fill("https://jira.example.com")
         page.get_by_role("button", name="Copy URL").click()
-        expect(page.locator(".copy-url-status")).to_have_text("Copied.")
+        expect(page.locator(".copy-url-status:visible")).to_have_text("Copied.")
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == page.locator("#callback-url").input_value()
         assert copied.startswith(proxy.url + "/oauth/jira/callback/"), copied
