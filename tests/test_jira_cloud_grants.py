@@ -345,6 +345,17 @@ def test_a_401_refreshes_at_the_auth_host_and_retries_once(connected_cloud_accou
     assert stored(connected_cloud_account)[1] == "REFRESHTOKEN-2-a9b8c7d6"
 
 
+def test_a_cloud_account_whose_site_is_not_known_says_so_and_sends_nothing(connected_cloud_account, mocked_jira):
+    ALMAccount.objects.filter(pk=connected_cloud_account.pk).update(cloud_id="", cloud_site_name="")
+    connected_cloud_account.refresh_from_db()
+
+    with pytest.raises(services.JiraRequestError) as failed:
+        services.jira_request(account=connected_cloud_account, method="GET", path="/rest/api/3/myself")
+
+    assert "the Jira Cloud site of this account is not known yet" in str(failed.value)
+    assert "click Get Auth Token" in str(failed.value) and len(mocked_jira.calls) == 0
+
+
 def test_a_missing_scope_is_reported_not_refreshed(connected_cloud_account, mocked_jira):
     """Atlassian answers a token without the scope a resource needs with 401 "scope does not match": a refresh
     cannot add a scope (the grant has its consent's), so no refresh token is spent and the error says why."""

@@ -227,6 +227,8 @@ class _Call:
             client.rest_url(path)  # a path that could leave Jira never gets a token
         except InvalidPath as exc:
             raise InvalidJiraPath(f"{what} refused: {exc}", sent=False) from None
+        except JiraError as exc:  # e.g. a Jira Cloud account whose site is not known yet
+            raise JiraRequestError(f"{what} failed: {exc}. Nothing was sent.", sent=False) from None
         return cls(account, client, verb, path, what)
 
     def failure(self, identity: JiraIdentity, reason: str, *, error: JiraError | None = None, sent: bool = True,
