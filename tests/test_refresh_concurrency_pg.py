@@ -532,3 +532,34 @@ def test_a_signal_lets_the_worker_processes_finish_their_refreshes_and_stops_the
     stored = dict(ALMAccount.objects.values_list("pk", "refresh_token"))
     assert all(stored[pk] == jira.current_tokens(key)[1] for pk, key in keys.items())
     assert f"Stopped early (SIGTERM): {len(keys) - refreshed} account connections left untried." in out
+
+
+def test_a_killed_worker_process_stops_the_run_and_the_other_worker_stores_what_it_holds(jira):
+    """A worker killed mid-refresh (the OOM killer, an operator's kill -9): the refreshes it held end as failures
+    naming it, nothing more is handed out, the run fails (exit 1) — and the other worker still stores every
+    refresh it had under way (Jira has rotated those grants: only that worker holds their new pair)."""
+    jira.latency = 1.0
+    keys = create_accounts(jira, 40, expires_in=timedelta(minutes=5))
+    (runner,) = start_runners(1, "--concurrency", "4", "--processes", "2")
+    try:
+        for _ in range(4):
+            assert jira.token_requests_started.acquire(timeout=SAFETY_NET_SECONDS), "no refresh started"
+        children = Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split()
+        # The workers, not multiprocessing's resource tracker (spawn starts one too).
+        workers = sorted(int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert len(workers) == 2, children
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = runner.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+
+    assert runner.returncode == 1, f"{out[-3000:]}\n{err[-3000:]}"
+    assert re.search(r"refresh worker refresh_tokens-[12] ended \(exit code -9\)", out), out[-3000:]
+    assert "The run failed: the rest left untried." in out and "A refresh stopped unexpectedly" in err, err[-2000:]
+    # The other worker's refreshes were stored: every grant Jira rotated that a live process received is stored.
+    stored = dict(ALMAccount.objects.values_list("pk", "refresh_token"))
+    refreshed = [pk for pk, key in keys.items() if stored[pk] == jira.current_tokens(key)[1] and jira.refreshes[key]]
+    assert len(refreshed) == out.count(": refreshed — ") >= 1, out[-3000:]
+    assert sum(jira.refreshes.values()) < len(keys)  # nothing more was handed out after the kill

@@ -98,7 +98,7 @@ from django.utils import timezone
 
 from alm_accounts import selectors, services
 from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
-from alm_accounts.refresher_processes import WorkerPool
+from alm_accounts.refresher_processes import WorkerEnded, WorkerPool
 from alm_accounts.services import GrantRef, RefreshOutcome
 from alm_accounts.services.common import protect_session
 
@@ -733,7 +733,8 @@ class Command(BaseCommand):
             return result
         # Not an error of the grant (those are results): something stopped the refresh itself (SystemExit,
         # KeyboardInterrupt outside our handlers, ...). Nothing more is tried.
-        error_name = type(error).__name__
+        # A worker process that ended says which (its words are ours); anything else is named by its type only.
+        error_name = str(error) if isinstance(error, WorkerEnded) else type(error).__name__
         self._failure = self._failure or f"a refresh stopped unexpectedly ({error_name}) on {name}"
         return services.RefreshResult(pk, name, RefreshOutcome.FAILED,
                                       f"the refresh stopped unexpectedly ({error_name}); the run stops", kind=kind)
