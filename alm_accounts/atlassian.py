@@ -58,8 +58,12 @@ class Site:
 
 def site_origin(url: str) -> str:
     """https://example.atlassian.net from any spelling of a site URL (case, trailing slash, a path)."""
-    parts = urlsplit((url or "").strip())
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urlsplit((url or "").strip())
+        port = parts.port
+    except ValueError:  # a malformed URL in an answer (a port that is no number): it matches no site
+        return ""
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}" + (f":{port}" if port else "")
 
 
 class AtlassianCloudClient(JiraClient):

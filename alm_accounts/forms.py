@@ -162,6 +162,22 @@ class ALMAccountForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         base_url = cleaned.get("base_url")
+        if (
+            self.instance.pk is not None
+            and cleaned.get("authentication") not in (None, self.instance.authentication)
+            and self.instance.client_secret is not None
+            and not self.client_secret_entered
+            and cleaned.get("client_id")
+            and "client_secret" not in self.errors
+        ):
+            # A secret entered for one kind of application (a Data Center link, an Atlassian app) is never sent to
+            # the other's host: services.save_account forgets it when the authentication changes.
+            self.add_error("client_secret", ValidationError(
+                "The authentication changed: paste the Client Secret that goes with this Client ID (or, for Jira "
+                "Cloud with this deployment's Atlassian app, clear the Client ID). The stored Client Secret belongs "
+                "to the other kind of application and is never sent to this one.",
+                code="secret_for_another_provider",
+            ))
         if self.is_cloud():
             self._clean_cloud(cleaned)
             return cleaned

@@ -402,6 +402,38 @@ def test_changing_data_center_to_cloud_ends_the_connection(admin_client, connect
     assert connected_account.authentication == CLOUD
 
 
+def test_the_data_center_secret_never_serves_as_a_cloud_apps_secret(admin_client, connected_account, mocked_jira):
+    """Switching to Jira Cloud with the link's Client ID kept would send the link's secret to Atlassian: refused;
+    with the Client ID cleared (the deployment's app) the stored secret is forgotten, so no later Client ID can
+    pick it up."""
+    keep_id = admin_client.post(change_url(connected_account), change_form_data(
+        connected_account, authentication=CLOUD, base_url=CLOUD_SITE, cloud_scopes=["read:jira-work", "read:jira-user"],
+        _continue="Save"))
+    assert keep_id.status_code == 200
+    assert "The authentication changed: paste the Client Secret that goes with this Client ID" in form_errors(keep_id)
+    connected_account.refresh_from_db()
+    assert connected_account.authentication != CLOUD and connected_account.client_secret == CLIENT_SECRET
+
+    cleared = admin_client.post(change_url(connected_account), change_form_data(
+        connected_account, authentication=CLOUD, base_url=CLOUD_SITE, cloud_scopes=["read:jira-work", "read:jira-user"],
+        client_id="", _continue="Save"))
+    assert cleared.status_code == 302, cleared.content[:3000]
+    connected_account.refresh_from_db()
+    assert (connected_account.client_secret, connected_account.client_secret_base_url) == (None, "")
+    assert len(mocked_jira.calls) == 0 or all("atlassian" not in c.request.url for c in mocked_jira.calls)
+
+
+def test_a_malformed_site_url_in_atlassians_answer_matches_no_site(admin_client, cloud_account, mocked_jira):
+    q = start_cloud_consent(admin_client, cloud_account)
+    atlassian_consents(mocked_jira, [{**OUR_SITE, "url": "https://kendis-demo.atlassian.net:notaport"}])
+
+    page = land(admin_client, come_back(admin_client, code=CODE, state=q["state"]))
+
+    assert "nothing was stored" in page
+    cloud_account.refresh_from_db()
+    assert (cloud_account.access_token, cloud_account.cloud_id) == (None, "")
+
+
 def test_changing_cloud_to_data_center_ends_the_connection_and_forgets_the_site(admin_client,
                                                                                connected_cloud_account):
     account = connected_cloud_account

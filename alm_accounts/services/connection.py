@@ -456,6 +456,12 @@ def save_account(
                 account.client_secret_base_url = account.base_url
                 fields.append("client_secret_base_url")
 
+        if account.authentication != stored.authentication and not new_client_secret:
+            # A secret entered for one kind of application (a Data Center link, an Atlassian app) never goes to the
+            # other's host, even if a later edit gives the account a Client ID again.
+            account.client_secret, account.client_secret_base_url = None, ""
+            fields += ["client_secret", "client_secret_base_url"]
+
         changes = _what_ends(stored, account)
         held, people = None, []
         if changes:
