@@ -33,6 +33,9 @@ POLICY_TEXT = {
     ALMAccount.UnconnectedUsers.ACT_AS_ACCOUNT: "The product acts as the account's connection until you connect.",
     ALMAccount.UnconnectedUsers.REFUSE: "You must connect to use this account.",
 }
+# Jira stopped accepting the person's connection: nothing is done for them, whatever the policy, until they reconnect.
+REFUSED_UNTIL_RECONNECTED = ("Jira stopped accepting your connection: nothing is done in Jira for you until you "
+                             "reconnect (the account's connection is not used instead).")
 
 
 # --------------------------------------------------------------------------
@@ -99,8 +102,10 @@ def row_for(account: ALMAccount) -> Row:
         return row(state="connected", state_label=f"Connected as {display}", expires_at=credential.token_expires_at,
                    problem="")
     if status == GrantStatus.NEEDS_REAUTHORIZATION:
+        # Refused whatever the account's policy (services.jira_calls), also once Disconnect deleted the tokens.
         return row(state="needs_reauthorization", state_label="Needs re-authorization", expires_at=None,
-                   problem=credential.last_error or "Jira no longer accepts this connection: click Reconnect.")
+                   problem=credential.last_error or "Jira no longer accepts this connection: click Reconnect.",
+                   policy=REFUSED_UNTIL_RECONNECTED)
     if status == GrantStatus.ERROR:
         return row(state="error", state_label="Not working", expires_at=None, problem=credential.last_error)
     # Not connected; Disconnect still offered if tokens were left behind (e.g. a failed earlier wipe).

@@ -231,11 +231,41 @@ class HeldGrant:
                                                   to_owner=to_owner)
 
 
+# What a Disconnect (or an admin's Revoke) keeps of a person's credential Jira stopped accepting: the refusal
+# itself, why, and whom Jira refused. Without it the person would be "not connected" and, under the default policy,
+# act in Jira as the account's own connection: the one Jira refused could lift the refusal by clicking Disconnect.
+# Only a successful reconnect (authorization.store_new_grant) ends it.
+KEPT_REFUSAL = ("status", "last_error", "connected_as_display_name")
+
+
 def _wipe(grant: Grant) -> list[str]:
     """Put "not connected" on `grant` (not saved); the names of the fields to save."""
     for name, value in WIPED.items():
         setattr(grant, name, value)
     return [*WIPED, "updated_at"]
+
+
+def _wipe_keeping_refusal(grant: Grant) -> list[str]:
+    """As _wipe, except that a person's credential Jira stopped accepting stays refused (KEPT_REFUSAL)."""
+    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
+        return _wipe(grant)
+    kept = {name: getattr(grant, name) for name in KEPT_REFUSAL}
+    fields = _wipe(grant)
+    for name, value in kept.items():
+        setattr(grant, name, value)
+    return fields
+
+
+def _still_refused(grant: Grant, actor: str) -> str:
+    """What a Disconnect of a credential Jira stopped accepting leaves: the refusal, in the words of who clicked."""
+    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
+        return ""
+    account = grant.grant_account.name
+    if actor == grant.grant_owner:
+        return (f" Jira had stopped accepting your connection, so until you reconnect nothing is done in Jira for you "
+                f"on {account}: the account's own connection is not used instead.")
+    return (f" Jira had stopped accepting {grant.grant_owner}'s connection, so until they reconnect nothing is done in "
+            f"Jira for them on {account}: the account's own connection is not used instead.")
 
 
 def _complete_event(event: AuthEvent | None, message: str) -> None:
@@ -278,20 +308,21 @@ def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
                                "This Jira credential no longer exists: nothing was disconnected.")
         lead, tokens, to_owner = _disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
-        locked.save(update_fields=_wipe(locked))
-        none_stored = f"{lead}: no tokens were stored."
+        refused = _still_refused(locked, actor)
+        locked.save(update_fields=_wipe_keeping_refusal(locked))
+        none_stored = f"{lead}: no tokens were stored.{refused}"
         event = record_event(locked, actor=actor, kind=Kind.DISCONNECTED, ok=True, message=(
-            f"{lead}: {tokens} were deleted here; revoking them at Jira." if held else none_stored))
+            f"{lead}: {tokens} were deleted here; revoking them at Jira.{refused}" if held else none_stored))
     if held is None:
         return Outcome(none_stored, confirmed=True)
     # Committed: the row holds no token and no lock while Jira answers (with a deadline).
     revocation = held.revoke(deadline=refresh_deadline())
     if revocation.confirmed:
-        message = Outcome(f"{lead}: {tokens} were deleted here and revoked at Jira.", confirmed=True)
+        message = Outcome(f"{lead}: {tokens} were deleted here and revoked at Jira.{refused}", confirmed=True)
     else:
         message = Outcome(
             f"{lead}: {tokens} were deleted here; Jira did not confirm the revocation ({revocation.why_not})."
-            f" {held.where_in_jira(to_owner=to_owner)}",
+            f" {held.where_in_jira(to_owner=to_owner)}{refused}",
             confirmed=False,
         )
     _complete_event(event, message)

@@ -1,0 +1,246 @@
+"""Security review (issue 18), items 1, 3 and 4: whom a person's own Jira grant lets them act as.
+
+- Item 1: Jira refused a person's grant (their Jira user deactivated, the grant revoked in Jira): their own
+  Disconnect, or an admin's Revoke, deletes the tokens but not the refusal. Until they reconnect, nothing is done
+  in Jira for them, and they never act as the account's own connection instead.
+- Item 3: a person's new grant whose first write fails is written again *with* its Jira identity (the rule "one
+  person per Jira user" keeps seeing it), also on a first connect; a grant the database never takes is revoked at
+  Jira. (The race of two consents as one Jira user is proven on PostgreSQL: test_person_grant_race_pg.py.)
+- Item 4: a person cannot bind the Jira identity the account's own connection acts as (a browser still signed in
+  to Jira as the administrator), whatever the policy; the account's connection made as a person's Jira user says so.
+
+Each for Jira Data Center and Jira Cloud (where Cloud names users by their Atlassian account ID). Jira is mocked
+with `responses`; the pages are driven as a browser would.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from alm_accounts import services
+from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
+from tests.conftest import (
+    ACCESSIBLE_RESOURCES_URL,
+    ATLASSIAN_AUTH,
+    ATLASSIAN_ME,
+    CLOUD_CALLBACK_PATH,
+    CLOUD_MYSELF_URL,
+    CLOUD_TOKEN_URL,
+    MYSELF_URL,
+    OUR_SITE,
+    REVOKE_URL,
+    TOKEN_URL,
+    form_of,
+    query_of,
+    staff_user,
+    token_answer,
+)
+
+Status = ALMAccount.Status
+MY_PAGE = reverse("my_alm_credentials")
+NEW_ACCESS, NEW_REFRESH = "ACCESSTOKEN-2-e1d2c3b4", "REFRESHTOKEN-2-a9b8c7d6"  # what token_answer(2) issues
+# Who each person is in Jira: Data Center names users, Jira Cloud gives an Atlassian account ID.
+ALICE = {"dc": {"name": "jalice", "key": "JIRAUSER10100", "displayName": "Alice Jones"},
+         "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones"}}
+ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
+
+
+def identity(me: dict) -> str:
+    return me.get("accountId") or me["name"]
+
+
+@pytest.fixture(params=["dc", "cloud"])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def either(kind, request) -> ALMAccount:
+    """The kind's account, connected as its administrator's Jira user (conftest's connected fixtures)."""
+    return request.getfixturevalue("connected_account" if kind == "dc" else "connected_cloud_account")
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return staff_user("alice")
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    browser = Client()
+    browser.force_login(alice)
+    return browser
+
+
+def signed_in(user: User) -> Client:
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def credential(account: ALMAccount, user: User, me: dict, *, token: str, **fields) -> ALMCredential:
+    now = timezone.now()
+    values = dict(access_token=f"{token}-access", refresh_token=f"{token}-refresh", status=Status.CONNECTED,
+                  token_expires_at=now + timedelta(hours=1), token_scope="WRITE", connected_at=now,
+                  connected_as_name=identity(me), connected_as_display_name=me["displayName"])
+    return ALMCredential.objects.create(account=account, user=user, **{**values, **fields})
+
+
+def page_messages(text: str) -> list[str]:
+    block = re.search(r'<ul class="messagelist">(.*?)</ul>', text, re.S)
+    if block is None:
+        return []
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", m)).split())
+            for m in re.findall(r"<li[^>]*>(.*?)</li>", block.group(1), re.S)]
+
+
+def my_row(text: str, account: ALMAccount) -> str:
+    body = re.search(rf'<tr class="alm-my-credential" data-account="{re.escape(account.name)}">(.*?)</tr>', text,
+                     re.S).group(1)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+def jira_consents(mocked, kind: str, me: dict) -> None:
+    """Jira's answers to a person's or an admin's consent: the code exchange and who the new grant is."""
+    if kind == "dc":
+        mocked.post(TOKEN_URL, json=token_answer(2, scope="WRITE"))
+        mocked.get(MYSELF_URL, json=me)
+        mocked.post(REVOKE_URL, status=200)
+    else:
+        mocked.post(CLOUD_TOKEN_URL, json=token_answer(2, expires_in=3600, scope="read:jira-work offline_access"))
+        mocked.get(ACCESSIBLE_RESOURCES_URL, json=[OUR_SITE])
+        mocked.get(CLOUD_MYSELF_URL, json=me)
+
+
+def connect_myself(browser: Client, account: ALMAccount, **callback) -> str:
+    """Connect my Jira account, consent, come back: the My ALM Credentials page we land on (its HTML)."""
+    response = browser.post(reverse("my_alm_credentials_connect", args=[account.pk]))
+    assert response.status_code == 302, response.content[:2000]
+    authorize = f"{ATLASSIAN_AUTH}/authorize?" if account.is_cloud else f"{account.base_url}/rest/oauth2/"
+    assert response["Location"].startswith(authorize), response["Location"]
+    state = query_of(response["Location"])["state"]
+    path = CLOUD_CALLBACK_PATH if account.is_cloud else urlsplit(account.callback_url).path
+    back = browser.get(path, {"code": "code-from-jira", "state": state, **callback})
+    assert back.status_code == 302 and back["Location"] == MY_PAGE, (back.status_code, back.content[:2000])
+    return browser.get(MY_PAGE).content.decode()
+
+
+def revoked(mocked) -> list[str]:
+    return [form_of(call)["token"] for call in mocked.calls if call.request.url == REVOKE_URL]
+
+
+def act_for(account: ALMAccount, user: User):
+    path = "/rest/api/3/myself" if account.is_cloud else "/rest/api/2/myself"
+    return services.jira_request(account=account, method="GET", path=path, user=user)
+
+
+# --------------------------------------------------------------------------
+# Item 1: Jira's refusal survives Disconnect and Revoke
+# --------------------------------------------------------------------------
+
+
+def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: str) -> ALMCredential:
+    """Alice's grant due for a refresh, and Jira refusing it (her Jira user was deactivated): as the refresher
+    finds out."""
+    mine = credential(account, alice, ALICE[kind], token="ALICE-1", token_expires_at=timezone.now())
+    if kind == "dc":
+        mocked.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "Refresh token is "
+                                                                                                "invalid"})
+    else:
+        mocked.post(CLOUD_TOKEN_URL, status=403, json={"error": "invalid_grant"})
+    result = services.refresh_grant(grant=services.GrantRef("user", mine.pk), actor="refresher")
+    assert result.outcome is services.RefreshOutcome.NEEDS_REAUTHORIZATION
+    with pytest.raises(services.NoJiraIdentity):  # as documented, before anything else happens
+        act_for(account, alice)
+    mocked.calls.reset()
+    if kind == "dc":
+        mocked.post(REVOKE_URL, status=200)
+    return mine
+
+
+def test_a_person_jira_refused_stays_refused_after_their_own_disconnect(kind, either, alice, alice_client,
+                                                                         mocked_jira):
+    mine = jira_refuses_alices_grant(mocked_jira, either, alice, kind)
+
+    response = alice_client.post(reverse("my_alm_credentials_disconnect", args=[either.pk]))
+
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert (mine.access_token, mine.refresh_token) == (None, None)
+    # The tokens are gone, the refusal is not: the product acts neither as alice nor as the account's admin.
+    sent = len(mocked_jira.calls)
+    with pytest.raises(services.NoJiraIdentity) as refused:
+        act_for(either, alice)
+    assert "needs re-authorization: Jira no longer accepts it" in str(refused.value)
+    assert "Jira user Alice Jones" in str(refused.value)
+    assert len(mocked_jira.calls) == sent
+    page = alice_client.get(MY_PAGE).content.decode()
+    (message,) = page_messages(page)
+    assert message.startswith(f"{either.name}: Disconnected: your tokens were deleted here")
+    assert (f"Jira had stopped accepting your connection, so until you reconnect nothing is done in Jira for you on "
+            f"{either.name}: the account's own connection is not used instead.") in message
+    # The page says why, and that the account's connection is not used instead.
+    row = my_row(page, either)
+    assert "Needs re-authorization" in row and "Reconnect" in row and "Disconnect" not in row
+    assert "Jira stopped accepting your connection: nothing is done in Jira for you until you reconnect" in row
+    assert "The product acts as the account's connection until you connect." not in row
+
+
+def test_an_admins_revoke_keeps_jiras_refusal(admin_client, connected_account, alice, mocked_jira):
+    mine = jira_refuses_alices_grant(mocked_jira, connected_account, alice, "dc")
+    url = reverse("admin:alm_accounts_almaccount_revoke_credential", args=[connected_account.pk, mine.pk])
+
+    response = admin_client.post(url)
+
+    assert response.status_code == 302
+    with pytest.raises(services.NoJiraIdentity):
+        act_for(connected_account, alice)
+    assert revoked(mocked_jira) == ["ALICE-1-refresh", "ALICE-1-access"]
+    assert len(mocked_jira.calls) == 2  # the two revocations only
+    (message,) = page_messages(admin_client.get(response["Location"]).content.decode())
+    assert message.startswith("Disconnected alice: their tokens were deleted here and revoked at Jira.")
+    assert "Jira had stopped accepting alice's connection, so until they reconnect nothing is done in Jira" in message
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.DISCONNECTED)
+    assert "until they reconnect nothing is done in Jira for them" in event.message
+
+
+def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice_client, mocked_jira):
+    jira_refuses_alices_grant(mocked_jira, either, alice, kind)
+    alice_client.post(reverse("my_alm_credentials_disconnect", args=[either.pk]))
+
+    # A reconnect Jira answers with an error changes nothing.
+    page = connect_myself(alice_client, either, error="access_denied")
+    assert "Needs re-authorization" in my_row(page, either)
+    with pytest.raises(services.NoJiraIdentity):
+        act_for(either, alice)
+
+    jira_consents(mocked_jira, kind, ALICE[kind])
+    page = connect_myself(alice_client, either)
+
+    assert page_messages(page)[0].startswith("Connected to Jira as Alice Jones")
+    identity_now = services.jira_identity(account=either, user=alice)
+    assert identity_now.is_own_credential and identity_now.grant.connected_as_name == identity(ALICE[kind])
+
+
+def test_disconnecting_a_working_connection_still_means_not_connected(connected_account, alice, alice_client,
+                                                                       mocked_jira):
+    """Only a refusal is kept: a person who disconnects a working grant acts per the account's policy again."""
+    credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    mocked_jira.post(REVOKE_URL, status=200)
+
+    alice_client.post(reverse("my_alm_credentials_disconnect", args=[connected_account.pk]))
+
+    page = alice_client.get(MY_PAGE).content.decode()
+    assert page_messages(page) == [
+        f"{connected_account.name}: Disconnected: your tokens were deleted here and revoked at Jira."]
+    assert "Not connected" in my_row(page, connected_account)
+    assert not services.jira_identity(account=connected_account, user=alice).is_own_credential
