@@ -93,7 +93,8 @@ def _complete(request, query, complete):
             return render(request, "alm_accounts/callback_error.html", {"message": str(exc)}, status=400)
         messages.error(request, str(exc))
         return HttpResponseRedirect(_back_to(user, exc.account, for_own_credential=None))
-    messages.add_message(request, messages.SUCCESS if outcome.ok else messages.ERROR, outcome.message)
+    level = (messages.WARNING if outcome.warning else messages.SUCCESS) if outcome.ok else messages.ERROR
+    messages.add_message(request, level, outcome.message)
     return HttpResponseRedirect(_back_to(user, outcome.account, for_own_credential=outcome.for_own_credential))
 
 

@@ -21,6 +21,10 @@ cookies, TLS) rather than `responses` at the `requests` level:
   answering at once; `hold_token_requests(until_in_flight=n)` holds each token
   request until n are in flight (bounded by a timeout), so a test of parallel
   clients can prove they really overlapped instead of hoping they did.
+- **Consents**: `add_code(code, key, ...)` is an authorization code Jira issued for a consent (Data Center);
+  exchanging it (once) creates grant `key` and answers with its first pair, so /myself then answers as that
+  consent's Jira user. `revoke` at REVOKE_PATH kills a live token (and its pair), lists it in `revoked` and
+  answers 200.
 - A token request that is not form-encoded gets HTTP 500, as from Jira DC.
 - **Atlassian Cloud's token endpoint** too, at `auth_url` + /oauth/token: grants
   added with `cloud=True` are refreshed there only, with a JSON body and no
@@ -92,6 +96,8 @@ class FakeJira:
         self.live_access: dict[str, str] = {}  # live access token -> grant key
         self.sessions: dict[str, str] = {}  # JSESSIONID -> Jira user
         self.refreshes: Counter[str] = Counter()  # grant key -> successful refreshes
+        self.codes: dict[str, Grant] = {}  # authorization code -> the grant its exchange creates
+        self.revoked: list[str] = []  # tokens revoked at REVOKE_PATH
         self.rejected: list[str] = []  # why requests were refused (re-used token, bad request)
         self.identity_mismatches: list[str] = []
         self.answers: dict[str, deque[Answer]] = defaultdict(deque)
@@ -127,6 +133,18 @@ class FakeJira:
             self.live_refresh[refresh] = key
             self.live_access[access] = key
         return access, refresh
+
+    def add_code(self, code: str, key: str, *, redirect_uri: str, client_id: str, client_secret: str, user: str = "",
+                 display_name: str = "") -> None:
+        """An authorization code from a consent by Jira user `user`: its exchange creates grant `key`."""
+        with self.lock:
+            self.codes[code] = Grant(key, redirect_uri, client_id, client_secret, user or f"user-{key}",
+                                     display_name or f"User {key}")
+
+    def is_live(self, key: str) -> bool:
+        """Whether Jira still accepts grant `key` (its current refresh token is live)."""
+        with self.lock:
+            return key in self.grants and self.current_tokens(key)[1] in self.live_refresh
 
     def current_tokens(self, key: str) -> tuple[str, str]:
         n = self.grants[key].generation
@@ -169,6 +187,8 @@ class FakeJira:
         with self.lock:
             key = self.live_refresh.get(sent)
             grant = self.grants.get(key) if key else None
+            if form.get("grant_type") == "authorization_code" and not cloud:
+                return self._exchange(form)
             if form.get("grant_type") != "refresh_token":
                 self.rejected.append(f"unsupported grant {form.get('grant_type')!r}")
                 return 400, {"error": "unsupported_grant_type"}, {}
@@ -196,6 +216,35 @@ class FakeJira:
             self.live_access[access] = key
         return 200, {"access_token": access, "refresh_token": refresh, "token_type": "bearer",
                      "expires_in": 7200, "scope": "ADMIN"}, {}
+
+    def _exchange(self, form: dict[str, str]) -> tuple[int, dict, dict]:
+        """An authorization code exchanged (under self.lock): once, for the client and redirect it was issued to."""
+        grant = self.codes.pop(form.get("code", ""), None)
+        if grant is None:
+            self.rejected.append(f"unknown or used authorization code {form.get('code')}")
+            return 400, {"error": "invalid_grant", "error_description": "Invalid authorization code"}, {}
+        if (form.get("client_id"), form.get("client_secret"), form.get("redirect_uri")) != (
+                grant.client_id, grant.client_secret, grant.redirect_uri):
+            self.rejected.append(f"bad client or redirect_uri for the code of {grant.key}")
+            return 400, {"error": "invalid_grant"}, {}
+        self.grants[grant.key] = grant
+        access, refresh = self.current_tokens(grant.key)
+        self.live_refresh[refresh] = grant.key
+        self.live_access[access] = grant.key
+        return 200, {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": 7200,
+                     "scope": "WRITE"}, {}
+
+    def revoke(self, form: dict[str, str]) -> tuple[int, dict, dict]:
+        """Revoke a live token and its pair (the grant is dead at Jira afterwards)."""
+        token = form.get("token", "")
+        with self.lock:
+            key = self.live_refresh.get(token) or self.live_access.get(token)
+            if key is not None:
+                access, refresh = self.current_tokens(key)
+                self.live_refresh.pop(refresh, None)
+                self.live_access.pop(access, None)
+            self.revoked.append(token)
+        return 200, {}, {}
 
     def rest(self, path: str, headers: dict) -> tuple[int, dict, dict]:
         auth = headers.get("Authorization", "")
@@ -271,6 +320,8 @@ class FakeJira:
                     fake.unscripted.append(f"{self.command} {path}")
                     fake.token_requests_started.release()
                     answer = fake._answer_token_request(headers, body, cloud=path == CLOUD_TOKEN_PATH)
+                elif path == REVOKE_PATH and self.command == "POST":
+                    answer = _json_answer(*fake.revoke(Call("POST", path, headers, body).form))
                 elif path.startswith(f"{PREFIX}/rest/api/") and self.command == "GET":
                     fake.unscripted.append(f"{self.command} {path}")
                     answer = _json_answer(*fake.rest(path, headers))

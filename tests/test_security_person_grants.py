@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -35,13 +36,16 @@ from tests.conftest import (
     CLOUD_CALLBACK_PATH,
     CLOUD_MYSELF_URL,
     CLOUD_TOKEN_URL,
+    JIRA,
     MYSELF_URL,
     OUR_SITE,
     REVOKE_URL,
     TOKEN_URL,
+    change_form_data,
     form_of,
     query_of,
     staff_user,
+    start_cloud_consent,
     token_answer,
 )
 
@@ -244,3 +248,160 @@ def test_disconnecting_a_working_connection_still_means_not_connected(connected_
         f"{connected_account.name}: Disconnected: your tokens were deleted here and revoked at Jira."]
     assert "Not connected" in my_row(page, connected_account)
     assert not services.jira_identity(account=connected_account, user=alice).is_own_credential
+
+
+# --------------------------------------------------------------------------
+# Item 3: a write that is repeated keeps the Jira identity
+# --------------------------------------------------------------------------
+
+
+def fail_credential_writes(monkeypatch, *, times: int) -> list[int]:
+    """ALMCredential.save fails with OperationalError (a killed connection) when it stores a new grant."""
+    failures: list[int] = []
+    real_save = ALMCredential.save
+
+    def save(self, *args, **kwargs):
+        if self.access_token and not kwargs.get("update_fields") and len(failures) < times:
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ALMCredential, "save", save)
+    return failures
+
+
+# write_again closes the database connection: outside pytest-django's test transaction only.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first_time", [True, False], ids=["first connect", "reconnect"])
+def test_a_consent_whose_first_write_fails_is_stored_again_with_its_jira_user(kind, either, alice, alice_client,
+                                                                               mocked_jira, monkeypatch, first_time):
+    if not first_time:
+        ALMCredential.objects.create(account=either, user=alice)  # connected once, disconnected since
+    jira_consents(mocked_jira, kind, ALICE[kind])
+    failures = fail_credential_writes(monkeypatch, times=1)
+
+    page = connect_myself(alice_client, either)
+
+    assert failures == [1]
+    assert page_messages(page)[0].startswith("Connected to Jira as Alice Jones")
+    mine = ALMCredential.objects.get(account=either, user=alice)
+    assert (mine.access_token, mine.refresh_token, mine.status) == (NEW_ACCESS, NEW_REFRESH, Status.CONNECTED)
+    assert (mine.connected_as_name, mine.connected_as_display_name) == (identity(ALICE[kind]), "Alice Jones")
+    assert AuthEvent.objects.filter(credential=mine, kind=AuthEvent.Kind.CONNECTED).count() == 1
+
+    # So the rule "one person per Jira user" still sees alice's grant: bob, signed in to Jira as alice, is refused.
+    bob = signed_in(staff_user("bob"))
+    mocked_jira.calls.reset()
+    jira_consents(mocked_jira, kind, ALICE[kind])
+    page = connect_myself(bob, either)
+    (message,) = page_messages(page)
+    assert f"The Jira user Alice Jones is already connected to {either.name} by alice." in message
+    assert not ALMCredential.objects.filter(user__username="bob", refresh_token__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first_time", [True, False], ids=["first connect", "reconnect"])
+def test_a_consent_the_database_never_takes_is_revoked_at_jira_and_said_plainly(connected_account, alice,
+                                                                                 alice_client, mocked_jira,
+                                                                                 monkeypatch, first_time):
+    monkeypatch.setattr("alm_accounts.services.grants.STORE_RETRY_PAUSES", (0.0, 0.0, 0.0))
+    if not first_time:
+        ALMCredential.objects.create(account=connected_account, user=alice)
+    jira_consents(mocked_jira, "dc", ALICE["dc"])
+    failures = fail_credential_writes(monkeypatch, times=100)
+
+    page = connect_myself(alice_client, connected_account)
+
+    assert len(failures) == 4  # the first write and three more, each on a fresh connection
+    (message,) = page_messages(page)
+    assert message.startswith("Jira issued the tokens but the database did not accept them: nothing was stored")
+    assert "Click Connect my Jira account again." in message
+    # Stored nowhere, so not left alive at Jira either.
+    assert revoked(mocked_jira) == [NEW_REFRESH, NEW_ACCESS]
+    assert not ALMCredential.objects.filter(refresh_token__isnull=False).exists()
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.AUTHORIZATION_FAILED)
+    assert (event.grant_owner, event.outcome) == ("alice", AuthEvent.Outcome.FAILED)
+
+
+# --------------------------------------------------------------------------
+# Item 4: the account's own Jira identity is never a person's
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["account", "refuse"])
+def test_a_person_signed_in_to_jira_as_the_accounts_admin_is_refused(kind, either, alice, alice_client, mocked_jira,
+                                                                      policy):
+    either.unconnected_users = policy
+    either.save(update_fields=["unconnected_users"])
+    # The shared browser: still signed in to Jira as the administrator who clicked Get Auth Token.
+    jira_consents(mocked_jira, kind, ACCOUNTS_OWN[kind])
+
+    page = connect_myself(alice_client, either)
+
+    (message,) = page_messages(page)
+    assert message.startswith(f"The Jira user Jira Admin is the one {either.name}'s own connection acts as")
+    assert "Log out of Jira, sign in to Jira as yourself" in message and "Nothing was stored." in message
+    assert not ALMCredential.objects.filter(refresh_token__isnull=False).exists()
+    assert not ALMCredential.objects.exclude(connected_as_name="").exists()
+    assert "Not connected" in my_row(page, either)
+    # The refused grant's tokens are revoked (Data Center; Atlassian has no revocation), never the account's own.
+    assert revoked(mocked_jira) == ([NEW_REFRESH, NEW_ACCESS] if kind == "dc" else [])
+    either.refresh_from_db()
+    assert either.is_connected and either.connected_as_name == identity(ACCOUNTS_OWN[kind])
+    if policy == "refuse":
+        with pytest.raises(services.NoJiraIdentity):
+            act_for(either, alice)
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.AUTHORIZATION_FAILED)
+    assert event.grant_owner == "alice" and "own connection acts as" in event.message
+
+
+def test_a_working_connection_is_kept_when_the_reconnect_is_the_accounts_identity(connected_account, alice,
+                                                                                   alice_client, mocked_jira):
+    mine = credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    jira_consents(mocked_jira, "dc", ACCOUNTS_OWN["dc"])
+
+    (message,) = page_messages(connect_myself(alice_client, connected_account))
+
+    assert "own connection acts as" in message and "The existing connection is kept and still works." in message
+    mine.refresh_from_db()
+    assert (mine.refresh_token, mine.connected_as_name) == ("ALICE-1-refresh", "jalice")
+
+
+def get_auth_token_page(admin_client, account: ALMAccount, kind: str) -> str:
+    """An admin clicks Get Auth Token and consents: the account page they land on (its HTML)."""
+    if kind == "cloud":
+        state = start_cloud_consent(admin_client, account)["state"]
+        back = admin_client.get(CLOUD_CALLBACK_PATH, {"code": "code-from-atlassian", "state": state})
+    else:
+        change = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+        response = admin_client.post(change, change_form_data(account, _get_auth_token="Get Auth Token"))
+        assert response.status_code == 302 and response["Location"].startswith(f"{JIRA}/rest/oauth2/latest/authorize")
+        state = query_of(response["Location"])["state"]
+        back = admin_client.get(urlsplit(account.callback_url).path, {"code": "code-from-jira", "state": state})
+    assert back.status_code == 302, back.content[:2000]
+    return admin_client.get(back["Location"]).content.decode()
+
+
+def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, either, alice, admin_client, mocked_jira):
+    credential(either, alice, ALICE[kind], token="ALICE-1")
+    jira_consents(mocked_jira, kind, ALICE[kind])  # the admin consented in a browser signed in to Jira as alice
+
+    page = get_auth_token_page(admin_client, either, kind)
+
+    (message,) = page_messages(page)
+    assert message.startswith("Connected to Jira as Alice Jones")
+    assert ("Warning: Alice Jones is also the Jira user of alice's own connection (My ALM Credentials), so what the "
+            "product does for alice is done as the account's own identity. Revoke alice's credential") in message
+    assert re.search(r'<li class="warning">[^<]*Warning: Alice Jones', page)
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.CONNECTED, grant_owner="")
+    assert "Warning: Alice Jones is also the Jira user of alice's own connection" in event.message
+
+
+def test_the_accounts_connection_as_its_own_jira_user_has_no_warning(kind, either, alice, admin_client,
+                                                                     mocked_jira):
+    credential(either, alice, ALICE[kind], token="ALICE-1")
+    jira_consents(mocked_jira, kind, ACCOUNTS_OWN[kind])
+
+    (message,) = page_messages(get_auth_token_page(admin_client, either, kind))
+
+    assert message.startswith("Connected to Jira as Jira Admin") and "Warning" not in message

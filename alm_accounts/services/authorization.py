@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -81,6 +81,7 @@ class CallbackOutcome:
     ok: bool
     message: str
     for_own_credential: bool = False  # the person's own connection: back to My ALM Credentials
+    warning: bool = False  # succeeded, with something the admin must act on (shown as a warning)
 
 
 class CallbackForbidden(CallbackRejected):
@@ -210,67 +211,156 @@ def _kept(grant: Grant | None, message: str) -> str:
 
 
 class _Refused(Exception):
-    """A person's new grant is refused after the exchange; nothing is stored (the transaction rolls back)."""
+    """A person's new grant is refused after the exchange; nothing is stored (the transaction rolls back).
 
-    def __init__(self, message: str):
+    `recorded`: the audit event was already written (on a fresh connection, after the database failed).
+    """
+
+    def __init__(self, message: str, *, recorded: bool = False):
         super().__init__(message)
         self.message = message
+        self.recorded = recorded
+
+
+_LOST_PERSON = ("Jira issued the tokens but the database did not accept them: nothing was stored, and the new tokens "
+                "are being revoked at Jira. Click Connect my Jira account again.")
 
 
 @sensitive_variables()
 def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret, actor: str) -> CallbackOutcome:
-    """A person's own Jira grant: exchange, ask Jira who it is, refuse an identity another person holds, store.
+    """A person's own Jira grant: exchange the code, ask Jira who it is, then decide and store under the locks.
 
-    Everything under the row lock of the person's credential, in our own transaction; a refusal rolls it back
-    (nothing stored) and revokes the new tokens at Jira, best effort, after the lock is released.
+    Jira is asked first, with no row lock held: its codes live seconds, and waiting for a lock (an account
+    refresh in flight) before the exchange could outlive the code. The decision (is this Jira identity free:
+    neither another person's on the account nor the one the account's own connection acts as) and the store are
+    one transaction holding the account's row lock, then the credential's (the order in which an admin's edit or
+    deletion of the account takes them): two consents on one account are decided one after the other, and the
+    unique constraint on (account, Jira user) has the last word all the same. The credential's row exists
+    (committed) before the exchange, so a write that must be repeated always finds it, and repeats it with the
+    identity. A new grant stored nowhere (refused, or the database did not take it) is revoked at Jira, best
+    effort, with no lock held.
     """
     owner = user.get_username()
+    ref = GrantRef("user", _credential_row(account, user))
+    before = ALMCredential.objects.select_related("account").get(pk=ref.pk)  # for the words of a failure only
     client = client_for(account)
     issued: TokenSet | None = None
     try:
-        with own_transaction("Connecting a Jira account"):
-            ALMCredential.objects.get_or_create(account=account, user=user)
-            credential = GrantRef("user", ALMCredential.objects.get(account=account, user=user).pk).locked()
-            deadline = refresh_deadline()
-            try:
-                issued = client.exchange_code(code=code, redirect_uri=account.callback_url, code_verifier=verifier,
-                                              deadline=deadline)
-                client = _on_consented_site(account, client, issued, deadline=deadline)
-                me = client.myself(access_token=issued.access_token, deadline=deadline)
-            except SiteNotCovered as exc:
-                raise _Refused(_kept(credential, str(exc))) from None
-            except JiraError as exc:
-                stage = "exchange" if issued is None else "api"
-                raise _Refused(_kept(credential, explain.describe(stage, exc, advice=account.provider.advice) + (
-                    " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
-                    if issued is not None else ""))) from None
-            name, display = jira_user(me, account)
-            holder = (ALMCredential.objects.filter(account=account, connected_as_name=name)
-                      .exclude(user=user).exclude(connected_as_name="").select_related("user").first())
-            if holder is not None:
-                raise _Refused(
-                    f"The Jira user {display or name} is already connected to {account.name} by "
-                    f"{holder.user.get_username()}. Log out of Jira, sign in to Jira as yourself, then click Connect "
-                    "my Jira account again. Nothing was stored."
-                )
-            store_new_grant(credential, issued, name=name, display=display)
+        deadline = refresh_deadline()
+        try:
+            issued = client.exchange_code(code=code, redirect_uri=account.callback_url, code_verifier=verifier,
+                                          deadline=deadline)
+            client = _on_consented_site(account, client, issued, deadline=deadline, record=False)
+            me = client.myself(access_token=issued.access_token, deadline=deadline)
+        except SiteNotCovered as exc:
+            raise _Refused(_kept(before, str(exc))) from None
+        except JiraError as exc:
+            stage = "exchange" if issued is None else "api"
+            raise _Refused(_kept(before, explain.describe(stage, exc, advice=account.provider.advice) + (
+                " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
+                if issued is not None else ""))) from None
+        name, display = jira_user(me, account)
+        if not name:
+            raise _Refused(_kept(before, "Jira issued tokens but did not say which Jira user they belong to, so "
+                                         "nothing was stored. Click Connect my Jira account again."))
+        message = _store_person_grant(ref, account=account, tokens=issued, name=name, display=display, actor=actor)
     except _Refused as refused:
         if issued is not None:
             _revoke_quietly(client, issued)
-        record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=refused.message,
-                     grant_owner=owner)
+        if not refused.recorded:
+            record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=refused.message,
+                         grant_owner=owner)
         return CallbackOutcome(account, False, refused.message, True)
-    except DatabaseError as exc:
-        if issued is None:
-            raise
-        ref = GrantRef("user", ALMCredential.objects.get(account=account, user=user).pk)
-        if _store_issued_grant_again(ref, issued, actor=actor, error=exc, site_of=account) is None:
-            return CallbackOutcome(account, False, _LOST, True)
-    credential = ALMCredential.objects.select_related("account", "user").get(account=account, user=user)
-    message = f"Connected to Jira as {credential.connected_as_display_name or 'an unnamed user'} " \
-              f"({credential.token_scope})."
-    record_event(credential, actor=actor, kind=Kind.CONNECTED, ok=True, message=message)
     return CallbackOutcome(account, True, message, True)
+
+
+def _credential_row(account: ALMAccount, user) -> int:
+    """The person's credential on the account, created and committed before Jira issues anything (a blank row is
+    "not connected"): the store, and a store written again after a database failure, always find it."""
+    return ALMCredential.objects.get_or_create(account=account, user=user)[0].pk
+
+
+@sensitive_variables()
+def _store_person_grant(ref: GrantRef, *, account: ALMAccount, tokens: TokenSet, name: str, display: str,
+                        actor: str) -> str:
+    """Decide and store a person's new grant (see _connect_person); a first write that failed is written again on
+    a fresh connection, under the same locks and with the same identity. Returns what to tell the person; raises
+    _Refused (nothing stored)."""
+    def lock() -> ALMCredential | None:
+        # The account's row first, then the credential's: the order of save_account and delete_account.
+        return ref.locked() if GrantRef("account", account.pk).locked() is not None else None
+
+    def write(credential: ALMCredential | None) -> str:
+        if credential is None:
+            raise _Refused("The ALM account or your user was deleted meanwhile: nothing was stored.")
+        return _decide_and_store(credential, tokens=tokens, name=name, display=display, site_of=account, actor=actor)
+
+    try:
+        with own_transaction("Connecting a Jira account"):
+            return write(lock())
+    except DatabaseError as exc:
+        try:
+            return write_again(ref, write=write, lock=lock, what="Connect my Jira account", error=exc)
+        except WriteLost:
+            log.critical("%s: %s", ref, _LOST_PERSON)
+            record_outside(ref, actor=actor, message=_LOST_PERSON, kind=Kind.AUTHORIZATION_FAILED)
+            raise _Refused(_LOST_PERSON, recorded=True) from None
+
+
+@sensitive_variables()
+def _decide_and_store(credential: ALMCredential, *, tokens: TokenSet, name: str, display: str, site_of: ALMAccount,
+                      actor: str) -> str:
+    """Under the locks of the account and the credential: refuse an identity that is taken, else store the grant
+    with its identity and the audit event, in one transaction."""
+    account = credential.account  # read after the account's row lock was taken: its identity is current
+    was_connected = credential.is_connected
+
+    def refused(reason: str) -> _Refused:
+        return _Refused(f"{reason} The existing connection is kept and still works." if was_connected else reason)
+
+    taken = identity_taken(account, credential, name=name, display=display)
+    if taken:
+        raise refused(taken)
+    if site_of.cloud_id and (account.cloud_id, account.cloud_site_name) != (site_of.cloud_id,
+                                                                             site_of.cloud_site_name):
+        ALMAccount.objects.filter(pk=account.pk).update(cloud_id=site_of.cloud_id,
+                                                        cloud_site_name=site_of.cloud_site_name)
+        account.cloud_id, account.cloud_site_name = site_of.cloud_id, site_of.cloud_site_name
+    try:
+        with transaction.atomic():  # a savepoint: the unique constraint's answer is a refusal, not a lost write
+            store_new_grant(credential, tokens, name=name, display=display)
+    except IntegrityError:
+        # Another person's credential took this Jira user without the account's lock (a Test that recorded a
+        # renamed Jira user): the constraint kept the rule.
+        raise refused(identity_taken(account, credential, name=name, display=display) or (
+            f"The Jira user {display or name} is already connected to {account.name} by another person. "
+            f"{_SIGN_IN_AS_YOURSELF}")) from None
+    message = f"Connected to Jira as {display or 'an unnamed user'} ({credential.token_scope})."
+    record_event(credential, actor=actor, kind=Kind.CONNECTED, ok=True, message=message)
+    return message
+
+
+_SIGN_IN_AS_YOURSELF = ("Log out of Jira, sign in to Jira as yourself, then click Connect my Jira account again. "
+                        "Nothing was stored.")
+
+
+def identity_taken(account: ALMAccount, credential: ALMCredential | None, *, name: str, display: str) -> str:
+    """Why a person may not bind this Jira identity on `account` ("" when they may): another person holds it, or
+    it is the identity the account's own connection acts as (the person would act as the account's
+    administrator, whatever the policy for people without a connection)."""
+    who = display or name
+    if account.connected_as_name and name == account.connected_as_name:
+        return (f"The Jira user {who} is the one {account.name}'s own connection acts as (connected by an "
+                "administrator with Get Auth Token): it cannot also be your own connection. Your browser is "
+                f"probably still signed in to Jira as that user. {_SIGN_IN_AS_YOURSELF}")
+    others = ALMCredential.objects.filter(account_id=account.pk, connected_as_name=name).select_related("user")
+    if credential is not None:
+        others = others.exclude(pk=credential.pk)
+    holder = others.first()
+    if holder is not None:
+        return (f"The Jira user {who} is already connected to {account.name} by {holder.user.get_username()}. "
+                f"{_SIGN_IN_AS_YOURSELF}")
+    return ""
 
 
 @sensitive_variables()
@@ -333,7 +423,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
     account.refresh_from_db()
     message = _record_jira_user(account)
     record_event(account, actor=actor, kind=Kind.CONNECTED, ok=True, message=message)
-    return CallbackOutcome(account, True, message)
+    return CallbackOutcome(account, True, message, warning=" Warning: " in message)
 
 
 _LOST = ("Jira issued the tokens but the database did not accept them: nothing was stored. Click Get Auth Token "
@@ -433,18 +523,21 @@ def jira_user(me: dict, account: ALMAccount) -> tuple[str, str]:
 
 
 @sensitive_variables()
-def _on_consented_site(account: ALMAccount, client, tokens: TokenSet, *, deadline) -> object:
-    """The site the consent must reach (Jira Cloud): record it on the account; the client that calls it.
+def _on_consented_site(account: ALMAccount, client, tokens: TokenSet, *, deadline, record: bool = True) -> object:
+    """The site the consent must reach (Jira Cloud): put it on `account` (and, `record`, on its row); the client that
+    calls it.
 
     Raises SiteNotCovered when the consent does not reach the account's site (nothing is stored then: the caller's
-    transaction rolls back or stores nothing). Data Center: the client as it is.
+    transaction rolls back or stores nothing). Data Center: the client as it is. Without `record` the caller writes
+    the site with the grant (a person's consent, decided under the account's lock).
     """
     site = account.provider.confirm_site(client, access_token=tokens.access_token, account=account, deadline=deadline)
     if site is None:
         return client
     if (account.cloud_id, account.cloud_site_name) != (site.cloud_id, site.name):
         account.cloud_id, account.cloud_site_name = site.cloud_id, site.name
-        ALMAccount.objects.filter(pk=account.pk).update(cloud_id=site.cloud_id, cloud_site_name=site.name)
+        if record:
+            ALMAccount.objects.filter(pk=account.pk).update(cloud_id=site.cloud_id, cloud_site_name=site.name)
     return client_for(account)
 
 
@@ -460,6 +553,23 @@ def _record_jira_user(account: ALMAccount) -> str:
             f"{reason} Use Test connection to check."
         )
     name, display = jira_user(me, account)
+    # Written before the people's credentials are read: a person's consent decided after this sees the identity
+    # (and refuses it), one decided before is found below (the update waits for its account lock).
     ALMAccount.objects.filter(pk=account.pk).update(connected_as_name=name, connected_as_display_name=display)
     account.connected_as_name, account.connected_as_display_name = name, display
-    return f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."
+    message = f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."
+    return message + (person_with_the_accounts_identity(account) if name else "")
+
+
+def person_with_the_accounts_identity(account: ALMAccount) -> str:
+    """A warning when a person's own credential is the Jira user the account's connection acts as ("" if none)."""
+    holder = (ALMCredential.objects.filter(account_id=account.pk, connected_as_name=account.connected_as_name)
+              .exclude(connected_as_name="").select_related("user").first())
+    if holder is None:
+        return ""
+    person = holder.user.get_username()
+    who = account.connected_as_display_name or account.connected_as_name
+    return (f" Warning: {who} is also the Jira user of {person}'s own connection (My ALM Credentials), so what the "
+            f"product does for {person} is done as the account's own identity. Revoke {person}'s credential below "
+            f"and ask {person} to connect again as themselves, or connect the account with a Jira user no person "
+            "uses.")

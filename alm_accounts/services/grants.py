@@ -228,12 +228,14 @@ class WriteLost(Exception):
         super().__init__(f"{failure} after {attempts} attempts")
 
 
-def write_again(grant: GrantRef, *, write, what: str, error: Exception):
+def write_again(grant: GrantRef, *, write, what: str, error: Exception, lock=None):
     """Jira issued new tokens but our write failed: the pair in memory is the grant. Write it again.
 
     The first transaction is gone with its connection (and its row lock), so
     each attempt runs on a fresh connection and locks the row again; `write`
     gets the locked account (None when it was deleted) and does the storing.
+    `lock` replaces grant.locked when the write needs more rows locked, in the order the first attempt took
+    them (a person's new grant: the account's row, then the credential's).
     Raises WriteLost when every attempt failed. Logs at CRITICAL, never a token.
     """
     failure = type(error).__name__
@@ -244,7 +246,7 @@ def write_again(grant: GrantRef, *, write, what: str, error: Exception):
         try:
             connection.close()  # the broken connection; the next query opens a fresh one
             with own_transaction(f"Storing tokens ({what})"):
-                result = write(grant.locked())
+                result = write((lock or grant.locked)())
             log.warning("%s: the new tokens (%s) were stored on attempt %s.", grant, what, attempt)
             return result
         except DatabaseError as exc:
