@@ -223,7 +223,7 @@ class _Refused(Exception):
 
 
 _LOST_PERSON = ("Jira issued the tokens but the database did not accept them: nothing was stored, and the new tokens "
-                "are being revoked at Jira. Click Connect my Jira account again.")
+                "were discarded (revoked at Jira where Jira allows it). Click Connect my Jira account again.")
 
 
 @sensitive_variables()
@@ -318,7 +318,7 @@ def _decide_and_store(credential: ALMCredential, *, tokens: TokenSet, name: str,
     def refused(reason: str) -> _Refused:
         return _Refused(f"{reason} The existing connection is kept and still works." if was_connected else reason)
 
-    taken = identity_taken(account, credential, name=name, display=display)
+    taken = _identity_taken(account, credential, name=name, display=display)
     if taken:
         raise refused(taken)
     if site_of.cloud_id and (account.cloud_id, account.cloud_site_name) != (site_of.cloud_id,
@@ -332,7 +332,7 @@ def _decide_and_store(credential: ALMCredential, *, tokens: TokenSet, name: str,
     except IntegrityError:
         # Another person's credential took this Jira user without the account's lock (a Test that recorded a
         # renamed Jira user): the constraint kept the rule.
-        raise refused(identity_taken(account, credential, name=name, display=display) or (
+        raise refused(_identity_taken(account, credential, name=name, display=display) or (
             f"The Jira user {display or name} is already connected to {account.name} by another person. "
             f"{_SIGN_IN_AS_YOURSELF}")) from None
     message = f"Connected to Jira as {display or 'an unnamed user'} ({credential.token_scope})."
@@ -344,7 +344,7 @@ _SIGN_IN_AS_YOURSELF = ("Log out of Jira, sign in to Jira as yourself, then clic
                         "Nothing was stored.")
 
 
-def identity_taken(account: ALMAccount, credential: ALMCredential | None, *, name: str, display: str) -> str:
+def _identity_taken(account: ALMAccount, credential: ALMCredential | None, *, name: str, display: str) -> str:
     """Why a person may not bind this Jira identity on `account` ("" when they may): another person holds it, or
     it is the identity the account's own connection acts as (the person would act as the account's
     administrator, whatever the policy for people without a connection)."""
@@ -558,10 +558,10 @@ def _record_jira_user(account: ALMAccount) -> str:
     ALMAccount.objects.filter(pk=account.pk).update(connected_as_name=name, connected_as_display_name=display)
     account.connected_as_name, account.connected_as_display_name = name, display
     message = f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."
-    return message + (person_with_the_accounts_identity(account) if name else "")
+    return message + (_person_with_the_accounts_identity(account) if name else "")
 
 
-def person_with_the_accounts_identity(account: ALMAccount) -> str:
+def _person_with_the_accounts_identity(account: ALMAccount) -> str:
     """A warning when a person's own credential is the Jira user the account's connection acts as ("" if none)."""
     holder = (ALMCredential.objects.filter(account_id=account.pk, connected_as_name=account.connected_as_name)
               .exclude(connected_as_name="").select_related("user").first())
