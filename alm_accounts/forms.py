@@ -199,6 +199,9 @@ class ALMAccountForm(forms.ModelForm):
     def _clean_cloud(self, cleaned):
         """A Jira Cloud site is an https origin (no context path); the product needs some scope besides
         offline_access. The Client Secret is not bound to the site URL: it only ever goes to ATLASSIAN_AUTH_URL."""
+        # The Cloud form hides "Jira CA certificate (PEM)": one pasted for a Data Center host is forgotten, never
+        # kept for Atlassian's hosts (where the deployment's Atlassian secret is sent).
+        cleaned["jira_ca_certificate"] = ""
         base_url = cleaned.get("base_url")
         if base_url:
             parts = urlsplit(base_url)
