@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+
+
+class RecordChangeList(ChangeList):
+    """The date drill-down (?created_at__year=...) with a year, month or day no date can have (99999999999, 9999
+    then "next year") is a bad filter like any other: Django shows the list unfiltered with its "?e=1" notice
+    instead of failing with OverflowError (a 500)."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -12,6 +26,9 @@ class RecordAdmin(admin.ModelAdmin):
     """
 
     list_select_related = ["account"]
+
+    def get_changelist(self, request, **kwargs):
+        return RecordChangeList
 
     @admin.display(description="Account", ordering="account_name")
     def account_display(self, obj):

@@ -42,15 +42,27 @@ def client_options(account) -> dict:
     return {"verify": verify_for(account), "proxies": proxies_for(account.base_url)}
 
 
-def verify_for(account) -> str | bool:
-    """True (certifi), the JIRA_CA_BUNDLE path, or a cached bundle file: default trust + the account's CA."""
+def default_verify() -> str | bool:
+    """True (certifi) or the JIRA_CA_BUNDLE path: the trust of every call that is not to an account's own Jira Data
+    Center host (Atlassian's authorization server and API gateway above all)."""
     default = settings_ca_bundle()
     if default and not os.path.isfile(default):
         # Checked at start too; a bundle removed since would make requests raise a bare OSError mid-call.
         raise EgressError(f"The CA bundle JIRA_CA_BUNDLE ({default}) no longer exists; restore it or unset it.")
+    return default or True
+
+
+def verify_for(account) -> str | bool:
+    """True (certifi), the JIRA_CA_BUNDLE path, or a cached bundle file: default trust + the account's CA.
+
+    For a Jira Data Center account's calls to its base URL only: the CA was pasted for that host. A Jira Cloud
+    account's calls go to Atlassian's hosts, where the deployment's ATLASSIAN_CLIENT_SECRET travels: they get
+    default_verify(), whatever certificate the row still holds.
+    """
+    default = default_verify()
     pem = (getattr(account, "jira_ca_certificate", "") or "").strip()
     if not pem:
-        return default or True
+        return default
     try:
         account_certificates = normalized_certificates(pem)
     except ValueError:
@@ -60,7 +72,7 @@ def verify_for(account) -> str | bool:
             "The account's Jira CA certificate (PEM) cannot be read: paste the CA certificate again."
         ) from None
     try:
-        default_pem = _read_bundle(default or certifi.where())
+        default_pem = _read_bundle(default if isinstance(default, str) else certifi.where())
         return str(_cached_bundle(default_pem.rstrip(b"\n") + b"\n" + account_certificates))
     except OSError as exc:
         raise EgressError(

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from .models import CLOUD_SCOPES, ALMAccount, new_callback_id
 from .providers import cloud_scope
-from .validators import is_well_formed_callback_id, normalize_base_url
+from .validators import is_well_formed_callback_id, normalize_base_url, validate_display_name
 from .widgets import CACertificateInput, CallbackURLWidget
 
 PENDING_CALLBACK_SESSION_KEY = "alm_accounts.pending_callback_id"
@@ -137,6 +137,11 @@ class ALMAccountForm(forms.ModelForm):
     def clean_unconnected_users(self):
         return self.cleaned_data.get("unconnected_users") or self.instance.unconnected_users
 
+    def clean_name(self):
+        name = self.cleaned_data.get("name", "")
+        validate_display_name(name)
+        return name
+
     def clean_base_url(self):
         return normalize_base_url(self.cleaned_data.get("base_url", ""))
 
@@ -199,6 +204,9 @@ class ALMAccountForm(forms.ModelForm):
     def _clean_cloud(self, cleaned):
         """A Jira Cloud site is an https origin (no context path); the product needs some scope besides
         offline_access. The Client Secret is not bound to the site URL: it only ever goes to ATLASSIAN_AUTH_URL."""
+        # The Cloud form hides "Jira CA certificate (PEM)": one pasted for a Data Center host is forgotten, never
+        # kept for Atlassian's hosts (where the deployment's Atlassian secret is sent).
+        cleaned["jira_ca_certificate"] = ""
         base_url = cleaned.get("base_url")
         if base_url:
             parts = urlsplit(base_url)

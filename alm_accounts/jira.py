@@ -331,11 +331,13 @@ class JiraClient:
             or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in path)
             # requests resolves '.' and '..' segments before sending (a server may decode %2e too): "/../x" would
             # leave Jira's context path, or, on Jira Cloud's gateway, reach another site of the same grant.
-            or any(segment in (".", "..") for segment in unquote(path.split("?", 1)[0]).split("/"))
+            # Tomcat (Jira Data Center) drops a segment's ";parameters" before resolving it: "/..;/x" is "/../x".
+            or any(segment.split(";", 1)[0] in (".", "..")
+                   for segment in unquote(path.split("?", 1)[0]).split("/"))
         ):
             raise InvalidPath(
                 f"A Jira REST path must start with a single '/' and hold no spaces, backslashes, '#' or '.'/'..' "
-                f"segments (got {str(path)[:80]!r}); nothing was sent."
+                f"segments, with or without ';parameters' (got {str(path)[:80]!r}); nothing was sent."
             )
         url = self.base_url + path
         base, built = urlsplit(self.base_url), urlsplit(url)

@@ -134,11 +134,12 @@ def _back() -> HttpResponseRedirect:
 
 
 def _my_credential(request, account_id: int) -> ALMCredential | None:
-    """The user's own credential on the account (404 for an unknown account); never anyone else's."""
-    account = get_object_or_404(ALMAccount, pk=account_id)
-    credential = ALMCredential.objects.select_related("account", "user").filter(account=account,
+    """The user's own credential on the account; never anyone else's. Without one, an unknown account and one not
+    ready for people (not on the page) both answer 404: posting ids one by one names no hidden account."""
+    credential = ALMCredential.objects.select_related("account", "user").filter(account_id=account_id,
                                                                                user=request.user).first()
     if credential is None:
+        account = get_object_or_404(ready_accounts(), pk=account_id)
         messages.error(request, f"{account.name}: your Jira account is not connected yet. Click Connect my Jira "
                                 "account.")
     return credential
@@ -146,8 +147,11 @@ def _my_credential(request, account_id: int) -> ALMCredential | None:
 
 @require_POST
 def connect(request, account_id: int):
-    """Send the person to Jira's consent page; the callback stores the grant on their own credential."""
-    account = get_object_or_404(ALMAccount, pk=account_id)
+    """Send the person to Jira's consent page; the callback stores the grant on their own credential.
+
+    An account that is not ready for people is not on the page: it answers as a missing one (404), so that
+    posting ids one by one names no account."""
+    account = get_object_or_404(ready_accounts(), pk=account_id)
     try:
         url = services.start_authorization(account=account, user=request.user, session=request.session,
                                            for_own_credential=True)

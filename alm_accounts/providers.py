@@ -157,7 +157,9 @@ class Cloud(DataCenter):
         api, auth = settings.ATLASSIAN_API_URL, settings.ATLASSIAN_AUTH_URL
         return AtlassianCloudClient(
             auth_url=auth, api_url=api, cloud_id=account.cloud_id, client_id=client_id, client_secret=secret,
-            timeout=timeout, verify=egress.verify_for(account), proxies=egress.proxies_for(api),
+            # An account's "Jira CA certificate (PEM)" is for a Data Center host: Atlassian's hosts, which receive
+            # the deployment's ATLASSIAN_CLIENT_SECRET, are verified against the default trust only.
+            timeout=timeout, verify=egress.default_verify(), proxies=egress.proxies_for(api),
             token_proxies=egress.proxies_for(auth),
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+import unicodedata
+from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 from django.conf import settings
@@ -45,6 +46,15 @@ def validate_base_url(value: str) -> None:
     host = parts.hostname or ""
     if not _is_valid_host(host):
         raise ValidationError("The host name in the Jira base URL is not valid.")
+    if _is_numeric_spelling(host):
+        # 2130706433, 0x7f.0.0.1, 127.1 and 0177.0.0.1 all reach 127.0.0.1: checks of the host (which Jira it is,
+        # what it may reach) would judge another address than the one connected to.
+        raise ValidationError("Write an IP address in the Jira base URL as four decimal numbers (e.g. "
+                              "https://10.0.0.5/jira), or use Jira's host name.", code="numeric_host")
+    if any(segment.split(";", 1)[0] in (".", "..") for segment in unquote(parts.path).split("/")):
+        # "/jira/.." is the host's root, not Jira's context path: tokens would go to another application.
+        raise ValidationError("The Jira base URL must not contain '.' or '..' in its path: write Jira's context path "
+                              "as it is, e.g. https://jira.example.com/jira", code="dot_segment")
     if port == 0:
         raise ValidationError("The port in the Jira base URL is not valid.")
     if parts.scheme == "http" and not (settings.DEBUG or host in LOCAL_HOSTS):
@@ -60,6 +70,32 @@ def _is_valid_host(host: str) -> bool:
     except ValueError:
         pass
     return bool(_HOST_RE.match(host)) and all(0 < len(label) <= 63 for label in host.split("."))
+
+
+def _is_numeric_spelling(host: str) -> bool:
+    """A host that the resolver reads as an IPv4 address although it is not written as one (no DNS name ends in a
+    number: its last label is a top-level domain)."""
+    try:
+        ipaddress.ip_address(host)
+        return False  # written as an address: 10.0.0.5, ::1
+    except ValueError:
+        pass
+    last = host.rstrip(".").rsplit(".", 1)[-1].lower()
+    return last.isdigit() or (last.startswith("0x") and all(ch in "0123456789abcdef" for ch in last[2:]))
+
+
+# Characters that change how the text around them is shown: U+202E makes "Payments\u202eskrow" read "Paymentsworks",
+# and the other embeddings, overrides, isolates and direction marks.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def validate_display_name(value: str) -> None:
+    """A name shown in lists, mails and logs: no line breaks, tabs or other control characters (a forged line in a
+    log or a mail) and no characters that reverse or reorder the text (a name that reads as another)."""
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS for ch in value or ""):
+        raise ValidationError("The name must not contain line breaks, tabs or other control characters, nor "
+                              "characters that change the direction of the text (such as U+202E).",
+                              code="control_characters")
 
 
 def validate_callback_id(value: str) -> None:

@@ -329,7 +329,11 @@ if METRICS_TOKEN and (len(METRICS_TOKEN) < 24 or not METRICS_TOKEN.isascii() or 
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
-# Django's error mails (an unhandled exception → a 500) go to ADMINS from SERVER_EMAIL, outside DEBUG.
+# Django's error mails (an unhandled exception → a 500) go to ADMINS from SERVER_EMAIL, outside DEBUG. What they
+# show passes our filter (kendis_integration/error_reports.py): settings holding a credential (by name or by value),
+# the OAuth callbacks' code and state, secret-looking parameters.
+DEFAULT_EXCEPTION_REPORTER = "kendis_integration.error_reports.ExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "kendis_integration.error_reports.ExceptionReporterFilter"
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[kendis-integration] ")
 LOGGING = {
     "version": 1,

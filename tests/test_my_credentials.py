@@ -307,13 +307,13 @@ def test_staff_without_alm_permissions_connect_their_own_but_not_the_accounts_co
     assert PendingAuthorization.objects.get().for_own_credential
 
 
-def test_connect_to_an_account_that_is_not_ready_explains_it_on_the_page(alice_client):
+def test_connect_to_an_account_that_is_not_ready_answers_as_a_missing_one(alice_client):
+    # It is not on the page; posting ids one by one must not name it (security review, issue 18).
     account = ALMAccount.objects.create(name="Jira - No secret yet", base_url=JIRA, client_id="cid")
     response = alice_client.post(button_url("connect", account))
-    assert response.status_code == 302 and response["Location"] == PAGE
-    assert messages_on_page(alice_client.get(PAGE).content.decode()) == [
-        "Jira - No secret yet is not ready for personal connections yet: an administrator must paste its Client ID "
-        "and Client Secret first."]
+    assert response.status_code == 404
+    assert "No secret yet" not in response.content.decode()
+    assert messages_on_page(alice_client.get(PAGE).content.decode()) == []
     assert not PendingAuthorization.objects.exists()
 
 

@@ -8,6 +8,8 @@ production server starts; gunicorn runs for real on a free port.
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import json
 import logging
 import re
@@ -32,7 +34,7 @@ from alm_accounts.jira import JiraClient
 from alm_accounts.models import PendingAuthorization
 from kendis_integration.logs import JsonFormatter, RedactCallbackQuery
 from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, TOKEN_URL, token_answer
-from tests.servers import free_port
+from tests.servers import SMTPSink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://kendis.example.com"
@@ -396,3 +398,79 @@ def test_an_unexpected_error_mails_admins_without_the_callbacks_secrets(admin_cl
     on_the_wire = sent.message().as_string()
     for secret in (CODE, state, verifier, "CLIENTSECRET"):
         assert secret not in on_the_wire
+
+
+# Secrets of a deployment, each distinctive so that the mails can be searched for it.
+DEPLOYMENT_SECRETS = {
+    "DATABASE_URL": "DBPASSWORD-MailCanary-61d0",
+    "JIRA_PROXY_URL": "PROXYPASSWORD-MailCanary-2b7e",
+    "EMAIL_URL": "SMTPPASSWORD-MailCanary-9c44",
+    "ALERT_WEBHOOK_URL": "WEBHOOKPATH-MailCanary-0f3a",
+    "ALERT_WEBHOOK_SECRET": "WEBHOOKSECRET-MailCanary-77e1",
+    "ATLASSIAN_CLIENT_SECRET": "ATLASSIANSECRET-MailCanary-4d2c",
+    "METRICS_TOKEN": "METRICSTOKEN-MailCanary-5a8b-0123456789",
+}
+
+
+def mail_texts(raw: str) -> str:
+    """A mail as sent, and each of its parts decoded (quoted-printable or base64 would hide a secret from a
+    search of the raw text)."""
+    message = email.message_from_string(raw, policy=email.policy.default)
+    parts = [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+    return "\n".join([raw, str(message["Subject"]), *parts])
+
+
+def test_error_mails_of_a_gunicorn_worker_carry_no_deployment_secret_nor_the_callbacks_code(production_env,
+                                                                                          tmp_path):
+    """The database is gone while people browse: every request gives a 500 and an error mail to ADMINS, sent over
+    SMTP by the gunicorn worker (which sets RAW_URI, unlike the test client). (A refused connection rather than a
+    silent one: the report is the same, and Django's report asks the database again for each query set it shows.)"""
+    canary = DEPLOYMENT_SECRETS
+    session_cookie = "sessionkeyMailCanary0123456789ab"
+    csrf = "CsrfMailCanary0123456789abcdefgh"  # 32 characters: Django takes it unmasked
+    code_of = {"dc": "DCCODE-MailCanary-11", "cloud": "CLOUDCODE-MailCanary-22", "page": "PAGECODE-MailCanary-33",
+               "post": "POSTCODE-MailCanary-44"}
+    state_of = {key: value.replace("CODE", "STATE") for key, value in code_of.items()}
+    db_port = free_port()  # nothing listens there
+    with SMTPSink() as smtp:
+        env = {
+            **production_env,
+            "DATABASE_URL": f"postgres://kendis:{canary['DATABASE_URL']}@127.0.0.1:{db_port}/kendis",
+            "EMAIL_URL": f"smtp://mailer:{canary['EMAIL_URL']}@127.0.0.1:{smtp.port}",
+            "ADMINS": "Ops <ops@example.com>",
+            "ALERT_WEBHOOK_URL": f"https://hooks.slack.example/services/T0/B0/{canary['ALERT_WEBHOOK_URL']}",
+            "ALERT_WEBHOOK_SECRET": canary["ALERT_WEBHOOK_SECRET"],
+            "JIRA_PROXY_URL": f"http://proxyuser:{canary['JIRA_PROXY_URL']}@proxy.example.com:3128",
+            "ATLASSIAN_CLIENT_ID": "deployment-cloud-client-id",
+            "ATLASSIAN_CLIENT_SECRET": canary["ATLASSIAN_CLIENT_SECRET"],
+            "METRICS_TOKEN": canary["METRICS_TOKEN"],
+        }
+        collected = run(env, "manage.py", "collectstatic", "--noinput")
+        assert collected.returncode == 0, collected.stderr[-3000:]
+        with gunicorn(env, tmp_path / "gunicorn.log") as (base, session):
+            session.cookies.set("sessionid", session_cookie)
+            smtp.messages.clear()  # the start-up probe's
+            answers = [
+                session.get(f"{base}{CALLBACK_PATH}?code={code_of['dc']}&state={state_of['dc']}", headers={
+                    "Referer": f"{PUBLIC}{CALLBACK_PATH}?code={code_of['dc']}&state={state_of['dc']}"}),
+                session.get(f"{base}/oauth/atlassian/callback/?code={code_of['cloud']}&state={state_of['cloud']}",
+                            headers={"Referer": f"https://auth.atlassian.com/authorize?state={state_of['cloud']}"}),
+                session.get(f"{base}/admin/?code={code_of['page']}&state={state_of['page']}"),
+                session.post(f"{base}/admin/logout/", cookies={"csrftoken": csrf}, headers={
+                    "Host": "kendis.example.com", "Origin": PUBLIC}, data={
+                    "csrfmiddlewaretoken": csrf, "code": code_of["post"], "state": state_of["post"]}),
+            ]
+        assert [answer.status_code for answer in answers] == [500] * 4, [a.text[:300] for a in answers]
+        mails = [mail_texts(raw) for raw in smtp.messages]
+
+    assert smtp.logins  # sent with the SMTP login of EMAIL_URL, as in production
+    subjects = [re.search(r"Internal Server Error: (\S+)", text).group(1) for text in mails]
+    assert sorted(set(subjects)) == sorted({CALLBACK_PATH, "/oauth/atlassian/callback/", "/admin/", "/admin/logout/"})
+    leaked = {secret for text in mails for secret in [*canary.values(), *code_of.values(), *state_of.values(),
+                                                      session_cookie, csrf] if secret in text}
+    assert leaked == set(), sorted(leaked)
+    for text in mails:
+        # Still a useful report: what failed, where, and the settings that are no secret.
+        assert "OperationalError" in text and "RAW_URI" in text
+        assert "PUBLIC_BASE_URL = 'https://kendis.example.com'" in text
+        assert "DATABASE_URL = '********************'" in text

@@ -76,7 +76,8 @@ class Command(BaseCommand):
     @staticmethod
     def _account(value: str) -> ALMAccount:
         account = ALMAccount.objects.filter(name=value).first()
-        if account is None and value.isdigit():
+        # isascii(): isdigit() also accepts "²", which int() refuses; a number longer than any id matches none.
+        if account is None and value.isascii() and value.isdigit() and len(value) <= 18:
             account = ALMAccount.objects.filter(pk=int(value)).first()
         if account is None:
             raise CommandError(f"No ALM account named or numbered {value!r}.", returncode=2)

@@ -1,0 +1,136 @@
+"""Security review (issue 18), items 6 and 7: hostile or odd input gets a clear refusal, never a token sent where
+it does not belong, a traceback or a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import base as management_base
+from django.urls import reverse
+
+from alm_accounts import services
+from alm_accounts.management.commands.jira_call import Command as JiraCallCommand
+from alm_accounts.models import ALMAccount, PendingAuthorization
+from tests.conftest import CLIENT_SECRET, JIRA, add_form_data, staff_user
+
+# --------------------------------------------------------------------------
+# Item 6: Tomcat path parameters. Jira Data Center runs on Tomcat, which drops a segment's ";parameters" before
+# resolving dot segments: "/rest/..;/..;/x" is "/x", outside Jira's context path, on the same host.
+# --------------------------------------------------------------------------
+
+TOMCAT_DOT_SEGMENTS = ["/rest/..;/..;/x", "/rest/%2E%2e;/x", "/rest/api/2/..;jsessionid=1/..;/x", "/.;/x",
+                       "/rest/%2e%2e%3b/x"]
+
+
+@pytest.mark.parametrize("path", TOMCAT_DOT_SEGMENTS)
+def test_a_dot_segment_with_path_parameters_is_refused_on_data_center(connected_account, mocked_jira, path):
+    with pytest.raises(services.InvalidJiraPath, match="nothing was sent"):
+        services.jira_request(account=connected_account, method="GET", path=path)
+    assert len(mocked_jira.calls) == 0  # the Bearer token went nowhere
+
+
+@pytest.mark.parametrize("path", TOMCAT_DOT_SEGMENTS)
+def test_a_dot_segment_with_path_parameters_is_refused_on_jira_cloud(connected_cloud_account, mocked_jira, path):
+    with pytest.raises(services.InvalidJiraPath, match="nothing was sent"):
+        services.jira_request(account=connected_cloud_account, method="GET", path=path)
+    assert len(mocked_jira.calls) == 0
+
+
+# --------------------------------------------------------------------------
+# Item 7: bad input that gave a traceback or a 500
+# --------------------------------------------------------------------------
+
+
+class _KeepConnections:
+    """run_from_argv closes every connection when it ends, which would end the test's transaction."""
+
+    @staticmethod
+    def close_all():
+        pass
+
+
+@pytest.mark.parametrize("account", ["²", "12²"])  # digits to isdigit(), not to int()
+def test_jira_call_with_an_account_number_no_id_can_have_exits_2_with_one_line(db, account, monkeypatch, capsys):
+    monkeypatch.setattr(management_base, "connections", _KeepConnections)
+    with pytest.raises(SystemExit) as exited:
+        JiraCallCommand().run_from_argv(["manage.py", "jira_call", "--skip-checks", account, "GET", "/x"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.strip() == f"CommandError: No ALM account named or numbered {account!r}."
+
+
+@pytest.mark.parametrize("query", [
+    "created_at__year=99999999999",
+    "created_at__year=2026&created_at__month=99999999999",
+    "created_at__year=2026&created_at__month=1&created_at__day=99999999999999999999",
+    "created_at__year=9999",  # the year after it does not exist
+    "created_at__year=9999&created_at__month=12",
+])
+@pytest.mark.parametrize("records", ["authevent", "alert"])
+def test_the_audit_trail_and_alerts_lists_survive_an_impossible_date_drill_down(admin_client, records, query):
+    url = reverse(f"admin:alm_accounts_{records}_changelist")
+    response = admin_client.get(f"{url}?{query}", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain == [(f"{url}?e=1", 302)]  # Django's answer to a bad filter: the whole list
+
+
+def test_connect_to_an_account_that_is_not_ready_answers_as_a_missing_one(client, db):
+    """Posting Connect with ids one by one must not name accounts a staff user cannot see (they are not ready for
+    people, so not on My ALM Credentials)."""
+    hidden = ALMAccount.objects.create(name="Jira - Mergers (secret project)", base_url=JIRA, client_id="cid")
+    client.force_login(staff_user("alice"))
+    for button in ("connect", "test", "disconnect"):
+        answers = [client.post(reverse(f"my_alm_credentials_{button}", args=[account_id]))
+                   for account_id in (hidden.pk, hidden.pk + 1000)]
+        assert [answer.status_code for answer in answers] == [404, 404], button
+    page = client.get(reverse("my_alm_credentials")).content.decode()
+    assert "Mergers" not in page
+    assert not PendingAuthorization.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["Jira\r\nBcc: everyone@example.com", "Jira\tCore", "Jira\x1b[31mRed",
+                                  "Jira\u2028Core", "Jira - Payments\u202eskrow", "Jira \u2066Core\u2069",
+                                  "Jira\u200f"])
+def test_account_names_with_control_or_direction_characters_are_refused(admin_client, name):
+    callback_id = admin_client.get(reverse("admin:alm_accounts_almaccount_add")).context["adminform"].form[
+        "callback_url"].value()
+    response = admin_client.post(reverse("admin:alm_accounts_almaccount_add"),
+                                 add_form_data(callback_id, name=name, client_secret=CLIENT_SECRET))
+    assert response.status_code == 200
+    assert "nor characters that change the direction of the text" in response.content.decode()
+    assert not ALMAccount.objects.exists()
+
+
+def test_ordinary_names_in_any_script_are_kept(admin_client):
+    callback_id = admin_client.get(reverse("admin:alm_accounts_almaccount_add")).context["adminform"].form[
+        "callback_url"].value()
+    name = "Jira – Zahlungen (שירות) 北京"
+    response = admin_client.post(reverse("admin:alm_accounts_almaccount_add"), add_form_data(callback_id, name=name))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ALMAccount.objects.get().name == name
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("https://2130706433/jira", "four decimal numbers"),
+    ("https://0x7f.0.0.1/jira", "four decimal numbers"),
+    ("https://0x7f000001", "four decimal numbers"),
+    ("https://127.1/jira", "four decimal numbers"),
+    ("https://0177.0.0.1/jira", "four decimal numbers"),
+    ("https://jira.example.com/jira/..", "'.' or '..'"),
+    ("https://jira.example.com/jira/../admin", "'.' or '..'"),
+    ("https://jira.example.com/./jira", "'.' or '..'"),
+    ("https://jira.example.com/jira/%2e%2e", "'.' or '..'"),
+    ("https://jira.example.com/jira/..;x=1", "'.' or '..'"),
+])
+def test_base_urls_in_numeric_host_spellings_or_with_dot_segments_are_refused(db, settings, url, says):
+    settings.DEBUG = False
+    with pytest.raises(ValidationError) as caught:
+        ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
+    assert says in " ".join(caught.value.message_dict["base_url"])
+
+
+@pytest.mark.parametrize("url", ["https://10.1.2.3/jira", "https://jira.example.com/jira", "https://jira.123.example.com",
+                                 "https://0x.example.com/jira", "https://jira.example.com/jira..old"])
+def test_base_urls_written_plainly_are_still_accepted(db, settings, url):
+    settings.DEBUG = False
+    ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
