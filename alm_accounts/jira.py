@@ -27,6 +27,7 @@ import json
 import secrets
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -249,6 +250,28 @@ def session_for(base_url: str, *, verify: str | bool = True, proxies: dict | Non
         return session
 
 
+# How many times a path is percent-decoded when looking for a dot segment: a proxy in front of Tomcat may decode
+# once more; a path still encoded after this many decodings is refused.
+DECODINGS = 4
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a server on the way could read a '.' or '..' segment in `path` (no query), however it is spelled:
+    percent-encoded (%2e), encoded again (%252e: a front proxy such as nginx or IIS decodes before Tomcat does), with
+    Tomcat's ";parameters" ("..;x"), with '\\' or %5c as the separator (IIS and some proxies read it as '/'), or with
+    a Unicode dot that normalisation turns into '.' (U+FF0E, U+2025)."""
+    text = path
+    for _ in range(DECODINGS):
+        seen = unicodedata.normalize("NFKC", text).replace("\\", "/")
+        if any(segment.split(";", 1)[0] in (".", "..") for segment in seen.split("/")):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True
+
+
 class JiraClient:
     """One Jira DC instance seen through one incoming application link."""
 
@@ -331,13 +354,12 @@ class JiraClient:
             or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in path)
             # requests resolves '.' and '..' segments before sending (a server may decode %2e too): "/../x" would
             # leave Jira's context path, or, on Jira Cloud's gateway, reach another site of the same grant.
-            # Tomcat (Jira Data Center) drops a segment's ";parameters" before resolving it: "/..;/x" is "/../x".
-            or any(segment.split(";", 1)[0] in (".", "..")
-                   for segment in unquote(path.split("?", 1)[0]).split("/"))
+            or has_dot_segment(path.split("?", 1)[0])
         ):
             raise InvalidPath(
                 f"A Jira REST path must start with a single '/' and hold no spaces, backslashes, '#' or '.'/'..' "
-                f"segments, with or without ';parameters' (got {str(path)[:80]!r}); nothing was sent."
+                f"segments, however encoded and with or without ';parameters' (got {str(path)[:80]!r}); nothing was "
+                "sent."
             )
         url = self.base_url + path
         base, built = urlsplit(self.base_url), urlsplit(url)

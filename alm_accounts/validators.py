@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from .jira import has_dot_segment
 
 MAX_BASE_URL_LENGTH = 500
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -51,7 +53,7 @@ def validate_base_url(value: str) -> None:
         # what it may reach) would judge another address than the one connected to.
         raise ValidationError("Write an IP address in the Jira base URL as four decimal numbers (e.g. "
                               "https://10.0.0.5/jira), or use Jira's host name.", code="numeric_host")
-    if any(segment.split(";", 1)[0] in (".", "..") for segment in unquote(parts.path).split("/")):
+    if has_dot_segment(parts.path):
         # "/jira/.." is the host's root, not Jira's context path: tokens would go to another application.
         raise ValidationError("The Jira base URL must not contain '.' or '..' in its path: write Jira's context path "
                               "as it is, e.g. https://jira.example.com/jira", code="dot_segment")

@@ -4,6 +4,7 @@ it does not belong, a traceback or a 500."""
 from __future__ import annotations
 
 import pytest
+import responses
 from django.core.exceptions import ValidationError
 from django.core.management import base as management_base
 from django.urls import reverse
@@ -132,5 +133,62 @@ def test_base_urls_in_numeric_host_spellings_or_with_dot_segments_are_refused(db
 @pytest.mark.parametrize("url", ["https://10.1.2.3/jira", "https://jira.example.com/jira", "https://jira.123.example.com",
                                  "https://0x.example.com/jira", "https://jira.example.com/jira..old"])
 def test_base_urls_written_plainly_are_still_accepted(db, settings, url):
+    settings.DEBUG = False
+    ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
+
+
+# --------------------------------------------------------------------------
+# Review of items 6 and 7: other spellings of a dot segment. A front proxy (nginx, Apache, IIS) may decode the
+# path once more before Tomcat does, and IIS (and some proxies) read '\' as '/': "/rest/..%5c..%5cx" and
+# "/rest/%252e%252e/x" reach "/x" there. Unicode's compatibility dots (U+FF0E, U+2025) become '.' for a server
+# that normalises the path.
+# --------------------------------------------------------------------------
+
+OTHER_DOT_SPELLINGS = ["/rest/..%5c..%5cx", "/rest/api/2/..%5Cx", "/rest/%252e%252e/x", "/rest/%252e%252e%253b/x",
+                       "/rest/%25252e%25252e/x", "/rest/\uff0e\uff0e/x", "/rest/\u2025/x", "/rest/%EF%BC%8E%EF%BC%8E/x"]
+
+
+@pytest.mark.parametrize("path", OTHER_DOT_SPELLINGS)
+def test_other_spellings_of_a_dot_segment_are_refused_on_data_center(connected_account, mocked_jira, path):
+    with pytest.raises(services.InvalidJiraPath, match="nothing was sent"):
+        services.jira_request(account=connected_account, method="GET", path=path)
+    assert len(mocked_jira.calls) == 0
+
+
+@pytest.mark.parametrize("path", OTHER_DOT_SPELLINGS)
+def test_other_spellings_of_a_dot_segment_are_refused_on_jira_cloud(connected_cloud_account, mocked_jira, path):
+    with pytest.raises(services.InvalidJiraPath, match="nothing was sent"):
+        services.jira_request(account=connected_cloud_account, method="GET", path=path)
+    assert len(mocked_jira.calls) == 0
+
+
+@pytest.mark.parametrize("path", [
+    "/rest/api/2/search?jql=project%20%3D%20KAN%3B%20text%20~%20%22..%22",  # ';' and '..' in the query
+    "/rest/api/2/search?jql=summary~%22a/../b%22&fields=summary;key",
+    "/rest/api/2/issue/KAN-1;x=1",  # a ';' in a segment that is not a dot segment
+    "/rest/api/2/filter/v1.0..draft",
+    "/rest/api/2/project/100%25",
+])
+def test_legitimate_paths_with_semicolons_and_dots_still_reach_jira(connected_account, mocked_jira, path):
+    mocked_jira.add(responses.GET, f"{JIRA}{path.split('?', 1)[0]}", json={"ok": True})
+    assert services.jira_request(account=connected_account, method="GET", path=path) == {"ok": True}
+    sent = mocked_jira.calls[-1].request.url
+    assert sent == f"{JIRA}{path}"
+
+
+@pytest.mark.parametrize("url", [
+    "https://jira.example.com/jira/..%5c", "https://jira.example.com/jira\\..", "https://jira.example.com/jira/%252e%252e",
+    "https://jira.example.com/jira/\uff0e\uff0e",
+])
+def test_base_urls_with_other_spellings_of_a_dot_segment_are_refused(db, settings, url):
+    settings.DEBUG = False
+    with pytest.raises(ValidationError) as caught:
+        ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
+    assert "'.' or '..'" in " ".join(caught.value.message_dict["base_url"])
+
+
+@pytest.mark.parametrize("url", ["https://[2001:db8::1]:8443/jira", "https://jira.example.com:8443/jira/sub.path",
+                                 "https://JIRA.example.com", "https://10.0.0.5:8080"])
+def test_base_urls_with_ipv6_ports_and_context_paths_are_still_accepted(db, settings, url):
     settings.DEBUG = False
     ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
