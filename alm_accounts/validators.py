@@ -89,15 +89,33 @@ def _is_numeric_spelling(host: str) -> bool:
 # Characters that change how the text around them is shown: U+202E makes "Payments\u202eskrow" read "Paymentsworks",
 # and the other embeddings, overrides, isolates and direction marks.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# The zero-width non-joiner and joiner: needed inside words of some scripts (Persian, the Indic scripts) and in emoji
+# sequences, so kept between two characters that are not ASCII; anywhere else they only hide.
+JOINERS = frozenset("\u200c\u200d")
+# Letters that are drawn as nothing (the Hangul fillers): a name made of them looks empty or like another.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def _is_invisible(value: str, index: int) -> bool:
+    """Whether the character at `index` is drawn as nothing where it stands: a format character (U+200B, U+2060,
+    U+FEFF, the soft hyphen, tags...), a Hangul filler, or a joiner that joins nothing of a script needing it."""
+    ch = value[index]
+    if ch in JOINERS:
+        around = value[index - 1:index] + value[index + 1:index + 2]
+        return len(around) < 2 or any(c.isascii() or c.isspace() for c in around)
+    return unicodedata.category(ch) == "Cf" or ch in BLANK_LETTERS
 
 
 def validate_display_name(value: str) -> None:
     """A name shown in lists, mails and logs: no line breaks, tabs or other control characters (a forged line in a
-    log or a mail) and no characters that reverse or reorder the text (a name that reads as another)."""
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS for ch in value or ""):
+    log or a mail), no characters that reverse or reorder the text (a name that reads as another), and no invisible
+    characters (account names are unique, but "Pay\u200bments" looks exactly like "Payments")."""
+    value = value or ""
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS for ch in value) or any(
+            _is_invisible(value, index) for index in range(len(value))):
         raise ValidationError("The name must not contain line breaks, tabs or other control characters, nor "
-                              "characters that change the direction of the text (such as U+202E).",
-                              code="control_characters")
+                              "characters that change the direction of the text (such as U+202E), nor invisible "
+                              "characters (such as U+200B).", code="control_characters")
 
 
 def validate_callback_id(value: str) -> None:

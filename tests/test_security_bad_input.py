@@ -192,3 +192,33 @@ def test_base_urls_with_other_spellings_of_a_dot_segment_are_refused(db, setting
 def test_base_urls_with_ipv6_ports_and_context_paths_are_still_accepted(db, settings, url):
     settings.DEBUG = False
     ALMAccount(name="Jira", base_url=url, client_id="cid").full_clean()
+
+
+# --------------------------------------------------------------------------
+# Review of item 7: invisible characters. Account names are unique, but "Pay\u200bments" is shown exactly like
+# "Payments": a second account that people cannot tell from the first on My ALM Credentials.
+# --------------------------------------------------------------------------
+
+def _add_account(admin_client, name):
+    callback_id = admin_client.get(reverse("admin:alm_accounts_almaccount_add")).context["adminform"].form[
+        "callback_url"].value()
+    return admin_client.post(reverse("admin:alm_accounts_almaccount_add"),
+                             add_form_data(callback_id, name=name, client_secret=CLIENT_SECRET))
+
+
+@pytest.mark.parametrize("name", ["Jira - Pay\u200bments", "Jira - Pay\u200dments", "Jira - Pay\u200cments",
+                                  "\u200dJira - Payments", "Jira - Payments\u2060", "\ufeffJira - Payments",
+                                  "Jira - Pay\u00adments", "Jira - Payments\U000e0041", "Jira - Payments \u3164"])
+def test_account_names_with_invisible_characters_are_refused(admin_client, name):
+    response = _add_account(admin_client, name)
+    assert response.status_code == 200
+    assert "nor invisible characters (such as U+200B)" in response.content.decode()
+    assert not ALMAccount.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["Jira - حساب\u200cها", "Jira - क्\u200dष", "Jira - Team \U0001f469\u200d\U0001f4bb",
+                                  "Jira – Zahlungen (שירות) 北京", "Jira - 결제"])
+def test_names_that_need_joiners_in_their_script_are_kept(admin_client, name):
+    response = _add_account(admin_client, name)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ALMAccount.objects.get().name == name
