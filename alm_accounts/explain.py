@@ -10,6 +10,9 @@ import unicodedata
 
 from .jira import JiraError, JiraOAuthError, JiraUnauthorized, JiraUnavailable
 
+# Embeddings, overrides, isolates and direction marks: they reorder the text around them when it is shown.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 LINK = "Jira's incoming application link (Administration → Applications → Application links)"
 
 # (stage, error) -> advice. stage: "authorize" (Jira's redirect), "exchange" (code → tokens), "refresh".
@@ -80,9 +83,14 @@ def plain_text(value, limit: int) -> str:
 
     PostgreSQL refuses NUL in text and a lone surrogate (valid in JSON) cannot be
     encoded: either would make the write fail, possibly after Jira has already
-    acted (rotated the tokens). Control characters become spaces.
+    acted (rotated the tokens). Control characters and line separators (U+2028:
+    a new line in a log or a mail) become spaces. Characters that change the
+    direction of the text are dropped: a Jira user's display name ends up inside
+    our sentences ("Connected to Jira as ..."), and U+202E there would turn the
+    rest of the sentence around.
     """
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in str(value or ""))
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in str(value or "")
+                   if ch not in BIDI_CONTROLS)
     return text.strip()[:limit]
 
 

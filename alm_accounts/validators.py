@@ -11,6 +11,7 @@ from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from .explain import BIDI_CONTROLS
 from .jira import has_dot_segment
 
 MAX_BASE_URL_LENGTH = 500
@@ -86,9 +87,8 @@ def _is_numeric_spelling(host: str) -> bool:
     return last.isdigit() or (last.startswith("0x") and all(ch in "0123456789abcdef" for ch in last[2:]))
 
 
-# Characters that change how the text around them is shown: U+202E makes "Payments\u202eskrow" read "Paymentsworks",
-# and the other embeddings, overrides, isolates and direction marks.
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# BIDI_CONTROLS (explain): U+202E makes "Payments\u202eskrow" read "Paymentsworks", and the other embeddings,
+# overrides, isolates and direction marks reorder text too.
 # The zero-width non-joiner and joiner: needed inside words of some scripts (Persian, the Indic scripts) and in emoji
 # sequences, so kept between two characters that are not ASCII; anywhere else they only hide.
 JOINERS = frozenset("\u200c\u200d")

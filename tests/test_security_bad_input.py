@@ -3,6 +3,8 @@ it does not belong, a traceback or a 500."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 import responses
 from django.core.exceptions import ValidationError
@@ -12,7 +14,17 @@ from django.urls import reverse
 from alm_accounts import services
 from alm_accounts.management.commands.jira_call import Command as JiraCallCommand
 from alm_accounts.models import ALMAccount, PendingAuthorization
-from tests.conftest import CLIENT_SECRET, JIRA, add_form_data, staff_user
+from tests.conftest import (
+    CLIENT_SECRET,
+    JIRA,
+    MYSELF_URL,
+    TOKEN_URL,
+    add_form_data,
+    change_form_data,
+    query_of,
+    staff_user,
+    token_answer,
+)
 
 # --------------------------------------------------------------------------
 # Item 6: Tomcat path parameters. Jira Data Center runs on Tomcat, which drops a segment's ";parameters" before
@@ -222,3 +234,24 @@ def test_names_that_need_joiners_in_their_script_are_kept(admin_client, name):
     response = _add_account(admin_client, name)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert ALMAccount.objects.get().name == name
+
+
+# --------------------------------------------------------------------------
+# Review of item 7: the names Jira gives. Any Jira user chooses their own display name; it is shown in the
+# admin's messages, lists and audit trail ("Connected to Jira as ..."). U+202E there turns the rest of the sentence
+# around; U+2028 starts a new line in a log or a mail.
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("display", ["Mallory\u202e)NIMDA(", "Mallory\u2028Connected to Jira as Jira Admin",
+                                     "Mallory\u2066 \u200f"])
+def test_a_jira_display_name_cannot_turn_text_around_or_start_a_line(admin_client, account, mocked_jira, display):
+    start = admin_client.post(reverse("admin:alm_accounts_almaccount_change", args=[account.pk]),
+                              change_form_data(account, _get_auth_token="Get Auth Token"))
+    state = query_of(start["Location"])["state"]
+    mocked_jira.post(TOKEN_URL, json=token_answer(2))
+    mocked_jira.get(MYSELF_URL, json={"name": "mallory", "key": "JIRAUSER10300", "displayName": display})
+    admin_client.get(urlsplit(account.callback_url).path, {"code": "CODE-abc", "state": state})
+    account.refresh_from_db()
+    shown = [account.connected_as_display_name, account.connected_as, account.events.first().message]
+    assert all(text.startswith("Mallory") or "Mallory" in text for text in shown), shown
+    assert not [text for text in shown if any(ch in text for ch in "\u202e\u2028\u2066\u200f")], shown
