@@ -77,10 +77,12 @@ def _is_valid_host(host: str) -> bool:
 
 def _is_numeric_spelling(host: str) -> bool:
     """A host that the resolver reads as an IPv4 address although it is not written as one (no DNS name ends in a
-    number: its last label is a top-level domain)."""
+    number: its last label is a top-level domain), or an IPv4 address written as IPv6 ([::ffff:127.0.0.1] is
+    127.0.0.1, which Python's own is_loopback does not see before 3.13)."""
     try:
-        ipaddress.ip_address(host)
-        return False  # written as an address: 10.0.0.5, ::1
+        address = ipaddress.ip_address(host)
+        # written as an address: 10.0.0.5, ::1; but not an IPv4 one in IPv6's clothes
+        return isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None
     except ValueError:
         pass
     last = host.rstrip(".").rsplit(".", 1)[-1].lower()

@@ -129,6 +129,9 @@ def test_ordinary_names_in_any_script_are_kept(admin_client):
     ("https://0x7f000001", "four decimal numbers"),
     ("https://127.1/jira", "four decimal numbers"),
     ("https://0177.0.0.1/jira", "four decimal numbers"),
+    ("https://[::ffff:127.0.0.1]/jira", "four decimal numbers"),  # IPv4-mapped IPv6: 127.0.0.1 again
+    ("https://[::ffff:7f00:1]/jira", "four decimal numbers"),
+    ("https://[0:0:0:0:0:ffff:10.0.0.5]:8443/jira", "four decimal numbers"),
     ("https://jira.example.com/jira/..", "'.' or '..'"),
     ("https://jira.example.com/jira/../admin", "'.' or '..'"),
     ("https://jira.example.com/./jira", "'.' or '..'"),
