@@ -11,6 +11,10 @@ guarantees every caller needs:
   Refused whatever the policy, and nothing is sent:
     * an inactive (or deleted) person: their credential is never used, and
       they do not act as the account's connection either;
+    * a person whose own credential is the Jira user the account's own
+      connection acts as (stored before connecting as it was refused, or the
+      account connected later as that person's Jira user): through it they
+      would act as the account's administrator;
     * a person whose own credential needs re-authorization. Jira stopped
       accepting their grant (most often: their Jira user was deactivated, or
       the grant was revoked in Jira). Acting for them as the account's
@@ -144,7 +148,13 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
         raise NoJiraIdentity(
             f"{username} {state}: nothing is done in Jira on their behalf on {account.name} (their own connection is "
             "never used, and they do not act as the account's connection either).", identity=username, sent=False)
+    if credential is not None and holds_accounts_identity(credential):
+        raise _accounts_identity_refused(credential, username)
     if credential is not None and credential.status == Status.NEEDS_REAUTHORIZATION:
+        if credential.last_error.startswith(NOT_THEIR_OWN_JIRA_USER):
+            raise NoJiraIdentity(
+                f"{username}'s own Jira connection on {account.name} is not used: {credential.last_error} Nothing "
+                "was sent; the account's connection is not used instead.", identity=username, sent=False)
         raise NoJiraIdentity(
             f"{username}'s own Jira connection on {account.name} (Jira user {_jira_name(credential)}) needs "
             f"re-authorization: Jira no longer accepts it. Reconnect under My ALM Credentials ({account.name}). "
@@ -160,6 +170,34 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
             identity=username, sent=False)
     return JiraIdentity(account, f"as the account's connection ({_jira_name(account)}; {username} has not connected "
                                  "their own Jira account)")
+
+
+# How a person's credential that Test found acting as a Jira user not theirs (the account's own, or another
+# person's) starts its last_error: refused as needing re-authorization, in these words rather than "Jira no longer
+# accepts it" (services.connection, my_credentials).
+NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
+
+
+def holds_accounts_identity(credential: ALMCredential) -> bool:
+    """Whether a person's credential is the Jira user the account's own connection acts as.
+
+    Connecting as it is refused (services.authorization), but a credential stored before that rule, or an account
+    connected afterwards as a person's Jira user, still holds it: through it the person would act as the account's
+    administrator, whatever the policy for people without a connection. No query: the account is read with the
+    credential.
+    """
+    name = credential.connected_as_name
+    return bool(name) and name == credential.account.connected_as_name
+
+
+def _accounts_identity_refused(credential: ALMCredential, username: str) -> NoJiraIdentity:
+    account = credential.account
+    return NoJiraIdentity(
+        f"{username}'s own Jira connection on {account.name} is Jira user {_jira_name(credential)}, the one the "
+        "account's own connection acts as: it is not used, so that nothing is done as the account's administrator "
+        "for them. Nothing was sent; the account's connection is not used instead. Reconnect under My ALM "
+        f"Credentials ({account.name}) signed in to Jira as yourself (if {_jira_name(credential)} is you, an "
+        "administrator must connect the account as another Jira user).", identity=username, sent=False)
 
 
 def _jira_name(grant: Grant) -> str:
@@ -191,6 +229,8 @@ def grant_request(*, grant: Grant, method: str, path: str, json=None, params=Non
     if grant.grant_kind == "user" and not grant.user.is_active:
         raise NoJiraIdentity(f"{grant.grant_owner} is inactive: their own Jira connection is never used.",
                              identity=grant.grant_owner, sent=False)
+    if grant.grant_kind == "user" and holds_accounts_identity(grant):
+        raise _accounts_identity_refused(grant, grant.grant_owner)
     return call.send(JiraIdentity(grant, describe_grant(grant)), json=json, params=params, actor=actor,
                      idempotent=idempotent, deadline=deadline)
 
