@@ -45,6 +45,9 @@ HEALTH_WORDS = {
     "needs_reauthorization": ("needs re-authorization", "need re-authorization"),
     "failing": ("failing", "failing"),
 }
+# Only active people's credentials are counted: an inactive person's is never used or refreshed, and one Jira
+# refused stays refused across deactivation (services.connection) without anyone having to act on it.
+ACTIVE_PEOPLE = Q(user__is_active=True)
 # The grants the refresher keeps alive (selectors.refreshable_*): what stops working when it does not run.
 KEPT_ALIVE = Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION)
 
@@ -61,6 +64,8 @@ class GrantHealthFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         rule = HEALTH.get(self.value())
+        if rule is not None and queryset.model is ALMCredential:
+            rule &= ACTIVE_PEOPLE  # as counted in status_summary
         return queryset if rule is None else queryset.filter(rule)
 
 
@@ -101,8 +106,8 @@ def _aggregate(queryset, *, kept_alive: Q) -> tuple[dict[str, int], int]:
 def status_summary(*, now: datetime | None = None) -> StatusSummary:
     """The counts, the last finished run and whether the refresher looks stopped: three queries."""
     accounts, accounts_alive = _aggregate(ALMAccount.objects.order_by(), kept_alive=KEPT_ALIVE)
-    # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True))
+    # An inactive person's credential is never refreshed (selectors.refreshable_credentials) nor counted.
+    people, people_alive = _aggregate(ALMCredential.objects.filter(ACTIVE_PEOPLE).order_by(), kept_alive=KEPT_ALIVE)
     last_run = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("finished_at", "host").first())
     return StatusSummary(

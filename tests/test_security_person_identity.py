@@ -8,6 +8,9 @@
   out to be the account's own Jira user, or another person's, is refused as at connect: the name is not recorded,
   and the credential needs re-authorization until the person reconnects as themselves. The account's Test finding
   a person's Jira user warns, and that person's credential is not used meanwhile.
+- Django deactivation: Jira's refusal of a person's grant is kept when the person is made inactive (the tokens are
+  still revoked and wiped), so reactivating them does not let them act as the account; while inactive they are
+  not counted as "needs re-authorization" in the status at a glance (nobody has to act on it).
 
 Each for Jira Data Center and Jira Cloud where the two differ (Cloud names users by their Atlassian account ID).
 Jira is mocked with `responses`; the pages are driven as a browser would.
@@ -27,13 +30,16 @@ from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
+from alm_accounts.status import status_summary
 from tests.conftest import (
     ATLASSIAN_ME,
     CLOUD_MYSELF_URL,
     CLOUD_SERVER_INFO_URL,
+    CLOUD_TOKEN_URL,
     MYSELF_URL,
     REVOKE_URL,
     SERVER_INFO_URL,
+    TOKEN_URL,
     staff_user,
 )
 
@@ -268,3 +274,61 @@ def test_the_accounts_test_finding_a_persons_jira_user_warns_and_that_person_is_
     with pytest.raises(services.NoJiraIdentity):  # alice would act as the account's own identity
         act_for(either, alice)
     assert len(mocked_jira.calls) == 0
+
+
+# --------------------------------------------------------------------------
+# Django deactivation keeps Jira's refusal
+# --------------------------------------------------------------------------
+
+
+def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: str) -> ALMCredential:
+    mine = credential(account, alice, ALICE[kind], token="ALICE-1", token_expires_at=timezone.now())
+    if kind == "dc":
+        mocked.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "Refresh token is "
+                                                                                                "invalid"})
+    else:
+        mocked.post(CLOUD_TOKEN_URL, status=403, json={"error": "invalid_grant"})
+    result = services.refresh_grant(grant=services.GrantRef("user", mine.pk), actor="refresher")
+    assert result.outcome is services.RefreshOutcome.NEEDS_REAUTHORIZATION
+    mocked.calls.reset()
+    if kind == "dc":
+        mocked.post(REVOKE_URL, status=200)
+    return mine
+
+
+def test_jiras_refusal_survives_deactivation_and_reactivation(kind, either, alice, mocked_jira,
+                                                             django_capture_on_commit_callbacks):
+    mine = jira_refuses_alices_grant(mocked_jira, either, alice, kind)
+    jira_answers_myself(mocked_jira, either, ACCOUNTS_OWN[kind])  # as the account, were it used for her
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.is_active = False
+        alice.save()
+    mine.refresh_from_db()
+    assert (mine.access_token, mine.refresh_token, mine.status) == (None, None, Status.NEEDS_REAUTHORIZATION)
+    assert status_summary().counts["needs_reauthorization"].people == 0  # nobody has to act on it now
+    event = AuthEvent.objects.get(kind=AuthEvent.Kind.CONNECTION_ENDED)
+    assert "Jira had stopped accepting it: it stays Needs re-authorization until they reconnect." in event.message
+
+    alice.is_active = True
+    alice.save()
+    sent = len(mocked_jira.calls)
+
+    with pytest.raises(services.NoJiraIdentity) as refused:
+        act_for(either, alice)
+    assert "needs re-authorization: Jira no longer accepts it" in str(refused.value)
+    assert len(mocked_jira.calls) == sent
+    assert status_summary().counts["needs_reauthorization"].people == 1
+
+
+def test_an_inactive_persons_refused_credential_is_not_counted_nor_listed_as_needing_reauthorization(
+        admin_client, connected_account, alice):
+    bob = staff_user("bob")
+    for person, me in ((alice, ALICE["dc"]), (bob, BOB["dc"])):
+        credential(connected_account, person, me, token=person.username, status=Status.NEEDS_REAUTHORIZATION)
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+
+    assert status_summary().counts["needs_reauthorization"].people == 1
+    url = reverse("admin:alm_accounts_almcredential_changelist") + "?health=needs_reauthorization"
+    listed = admin_client.get(url).context["cl"].result_list
+    assert [str(row) for row in listed] == [f"bob on {connected_account.name}"]

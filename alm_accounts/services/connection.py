@@ -389,16 +389,22 @@ HOLDS_TOKENS = Q(refresh_token__isnull=False) | Q(access_token__isnull=False)
 
 @sensitive_variables()
 def _end_credentials(credentials, *, actor: str, because: str, issued_by: ALMAccount | None = None,
-                     wipe: bool = True) -> list[EndedCredential]:
+                     wipe: bool = True, keep_refusal: bool = False) -> list[EndedCredential]:
     """Take the tokens off locked credentials (wiped unless the rows are about to be deleted) and write one
-    "Connection ended" event each, naming whose. Inside the caller's transaction; revoke after its commit."""
+    "Connection ended" event each, naming whose. Inside the caller's transaction; revoke after its commit.
+
+    `keep_refusal`: a credential Jira stopped accepting stays refused (as after Disconnect): for a person made
+    inactive, who would otherwise act as the account's connection once an admin makes them active again. Not
+    for a new Jira base URL or Client ID, which ends every connection to the old Jira, refusals included."""
     ended = []
     for credential in credentials:
         held = HeldGrant(credential, issued_by=issued_by)
+        refused = keep_refusal and credential.status == Status.NEEDS_REAUTHORIZATION
         if wipe:
-            credential.save(update_fields=_wipe(credential))
+            credential.save(update_fields=_wipe_keeping_refusal(credential) if keep_refusal else _wipe(credential))
         message = (f"The Jira connection of {held.owner} was ended because {because}: their tokens were deleted "
-                   "here.")
+                   "here." + (" Jira had stopped accepting it: it stays Needs re-authorization until they reconnect."
+                              if refused else ""))
         event = record_event(credential, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
                              message=f"{message} Revoking them at {held.jira.base_url}.")
         ended.append(EndedCredential(held, event, message))
@@ -447,7 +453,7 @@ def end_credentials_of_person(*, user, actor: str, because: str, wipe: bool = Tr
                            .filter(HOLDS_TOKENS, user=user).order_by("pk"))
         for credential in credentials:
             credential.user = user  # the person at hand, not read again
-        ended = _end_credentials(credentials, actor=actor, because=because, wipe=wipe)
+        ended = _end_credentials(credentials, actor=actor, because=because, wipe=wipe, keep_refusal=True)
         if ended:
             transaction.on_commit(lambda: _revoke_credentials_after_commit(ended, report=None))
     return len(ended)
