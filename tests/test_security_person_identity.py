@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alm_accounts import services
+from alm_accounts.health import DeploymentCollector
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.status import status_summary
 from tests.conftest import (
@@ -332,3 +333,8 @@ def test_an_inactive_persons_refused_credential_is_not_counted_nor_listed_as_nee
     url = reverse("admin:alm_accounts_almcredential_changelist") + "?health=needs_reauthorization"
     listed = admin_client.get(url).context["cl"].result_list
     assert [str(row) for row in listed] == [f"bob on {connected_account.name}"]
+    # /metrics counts health as the list does.
+    (health,) = [family for family in DeploymentCollector(now=timezone.now()).collect()
+                 if family.name == "kendis_grants_health"]
+    assert {(s.labels["kind"], s.labels["health"]): s.value for s in health.samples}[
+        ("user", "needs_reauthorization")] == 1
