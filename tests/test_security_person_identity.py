@@ -309,7 +309,7 @@ def test_jiras_refusal_survives_deactivation_and_reactivation(kind, either, alic
     assert (mine.access_token, mine.refresh_token, mine.status) == (None, None, Status.NEEDS_REAUTHORIZATION)
     assert status_summary().counts["needs_reauthorization"].people == 0  # nobody has to act on it now
     event = AuthEvent.objects.get(kind=AuthEvent.Kind.CONNECTION_ENDED)
-    assert "Jira had stopped accepting it: it stays Needs re-authorization until they reconnect." in event.message
+    assert "It needed re-authorization, and stays so until they reconnect." in event.message
 
     alice.is_active = True
     alice.save()

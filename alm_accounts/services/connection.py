@@ -173,8 +173,8 @@ def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
         refusal += (" Reconnect under My ALM Credentials signed in to Jira as yourself (the existing tokens stay "
                     "until then; Disconnect deletes them).")
         mark(credential, status=Status.NEEDS_REAUTHORIZATION, last_error=refusal)
-        log.warning("%s: Test found Jira user %s, which %s holds on the account; refused.", GrantRef.of(grant),
-                    name, "the account's own connection" if holder == ACCOUNTS_OWN else "another person")
+        log.warning("%s: Test found the Jira user %s holds on the account; refused.", GrantRef.of(grant),
+                    "the account's own connection" if holder == ACCOUNTS_OWN else "another person")
     return refusal, ""
 
 
@@ -403,8 +403,7 @@ def _end_credentials(credentials, *, actor: str, because: str, issued_by: ALMAcc
         if wipe:
             credential.save(update_fields=_wipe_keeping_refusal(credential) if keep_refusal else _wipe(credential))
         message = (f"The Jira connection of {held.owner} was ended because {because}: their tokens were deleted "
-                   "here." + (" Jira had stopped accepting it: it stays Needs re-authorization until they reconnect."
-                              if refused else ""))
+                   "here." + (" It needed re-authorization, and stays so until they reconnect." if refused else ""))
         event = record_event(credential, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
                              message=f"{message} Revoking them at {held.jira.base_url}.")
         ended.append(EndedCredential(held, event, message))
