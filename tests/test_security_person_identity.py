@@ -155,6 +155,17 @@ def test_a_person_already_holding_the_accounts_jira_user_does_not_act_as_the_acc
     assert services.jira_identity(account=either, user=bob).grant.connected_as_name == identity(BOB[kind])
 
 
+def test_no_token_is_handed_out_for_such_a_credential(connected_account, alice, mocked_jira):
+    mine = credential(connected_account, alice, ACCOUNTS_OWN["dc"], token="ALICE-1", token_expires_at=timezone.now())
+
+    with pytest.raises(services.ServiceError) as refused:
+        services.valid_access_token(account=ALMCredential.objects.select_related("account", "user").get(pk=mine.pk))
+
+    assert "is Jira user Jira Admin, the one the account's own connection acts as: it is not used" in str(refused.value)
+    assert "ALICE-1" not in str(refused.value)
+    assert len(mocked_jira.calls) == 0  # not even refreshed
+
+
 def test_finding_whom_a_person_acts_as_stays_one_query(connected_account, alice, django_assert_num_queries):
     """The check against the account's own Jira user uses the account read with the credential."""
     credential(connected_account, alice, ALICE["dc"], token="ALICE-1")

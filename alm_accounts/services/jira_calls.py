@@ -75,7 +75,14 @@ from ..jira import (
 )
 from ..models import ALMAccount, ALMCredential, Grant
 from .common import ServiceError, Status, client_for
-from .grants import GrantRef, refresh_grant, token_after, valid_access_token
+from .grants import (
+    GrantRef,
+    accounts_identity_refusal,
+    holds_accounts_identity,
+    refresh_grant,
+    token_after,
+    valid_access_token,
+)
 
 # Methods that change nothing in Jira: a second attempt after a failure Jira may have seen is harmless.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -178,26 +185,8 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
 NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
 
 
-def holds_accounts_identity(credential: ALMCredential) -> bool:
-    """Whether a person's credential is the Jira user the account's own connection acts as.
-
-    Connecting as it is refused (services.authorization), but a credential stored before that rule, or an account
-    connected afterwards as a person's Jira user, still holds it: through it the person would act as the account's
-    administrator, whatever the policy for people without a connection. No query: the account is read with the
-    credential.
-    """
-    name = credential.connected_as_name
-    return bool(name) and name == credential.account.connected_as_name
-
-
 def _accounts_identity_refused(credential: ALMCredential, username: str) -> NoJiraIdentity:
-    account = credential.account
-    return NoJiraIdentity(
-        f"{username}'s own Jira connection on {account.name} is Jira user {_jira_name(credential)}, the one the "
-        "account's own connection acts as: it is not used, so that nothing is done as the account's administrator "
-        "for them. Nothing was sent; the account's connection is not used instead. Reconnect under My ALM "
-        f"Credentials ({account.name}) signed in to Jira as yourself (if {_jira_name(credential)} is you, an "
-        "administrator must connect the account as another Jira user).", identity=username, sent=False)
+    return NoJiraIdentity(accounts_identity_refusal(credential, username), identity=username, sent=False)
 
 
 def _jira_name(grant: Grant) -> str:
