@@ -42,7 +42,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .models import Alert, ALMAccount, ALMCredential, GrantStatus, RefresherRun
-from .status import HEALTH, KEPT_ALIVE, HealthCount, StatusSummary, status_summary
+from .status import HEALTH, KEPT_ALIVE, PEOPLE_HEALTH, HealthCount, StatusSummary, status_summary
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +133,10 @@ class ProbeMiddleware:
 # --------------------------------------------------------------------------
 
 
-def _grant_figures(queryset, *, kept_alive: Q) -> dict:
+def _grant_figures(queryset, *, kept_alive: Q, health: dict[str, Q] = HEALTH) -> dict:
     """One aggregate query: counts by status and by health, kept alive, the earliest expiry of a live token."""
     statuses = {f"status_{status}": Count("pk", filter=Q(status=status)) for status in GrantStatus.values}
-    healths = {f"health_{health}": Count("pk", filter=rule) for health, rule in HEALTH.items()}
+    healths = {f"health_{name}": Count("pk", filter=rule) for name, rule in health.items()}
     return queryset.order_by().aggregate(
         **statuses, **healths, kept_alive=Count("pk", filter=kept_alive),
         earliest_expiry=Min("token_expires_at", filter=kept_alive & Q(status=GrantStatus.CONNECTED)),
@@ -174,7 +174,8 @@ class DeploymentCollector:
             ALMAccount.grant_kind: _grant_figures(ALMAccount.objects.all(), kept_alive=KEPT_ALIVE),
             # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
             ALMCredential.grant_kind: _grant_figures(ALMCredential.objects.all(),
-                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True)),
+                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True),
+                                                     health=PEOPLE_HEALTH),  # as the ALM Accounts list counts
         }
         last = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("started_at", "finished_at", "outcome", *RUN_RESULTS).first())

@@ -37,6 +37,9 @@ POLICY_TEXT = {
 REFUSED_UNTIL_RECONNECTED = ("Jira stopped accepting your connection: nothing is done in Jira for you until you "
                              "reconnect (the account's connection is not used instead).")
 
+# The connection acts as a Jira user that is not the person's own (the account's, or another person's).
+REFUSED_NOT_YOUR_OWN = ("Nothing is done in Jira for you until you reconnect as yourself (the account's connection "
+                        "is not used instead).")
 
 # --------------------------------------------------------------------------
 # The query: a page of accounts and my own credential on each, in a fixed number of queries
@@ -69,7 +72,9 @@ def my_accounts(user) -> QuerySet[ALMAccount]:
     mine = (ALMCredential.objects.filter(user=user).only(*CREDENTIAL_COLUMNS)
             .annotate(holds_tokens=ExpressionWrapper(Q(refresh_token__isnull=False) | Q(access_token__isnull=False),
                                                      output_field=BooleanField())))
-    return (ready_accounts().only("id", "name", "base_url", "unconnected_users").order_by("name", "pk")
+    # connected_as_name: whom the account's own connection acts as, which no person's credential may be.
+    return (ready_accounts().only("id", "name", "base_url", "unconnected_users", "connected_as_name")
+            .order_by("name", "pk")
             .prefetch_related(Prefetch("credentials", queryset=mine, to_attr="mine")))
 
 
@@ -97,6 +102,13 @@ def row_for(account: ALMAccount) -> Row:
     holds_tokens = bool(credential is not None and credential.holds_tokens)
     status = credential.status if credential is not None else GrantStatus.NOT_CONNECTED
     row = functools.partial(Row, account=account, policy=policy, can_test=holds_tokens, can_disconnect=holds_tokens)
+    if holds_tokens and credential.connected_as_name and credential.connected_as_name == account.connected_as_name:
+        # Refused by services.jira_calls whatever its status: through it the person would act as the account.
+        display = credential.connected_as_display_name or credential.connected_as_name
+        return row(state="needs_reauthorization", state_label="Needs re-authorization", expires_at=None,
+                   problem=f"This connection is Jira user {display}, the one the account's own connection acts as, "
+                           "so it is not used. Log out of Jira, sign in to Jira as yourself, then click Reconnect.",
+                   policy=REFUSED_NOT_YOUR_OWN)
     if status == GrantStatus.CONNECTED and holds_tokens:
         display = credential.connected_as_display_name or credential.connected_as_name or "an unnamed Jira user"
         return row(state="connected", state_label=f"Connected as {display}", expires_at=credential.token_expires_at,
@@ -105,7 +117,8 @@ def row_for(account: ALMAccount) -> Row:
         # Refused whatever the account's policy (services.jira_calls), also once Disconnect deleted the tokens.
         return row(state="needs_reauthorization", state_label="Needs re-authorization", expires_at=None,
                    problem=credential.last_error or "Jira no longer accepts this connection: click Reconnect.",
-                   policy=REFUSED_UNTIL_RECONNECTED)
+                   policy=REFUSED_NOT_YOUR_OWN if credential.last_error.startswith(services.NOT_THEIR_OWN_JIRA_USER)
+                   else REFUSED_UNTIL_RECONNECTED)
     if status == GrantStatus.ERROR:
         return row(state="error", state_label="Not working", expires_at=None, problem=credential.last_error)
     # Not connected; Disconnect still offered if tokens were left behind (e.g. a failed earlier wipe).

@@ -2,7 +2,9 @@
 
 An inactive person's credential is never refreshed or used (services.grants), but its tokens would still be
 stored and still valid at Jira: so they are revoked at Jira (best effort, after the commit, with the tokens
-held in memory) and wiped here, one audited "Connection ended" event per credential naming the person.
+held in memory) and wiped here, one audited "Connection ended" event per credential naming the person. A
+credential Jira had stopped accepting stays "needs re-authorization" (not "not connected"): made active again,
+the person is still refused until they reconnect, rather than acting as the account's connection.
 
 Connected in AlmAccountsConfig.ready() for the configured user model. Not covered: changes that bypass
 signals (QuerySet.update(is_active=False), raw SQL); those credentials are still never refreshed or used, and

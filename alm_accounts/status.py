@@ -45,6 +45,9 @@ HEALTH_WORDS = {
     "needs_reauthorization": ("needs re-authorization", "need re-authorization"),
     "failing": ("failing", "failing"),
 }
+# People's credentials: one Jira refused stays refused when its person is made inactive (services.connection), but
+# nobody has to re-authorize an inactive person's, so only active people "need re-authorization".
+PEOPLE_HEALTH = {**HEALTH, "needs_reauthorization": HEALTH["needs_reauthorization"] & Q(user__is_active=True)}
 # The grants the refresher keeps alive (selectors.refreshable_*): what stops working when it does not run.
 KEPT_ALIVE = Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION)
 
@@ -60,7 +63,7 @@ class GrantHealthFilter(admin.SimpleListFilter):
                 ("failing", "Failing")]
 
     def queryset(self, request, queryset):
-        rule = HEALTH.get(self.value())
+        rule = (PEOPLE_HEALTH if queryset.model is ALMCredential else HEALTH).get(self.value())
         return queryset if rule is None else queryset.filter(rule)
 
 
@@ -92,8 +95,8 @@ class StatusSummary:
         return self.last_run is None or self.now - self.last_run.finished_at > STALE_AFTER_INTERVALS * self.interval
 
 
-def _aggregate(queryset, *, kept_alive: Q) -> tuple[dict[str, int], int]:
-    names = {f"h_{health}": Count("pk", filter=rule) for health, rule in HEALTH.items()}
+def _aggregate(queryset, *, kept_alive: Q, health: dict[str, Q] = HEALTH) -> tuple[dict[str, int], int]:
+    names = {f"h_{name}": Count("pk", filter=rule) for name, rule in health.items()}
     row = queryset.aggregate(**names, kept_alive=Count("pk", filter=kept_alive))
     return {health: row[f"h_{health}"] for health in HEALTH}, row["kept_alive"]
 
@@ -102,7 +105,8 @@ def status_summary(*, now: datetime | None = None) -> StatusSummary:
     """The counts, the last finished run and whether the refresher looks stopped: three queries."""
     accounts, accounts_alive = _aggregate(ALMAccount.objects.order_by(), kept_alive=KEPT_ALIVE)
     # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True))
+    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True),
+                                      health=PEOPLE_HEALTH)
     last_run = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("finished_at", "host").first())
     return StatusSummary(

@@ -390,8 +390,9 @@ def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, eithe
 
     (message,) = page_messages(page)
     assert message.startswith("Connected to Jira as Alice Jones")
-    assert ("Warning: Alice Jones is also the Jira user of alice's own connection (My ALM Credentials), so what the "
-            "product does for alice is done as the account's own identity. Revoke alice's credential") in message
+    assert ("Warning: Alice Jones is also the Jira user of alice's own connection (My ALM Credentials), so nothing "
+            "is done in Jira for alice through it while the account's own connection is that Jira user. Revoke "
+            "alice's credential") in message
     assert re.search(r'<li class="warning">[^<]*Warning: Alice Jones', page)
     event = AuthEvent.objects.get(kind=AuthEvent.Kind.CONNECTED, grant_owner="")
     assert "Warning: Alice Jones is also the Jira user of alice's own connection" in event.message

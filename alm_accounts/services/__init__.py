@@ -52,6 +52,7 @@ from .grants import (
     valid_access_token,
 )
 from .jira_calls import (
+    NOT_THEIR_OWN_JIRA_USER,
     InvalidJiraPath,
     JiraIdentity,
     JiraRequestError,
@@ -74,7 +75,7 @@ __all__ = [
     "disconnect_grant", "end_credentials_of_person", "test_grant",
     # Calling Jira as a person (jira_calls)
     "InvalidJiraPath", "JiraIdentity", "JiraRequestError", "NoJiraIdentity", "describe_grant", "grant_request",
-    "iter_jira_pages", "jira_identity", "jira_request",
+    "iter_jira_pages", "jira_identity", "jira_request", "NOT_THEIR_OWN_JIRA_USER",
     # Alerts: delivering the outbox (alert_delivery)
     "DeliveryCounts", "deliver_alert", "deliver_pending",
 ]

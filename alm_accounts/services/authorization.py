@@ -345,22 +345,33 @@ _SIGN_IN_AS_YOURSELF = ("Log out of Jira, sign in to Jira as yourself, then clic
 
 
 def _identity_taken(account: ALMAccount, credential: ALMCredential | None, *, name: str, display: str) -> str:
-    """Why a person may not bind this Jira identity on `account` ("" when they may): another person holds it, or
-    it is the identity the account's own connection acts as (the person would act as the account's
-    administrator, whatever the policy for people without a connection)."""
+    """Why a person may not bind this Jira identity on `account` ("" when they may): see identity_holder."""
     who = display or name
-    if account.connected_as_name and name == account.connected_as_name:
+    holder = identity_holder(account, credential, name=name)
+    if holder == ACCOUNTS_OWN:
         return (f"The Jira user {who} is the one {account.name}'s own connection acts as (connected by an "
                 "administrator with Get Auth Token): it cannot also be your own connection. Your browser is "
                 f"probably still signed in to Jira as that user. {_SIGN_IN_AS_YOURSELF}")
+    if holder:
+        return f"The Jira user {who} is already connected to {account.name} by {holder}. {_SIGN_IN_AS_YOURSELF}"
+    return ""
+
+
+ACCOUNTS_OWN = "the account's own connection"
+
+
+def identity_holder(account: ALMAccount, credential: ALMCredential | None, *, name: str) -> str:
+    """Who on `account` already holds the Jira identity `name`, which `credential` may therefore not: ACCOUNTS_OWN
+    (the person would act as the account's administrator, whatever the policy for people without a connection),
+    another person's user name, or "" (nobody). `account` read under its row lock, so that the answer holds until
+    the caller's transaction ends (the connect's store, Test's record of a renamed Jira user)."""
+    if account.connected_as_name and name == account.connected_as_name:
+        return ACCOUNTS_OWN
     others = ALMCredential.objects.filter(account_id=account.pk, connected_as_name=name).select_related("user")
     if credential is not None:
         others = others.exclude(pk=credential.pk)
     holder = others.first()
-    if holder is not None:
-        return (f"The Jira user {who} is already connected to {account.name} by {holder.user.get_username()}. "
-                f"{_SIGN_IN_AS_YOURSELF}")
-    return ""
+    return holder.user.get_username() if holder is not None else ""
 
 
 @sensitive_variables()
@@ -558,10 +569,10 @@ def _record_jira_user(account: ALMAccount) -> str:
     ALMAccount.objects.filter(pk=account.pk).update(connected_as_name=name, connected_as_display_name=display)
     account.connected_as_name, account.connected_as_display_name = name, display
     message = f"Connected to Jira as {display or 'an unnamed user'} ({account.token_scope})."
-    return message + (_person_with_the_accounts_identity(account) if name else "")
+    return message + (person_with_the_accounts_identity(account) if name else "")
 
 
-def _person_with_the_accounts_identity(account: ALMAccount) -> str:
+def person_with_the_accounts_identity(account: ALMAccount) -> str:
     """A warning when a person's own credential is the Jira user the account's connection acts as ("" if none)."""
     holder = (ALMCredential.objects.filter(account_id=account.pk, connected_as_name=account.connected_as_name)
               .exclude(connected_as_name="").select_related("user").first())
@@ -569,7 +580,8 @@ def _person_with_the_accounts_identity(account: ALMAccount) -> str:
         return ""
     person = holder.user.get_username()
     who = account.connected_as_display_name or account.connected_as_name
-    return (f" Warning: {who} is also the Jira user of {person}'s own connection (My ALM Credentials), so what the "
-            f"product does for {person} is done as the account's own identity. Revoke {person}'s credential below "
-            f"and ask {person} to connect again as themselves, or connect the account with a Jira user no person "
-            "uses.")
+    # services.jira_calls refuses that credential meanwhile: through it the person would act as the account.
+    return (f" Warning: {who} is also the Jira user of {person}'s own connection (My ALM Credentials), so nothing is "
+            f"done in Jira for {person} through it while the account's own connection is that Jira user. Revoke "
+            f"{person}'s credential below and ask {person} to connect again as themselves, or connect the account "
+            "with a Jira user no person uses.")

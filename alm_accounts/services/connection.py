@@ -33,10 +33,10 @@ from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
 from ..validators import normalize_base_url
-from .authorization import jira_user
+from .authorization import ACCOUNTS_OWN, identity_holder, jira_user, person_with_the_accounts_identity
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 from .grants import GrantRef, refresh_deadline, valid_access_token
-from .jira_calls import grant_request
+from .jira_calls import NOT_THEIR_OWN_JIRA_USER, grant_request
 
 # What "not connected" looks like: every field of a grant, wiped.
 WIPED = {
@@ -99,10 +99,13 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         raise ServiceError(message) from None
     account = grant.grant_account
     name, display = jira_user(me, account)
-    _note_jira_user(grant, name, display)
+    refused, warning = _note_jira_user(grant, name, display)
+    if refused:
+        record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=refused)
+        raise ServiceError(refused)
     display = display or "an unnamed user"
     if grant.grant_kind == "account":
-        message = f"Connected to {account.provider.describe_site(info, account)} as {display}."
+        message = f"Connected to {account.provider.describe_site(info, account)} as {display}.{warning}"
     else:
         version = explain.plain_text(info.get("version"), 40) or "?"
         message = f"Connected to Jira {version} as {display}."
@@ -128,16 +131,51 @@ def _not_connected(grant: Grant, actor: str) -> str:
     return f"{grant.grant_owner} has not connected their Jira account to {grant.grant_account.name}."
 
 
-def _note_jira_user(grant: Grant, name: str, display: str) -> None:
-    """Keep the Jira user a grant acts as up to date (Jira users can be renamed)."""
-    try:
-        with transaction.atomic():
-            mark(grant, connected_as_name=name, connected_as_display_name=display)
-    except IntegrityError:
-        # Another person's credential on this account holds that Jira user name: the stored names stay, and the
-        # duplicate is refused when either person connects again.
-        log.warning("%s: Jira reports a user name another credential of the account holds; not recorded.",
-                    GrantRef.of(grant))
+def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
+    """Keep the Jira user a grant acts as up to date (Jira users can be renamed), decided as at connect.
+
+    Under the account's row lock, then the credential's (the order of the connect and of save_account), so that
+    a connect or another Test on the account is decided before or after this one, never beside it. A person's
+    grant that now acts as the account's own Jira user, or as the one another person's credential holds, is
+    refused as it would be at connect: the name is not recorded, and the credential needs re-authorization, in
+    words starting with NOT_THEIR_OWN_JIRA_USER, until the person reconnects as themselves. The account's own
+    connection that now acts as a person's Jira user is recorded, with the warning its connect gives (that
+    person's credential is then refused, jira_calls). Returns (refusal, warning), each "" when there is none.
+    """
+    who = display or name or "an unnamed user"
+    with own_transaction("Test connection"):
+        account = GrantRef("account", grant.grant_account.pk).locked()
+        if account is None:
+            return "", ""  # deleted meanwhile: nothing left to record
+        if grant.grant_kind == "account":
+            mark(account, connected_as_name=name, connected_as_display_name=display)
+            account.connected_as_name, account.connected_as_display_name = name, display
+            return "", person_with_the_accounts_identity(account) if name else ""
+        credential = GrantRef.of(grant).locked()
+        if credential is None:
+            return "", ""
+        holder = identity_holder(account, credential, name=name) if name else ""
+        if not holder:
+            try:
+                with transaction.atomic():
+                    mark(credential, connected_as_name=name, connected_as_display_name=display)
+                return "", ""
+            except IntegrityError:
+                # A write that did not take the account's lock (a script): the unique constraint kept the rule.
+                holder = "another person"
+        if holder == ACCOUNTS_OWN:
+            refusal = (f"{NOT_THEIR_OWN_JIRA_USER}{who}. That is the Jira user {account.name}'s own connection acts "
+                       "as, so this connection is not used: through it the person would act as the account's "
+                       "administrator.")
+        else:
+            refusal = (f"{NOT_THEIR_OWN_JIRA_USER}{who}. That Jira user is already connected to {account.name} by "
+                       f"{holder}, so this connection is not used.")
+        refusal += (" Reconnect under My ALM Credentials signed in to Jira as yourself (the existing tokens stay "
+                    "until then; Disconnect deletes them).")
+        mark(credential, status=Status.NEEDS_REAUTHORIZATION, last_error=refusal)
+        log.warning("%s: Test found the Jira user %s holds on the account; refused.", GrantRef.of(grant),
+                    "the account's own connection" if holder == ACCOUNTS_OWN else "another person")
+    return refusal, ""
 
 
 # --------------------------------------------------------------------------
@@ -261,11 +299,16 @@ def _still_refused(grant: Grant, actor: str) -> str:
     if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
         return ""
     account = grant.grant_account.name
+    not_their_own = grant.last_error.startswith(NOT_THEIR_OWN_JIRA_USER)  # Test found another's Jira user
     if actor == grant.grant_owner:
-        return (f" Jira had stopped accepting your connection, so until you reconnect nothing is done in Jira for you "
-                f"on {account}: the account's own connection is not used instead.")
-    return (f" Jira had stopped accepting {grant.grant_owner}'s connection, so until they reconnect nothing is done in "
-            f"Jira for them on {account}: the account's own connection is not used instead.")
+        why = ("Your connection acted as a Jira user that is not yours" if not_their_own else
+               "Jira had stopped accepting your connection")
+        return (f" {why}, so until you reconnect nothing is done in Jira for you on {account}: the account's own "
+                "connection is not used instead.")
+    why = (f"{grant.grant_owner}'s connection acted as a Jira user that is not theirs" if not_their_own else
+           f"Jira had stopped accepting {grant.grant_owner}'s connection")
+    return (f" {why}, so until they reconnect nothing is done in Jira for them on {account}: the account's own "
+            "connection is not used instead.")
 
 
 def _complete_event(event: AuthEvent | None, message: str) -> None:
@@ -349,14 +392,18 @@ def _end_credentials(credentials, *, actor: str, because: str, issued_by: ALMAcc
                      wipe: bool = True, keep_refusal: bool = False) -> list[EndedCredential]:
     """Take the tokens off locked credentials (wiped unless the rows are about to be deleted) and write one
     "Connection ended" event each, naming whose. Inside the caller's transaction; revoke after its commit.
-    `keep_refusal`: the same Jira and link stay (a person made inactive), so Jira's refusal stays too."""
+
+    `keep_refusal`: a credential Jira stopped accepting stays refused (as after Disconnect): for a person made
+    inactive, who would otherwise act as the account's connection once an admin makes them active again. Not
+    for a new Jira base URL or Client ID, which ends every connection to the old Jira, refusals included."""
     ended = []
     for credential in credentials:
         held = HeldGrant(credential, issued_by=issued_by)
+        refused = keep_refusal and credential.status == Status.NEEDS_REAUTHORIZATION
         if wipe:
-            credential.save(update_fields=(_wipe_keeping_refusal if keep_refusal else _wipe)(credential))
+            credential.save(update_fields=_wipe_keeping_refusal(credential) if keep_refusal else _wipe(credential))
         message = (f"The Jira connection of {held.owner} was ended because {because}: their tokens were deleted "
-                   "here.")
+                   "here." + (" It needed re-authorization, and stays so until they reconnect." if refused else ""))
         event = record_event(credential, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
                              message=f"{message} Revoking them at {held.jira.base_url}.")
         ended.append(EndedCredential(held, event, message))

@@ -388,9 +388,38 @@ def expires_text(account: Grant) -> str:
     return f"expires {timezone.localtime(account.token_expires_at):%Y-%m-%d %H:%M:%S %Z}"
 
 
+def holds_accounts_identity(credential: ALMCredential) -> bool:
+    """Whether a person's credential is the Jira user the account's own connection acts as.
+
+    Connecting as it is refused (services.authorization), but a credential stored before that rule, or an account
+    connected afterwards as a person's Jira user, still holds it: through it the person would act as the account's
+    administrator, whatever the policy for people without a connection. No query when the account was read with
+    the credential (jira_calls, the screens).
+    """
+    name = credential.connected_as_name
+    return bool(name) and name == credential.account.connected_as_name
+
+
+def accounts_identity_refusal(credential: ALMCredential, username: str) -> str:
+    """Why such a credential gives no token, and what to do, in the words of every refusal (never a secret)."""
+    account = credential.account
+    who = credential.connected_as_display_name or credential.connected_as_name
+    return (f"{username}'s own Jira connection on {account.name} is Jira user {who}, the one the account's own "
+            "connection acts as: it is not used, so that nothing is done as the account's administrator for them. "
+            "Nothing was sent; the account's connection is not used instead. Reconnect under My ALM Credentials "
+            f"({account.name}) signed in to Jira as yourself (if {who} is you, an administrator must connect the "
+            "account as another Jira user).")
+
+
 @sensitive_variables()
 def valid_access_token(*, account: Grant, actor: str = "system") -> str:
-    """An access token of `account` (any grant) valid for at least a minute, refreshed under the row lock when due."""
+    """An access token of `account` (any grant) valid for at least a minute, refreshed under the row lock when due.
+
+    Never the token of a person's credential that is the account's own Jira user (holds_accounts_identity): a
+    ServiceError says why, before anything is refreshed or sent.
+    """
+    if account.grant_kind == "user" and holds_accounts_identity(account):
+        raise ServiceError(accounts_identity_refusal(account, account.grant_owner))
     token = account.access_token
     if isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
         account.token_expires_at, within=ACCESS_TOKEN_MIN_VALIDITY

@@ -11,6 +11,10 @@ guarantees every caller needs:
   Refused whatever the policy, and nothing is sent:
     * an inactive (or deleted) person: their credential is never used, and
       they do not act as the account's connection either;
+    * a person whose own credential is the Jira user the account's own
+      connection acts as (stored before connecting as it was refused, or the
+      account connected later as that person's Jira user): through it they
+      would act as the account's administrator;
     * a person whose own credential needs re-authorization. Jira stopped
       accepting their grant (most often: their Jira user was deactivated, or
       the grant was revoked in Jira). Acting for them as the account's
@@ -71,7 +75,14 @@ from ..jira import (
 )
 from ..models import ALMAccount, ALMCredential, Grant
 from .common import ServiceError, Status, client_for
-from .grants import GrantRef, refresh_grant, token_after, valid_access_token
+from .grants import (
+    GrantRef,
+    accounts_identity_refusal,
+    holds_accounts_identity,
+    refresh_grant,
+    token_after,
+    valid_access_token,
+)
 
 # Methods that change nothing in Jira: a second attempt after a failure Jira may have seen is harmless.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -144,7 +155,13 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
         raise NoJiraIdentity(
             f"{username} {state}: nothing is done in Jira on their behalf on {account.name} (their own connection is "
             "never used, and they do not act as the account's connection either).", identity=username, sent=False)
+    if credential is not None and holds_accounts_identity(credential):
+        raise _accounts_identity_refused(credential, username)
     if credential is not None and credential.status == Status.NEEDS_REAUTHORIZATION:
+        if credential.last_error.startswith(NOT_THEIR_OWN_JIRA_USER):
+            raise NoJiraIdentity(
+                f"{username}'s own Jira connection on {account.name} is not used: {credential.last_error} Nothing "
+                "was sent; the account's connection is not used instead.", identity=username, sent=False)
         raise NoJiraIdentity(
             f"{username}'s own Jira connection on {account.name} (Jira user {_jira_name(credential)}) needs "
             f"re-authorization: Jira no longer accepts it. Reconnect under My ALM Credentials ({account.name}). "
@@ -160,6 +177,16 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
             identity=username, sent=False)
     return JiraIdentity(account, f"as the account's connection ({_jira_name(account)}; {username} has not connected "
                                  "their own Jira account)")
+
+
+# How a person's credential that Test found acting as a Jira user not theirs (the account's own, or another
+# person's) starts its last_error: refused as needing re-authorization, in these words rather than "Jira no longer
+# accepts it" (services.connection, my_credentials).
+NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
+
+
+def _accounts_identity_refused(credential: ALMCredential, username: str) -> NoJiraIdentity:
+    return NoJiraIdentity(accounts_identity_refusal(credential, username), identity=username, sent=False)
 
 
 def _jira_name(grant: Grant) -> str:
@@ -191,6 +218,8 @@ def grant_request(*, grant: Grant, method: str, path: str, json=None, params=Non
     if grant.grant_kind == "user" and not grant.user.is_active:
         raise NoJiraIdentity(f"{grant.grant_owner} is inactive: their own Jira connection is never used.",
                              identity=grant.grant_owner, sent=False)
+    if grant.grant_kind == "user" and holds_accounts_identity(grant):
+        raise _accounts_identity_refused(grant, grant.grant_owner)
     return call.send(JiraIdentity(grant, describe_grant(grant)), json=json, params=params, actor=actor,
                      idempotent=idempotent, deadline=deadline)
 
