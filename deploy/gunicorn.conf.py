@@ -34,6 +34,14 @@ if _env_file and Path(_env_file).is_file():
     environ.Env.read_env(_env_file, overwrite=False)
 
 
+# The app's settings are loaded once here, in the master, before any worker starts: a configuration error is one
+# line ("Configuration error: ...", exit code 78), not a traceback from every worker that fails to boot.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kendis_integration.settings")
+from kendis_integration.config import load_settings  # noqa: E402 - after .env is read, as the app does
+
+load_settings()
+
+
 def _number(name, default, cast=int, minimum=1):
     raw = os.environ.get(name, "").strip()
     if not raw:
