@@ -28,6 +28,9 @@ from pathlib import Path
 
 import environ
 
+# PORT is the platform's (a Procfile platform routes to it): taken before .env is read, where PORT is `make run`'s
+# development port and must not make gunicorn listen on every interface.
+_port = os.environ.get("PORT", "").strip()
 # As kendis_integration/settings.py does: JIRA_REFRESH_DEADLINE or LOG_FORMAT set in .env count here too.
 _env_file = os.environ.get("ENV_FILE", str(Path(__file__).resolve().parent.parent / ".env"))
 if _env_file and Path(_env_file).is_file():
@@ -64,7 +67,6 @@ def _cores():
 
 wsgi_app = "kendis_integration.wsgi:application"
 
-_port = os.environ.get("PORT", "").strip()
 bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "").split(",") if address.strip()] or (
     [f"0.0.0.0:{_port}"] if _port else ["127.0.0.1:8000"])
 
