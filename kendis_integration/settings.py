@@ -43,7 +43,8 @@ def required(name, cast=str, debug_default=None):
     raise ImproperlyConfigured(
         f"The environment variable {name} is required"
         + ("" if DEBUG else " when DEBUG is off")
-        + ". Set it in the environment or in .env (see .env.example)."
+        + ". Set it in the environment or in .env (`make run` writes a development .env; production: "
+        ".env.production.example, docs/configuration.md)."
     )
 
 

@@ -148,15 +148,39 @@ def move_port(port: int) -> str | None:
     return change
 
 
+def fill_empty_keys() -> list[str]:
+    """SECRET_KEY= and FIELD_ENCRYPTION_KEY= left empty (a copied .env.development.example) get fresh keys.
+
+    Only an empty line in .env, and only when the environment does not set the variable: an empty key
+    protects nothing yet, so nothing stored can depend on it.
+    """
+    makers = {"SECRET_KEY": lambda: secrets.token_urlsafe(50), "FIELD_ENCRYPTION_KEY": fernet_key}
+    lines = ENV_FILE.read_text().splitlines(keepends=True)
+    filled = []
+    for index, line in enumerate(lines):
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key in makers and not line.lstrip().startswith("#") and not value.strip().strip("'\"") and (
+                not os.environ.get(key)):
+            lines[index] = f"{key}={makers[key]()}\n"
+            filled.append(key)
+    if filled:
+        ENV_FILE.write_text("".join(lines))
+    return filled
+
+
 def ensure_env() -> str:
     port = port_of("web")
     if not ENV_FILE.exists():
         write_new_env(port)
         return (f"Wrote {ENV_FILE.name} (development) with a new SECRET_KEY and FIELD_ENCRYPTION_KEY, "
                 f"PORT={port}.")
+    said = []
+    if filled := fill_empty_keys():
+        said.append(f"{ENV_FILE.name}: filled in the empty {' and '.join(filled)} with new keys.")
     if requested_port("web") is not None and (change := move_port(port)):
-        return change
-    return f"{ENV_FILE.name} exists: kept as it is (its keys protect stored secrets)."
+        said.append(change)
+    return "\n".join(said) or f"{ENV_FILE.name} exists: kept as it is (its keys protect stored secrets)."
 
 
 def main(argv: list[str] | None = None) -> int:
