@@ -29,9 +29,10 @@ run: $(STAMP)
 # must not (-e /dev/null), its parser rewrites values with spaces or quotes. PYTHONUNBUFFERED: each line shows up
 # as it is written.
 
-## Run the whole test suite (browser tests need Debian's chromium: apt-get install chromium)
+## Run the whole test suite (browser tests need Debian's chromium and nginx: installed here when run as root)
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_nginx.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
