@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (docs/development.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

@@ -1,4 +1,4 @@
-"""gunicorn settings for kendis-integration (README "Deploy").
+"""gunicorn settings for kendis-integration (docs/deploy.md).
 
     gunicorn -c deploy/gunicorn.conf.py kendis_integration.wsgi
 
