@@ -187,6 +187,9 @@ RULES = [
     Rule(r"^install -d -m 700 /etc/kendis-integration$|^install -m 600 \.env\.production\.example "
          r"/etc/kendis-integration/env$", "RUN", "/etc/kendis-integration moved under the test's folder",
          transform=lambda c, s: c.replace("/etc/kendis-integration", str(s["etc"])), check=_env_installed),
+    Rule(r"^export ENV_FILE=/etc/kendis-integration/env$", "RUN", "every command here runs with ENV_FILE set to "
+         "the env file the install step made (under the test's folder)",
+         transform=lambda c, s: c.replace("/etc/kendis-integration", str(s["etc"]))),
     Rule(r"^(python3?|\.venv/bin/python) scripts/make_env\.py --print-key$|^python manage\.py generate_encryption_key$",
          "RUN", "a Fernet key; the deploy test pastes it into the env file", check=_fernet_key),
     Rule(r"^python -c \"import secrets; print\(secrets\.token_urlsafe\(32\)\)\"$", "RUN", "a METRICS_TOKEN",
