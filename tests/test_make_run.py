@@ -236,3 +236,22 @@ def test_free_port_and_cloud_callback(make_env, monkeypatch, capsys):
     assert make_env.main(["--free-port", "web"]) == 0 and capsys.readouterr().out.strip() == str(port)
     assert make_env.main(["--cloud-callback"]) == 0
     assert capsys.readouterr().out.strip() == f"http://127.0.0.1:{port}/oauth/atlassian/callback/"
+
+
+def test_make_run_s_port_in_env_does_not_move_gunicorn(tmp_path):
+    """PORT in .env is `make run`'s; only a platform's PORT (the real environment) makes gunicorn listen on it."""
+    from cryptography.fernet import Fernet
+
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"DEBUG=true\nFIELD_ENCRYPTION_KEY={Fernet.generate_key().decode()}\nPORT=8123\n"
+                        f"DATABASE_URL=sqlite:///{tmp_path / 'db.sqlite3'}\n")
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ENV_FILE": str(env_file)}
+
+    def bind(env):
+        result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--print-config"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return re.search(r"^bind\s+= (.*)$", result.stdout, re.M).group(1)
+
+    assert bind(base) == "['127.0.0.1:8000']"
+    assert bind({**base, "PORT": "5000"}) == "['0.0.0.0:5000']"
