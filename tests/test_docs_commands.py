@@ -447,3 +447,21 @@ def test_links_of_the_docs_lead_somewhere():
     shots = {p.name for p in (ROOT / "docs" / "screenshots").glob("*.png")}
     shown = set(re.findall(r"screenshots/([\w.-]+\.png)", "".join(p.read_text() for p in DOCS)))
     assert shown and shown <= shots, shown - shots
+
+
+def test_python_examples_of_the_docs_compile_and_call_what_exists():
+    """The product's-code quickstart: it compiles, and jira_request takes the arguments it is shown with."""
+    import ast
+    import importlib
+    import inspect
+
+    blocks = [(path, m.group(2)) for path in DOCS for m in FENCE.finditer(path.read_text()) if m.group(1) == "python"]
+    assert blocks
+    for path, code in blocks:
+        tree = ast.parse(code, filename=str(path))
+        imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) for alias in node.names}
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+            if call.func.id in imported:
+                function = getattr(importlib.import_module(imported[call.func.id]), call.func.id)
+                inspect.signature(function).bind_partial(**{k.arg: None for k in call.keywords if k.arg})
