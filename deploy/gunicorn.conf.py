@@ -1,4 +1,4 @@
-"""gunicorn settings for kendis-integration (README "Deploy").
+"""gunicorn settings for kendis-integration (docs/deploy.md).
 
     gunicorn -c deploy/gunicorn.conf.py kendis_integration.wsgi
 
@@ -28,10 +28,21 @@ from pathlib import Path
 
 import environ
 
+# PORT is the platform's (a Procfile platform routes to it): taken before .env is read, where PORT is `make run`'s
+# development port and must not make gunicorn listen on every interface.
+_port = os.environ.get("PORT", "").strip()
 # As kendis_integration/settings.py does: JIRA_REFRESH_DEADLINE or LOG_FORMAT set in .env count here too.
 _env_file = os.environ.get("ENV_FILE", str(Path(__file__).resolve().parent.parent / ".env"))
 if _env_file and Path(_env_file).is_file():
     environ.Env.read_env(_env_file, overwrite=False)
+
+
+# The app's settings are loaded once here, in the master, before any worker starts: a configuration error is one
+# line ("Configuration error: ...", exit code 78), not a traceback from every worker that fails to boot.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kendis_integration.settings")
+from kendis_integration.config import load_settings  # noqa: E402 - after .env is read, as the app does
+
+load_settings()
 
 
 def _number(name, default, cast=int, minimum=1):
@@ -56,7 +67,6 @@ def _cores():
 
 wsgi_app = "kendis_integration.wsgi:application"
 
-_port = os.environ.get("PORT", "").strip()
 bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "").split(",") if address.strip()] or (
     [f"0.0.0.0:{_port}"] if _port else ["127.0.0.1:8000"])
 

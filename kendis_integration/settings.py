@@ -13,12 +13,14 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Strict reading of the values and their one-line errors live in their own module (issue 19).
+from kendis_integration.config import StrictEnv, allowed_hosts, database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = StrictEnv()  # DEBUG=yes-please or CONN_MAX_AGE=soon stop with the variable named
 # ENV_FILE="" turns the .env file off (the test settings do, to stay hermetic).
 ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
 if ENV_FILE and Path(ENV_FILE).is_file():
@@ -41,7 +43,8 @@ def required(name, cast=str, debug_default=None):
     raise ImproperlyConfigured(
         f"The environment variable {name} is required"
         + ("" if DEBUG else " when DEBUG is off")
-        + ". Set it in the environment or in .env (see .env.example)."
+        + ". Set it in the environment or in .env (`make run` writes a development .env; production: "
+        ".env.production.example, docs/configuration.md)."
     )
 
 
@@ -118,7 +121,7 @@ def host_list(name):
 
 
 SECRET_KEY = required("SECRET_KEY", env.str, debug_default="django-insecure-dev-only-key-not-for-production")
-ALLOWED_HOSTS = required("ALLOWED_HOSTS", env_list, debug_default=["127.0.0.1", "localhost", "[::1]"])
+ALLOWED_HOSTS = allowed_hosts(required("ALLOWED_HOSTS", env_list, debug_default=["127.0.0.1", "localhost", "[::1]"]))
 
 # The origin Jira redirects back to. Every callback URL is built from it, so
 # changing it changes the Redirect URL registered on every Jira link.
@@ -181,7 +184,7 @@ WSGI_APPLICATION = "kendis_integration.wsgi.application"
 
 # Production names its database explicitly; development defaults to a SQLite file in the project.
 DATABASE_URL = required("DATABASE_URL", env.str, debug_default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES = {"default": database_config(env, DATABASE_URL)}  # not-a-url: one line, not KeyError
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite has no row locks. BEGIN IMMEDIATE takes the database write lock at
     # the start of every transaction, so token refreshes (which hold their

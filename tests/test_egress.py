@@ -523,7 +523,9 @@ def test_a_jira_ca_bundle_without_a_certificate_stops_the_start(production_env, 
     result = run({**production_env, "JIRA_CA_BUNDLE": str(path)}, "manage.py", "check")
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "ImproperlyConfigured" in last_line and "JIRA_CA_BUNDLE" in last_line
+    # One line, not a traceback (issue 19): manage.py reports configuration errors itself, exit code 78.
+    assert last_line.startswith("Configuration error: ") and "JIRA_CA_BUNDLE" in last_line and result.returncode == 78
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("url", [
@@ -534,7 +536,9 @@ def test_a_malformed_jira_proxy_url_stops_the_start(production_env, url):
     result = run({**production_env, "JIRA_PROXY_URL": url}, "manage.py", "check")
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "ImproperlyConfigured" in last_line and "JIRA_PROXY_URL" in last_line
+    # One line, not a traceback (issue 19): manage.py reports configuration errors itself, exit code 78.
+    assert last_line.startswith("Configuration error: ") and "JIRA_PROXY_URL" in last_line and result.returncode == 78
+    assert "Traceback" not in result.stderr
 
 
 def test_the_proxy_password_is_not_repeated_in_the_error(production_env):

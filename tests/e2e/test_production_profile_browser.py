@@ -1,13 +1,16 @@
 """The production profile, started the way operators start it, checked in a real browser (issue 13).
 
 `honcho start -f Procfile` runs both processes of the Procfile with DEBUG=false
-on a fresh PostgreSQL database: `web` (gunicorn with deploy/gunicorn.conf.py,
-whitenoise serving what `collectstatic` gathered) and `refresher`
-(`refresh_tokens --loop`). In front of gunicorn sits a TLS-terminating reverse
-proxy on the same host, as nginx would: https for the browser, plain HTTP to
-gunicorn with `X-Forwarded-Proto: https`, which gunicorn believes because it
-comes from 127.0.0.1 (FORWARDED_ALLOW_IPS' default). A fake Jira answers the
-refresher, and holds its first token request until the test lets it go.
+on a fresh PostgreSQL database: `web` (gunicorn with deploy/gunicorn.conf.py)
+and `refresher` (`refresh_tokens --loop`). In front of gunicorn runs nginx with
+deploy/nginx/kendis-integration.conf (issue 19), only its host values replaced:
+https for the browser (a throwaway CA), plain HTTP to gunicorn with its own
+`X-Forwarded-Proto: https`, which gunicorn believes because it comes from
+127.0.0.1 (FORWARDED_ALLOW_IPS' default); the static files collectstatic
+gathered straight from disk, compressed and cached for good; both OAuth
+callbacks logged without their query strings; plain http sent to https. A fake
+Jira answers the refresher, and holds its first token request until the test
+lets it go.
 
 Chromium checks what an operator and a load balancer see: /readyz is 503 while
 no refresher pass has finished and 200 after the first one; /healthz answers
@@ -17,25 +20,25 @@ refuses a scraper without the token and gives the numbers with it. Then Ctrl-C
 (SIGINT to honcho) stops both processes cleanly: exit code 0 each, the
 refresher's stop message, no traceback, and no secret anywhere in the output.
 
-PostgreSQL and Chromium only: without them this test skips locally; with
-CI=true it fails.
+PostgreSQL, Chromium and nginx (scripts/ensure_nginx.sh) only: without them
+this test skips locally; with CI=true it fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import secrets
+import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -97,66 +100,89 @@ def production_database_url():
 
 
 # --------------------------------------------------------------------------
-# The reverse proxy in front of gunicorn
+# nginx in front of gunicorn: deploy/nginx/kendis-integration.conf itself
 # --------------------------------------------------------------------------
 
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_SITE = REPO_ROOT / "deploy" / "nginx" / "kendis-integration.conf"
 
-class TLSProxy:
-    """https://127.0.0.1:<port> → http://127.0.0.1:<upstream>, as a TLS-terminating nginx on the same host.
 
-    It sets X-Forwarded-Proto: https and X-Forwarded-For (dropping whatever the client sent under those
-    names) and keeps the Host header. One request per connection: it asks gunicorn to close after answering,
-    then closes the browser's connection.
+class Nginx:
+    """deploy/'s site file with only the host's values replaced (the ones its header lists), in a minimal nginx.conf.
+
+    Listens on 127.0.0.1 (https on one free port, plain http on another) and runs in the foreground; its access
+    and error logs are files of this test.
     """
 
-    DROPPED = {"connection", "keep-alive", "proxy-connection", "upgrade", "x-forwarded-proto", "x-forwarded-for",
-               "x-forwarded-host", "x-forwarded-ssl", "x-forwarded-protocol", "forwarded"}
+    def __init__(self, directory: Path, *, upstream_port: int, static_root: Path, ca: trustme.CA):
+        if not os.access(NGINX, os.X_OK):
+            message = "nginx is not installed (bash scripts/ensure_nginx.sh, or apt-get install nginx)."
+            if os.environ.get("CI") == "true":
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        self.directory = directory
+        directory.mkdir()
+        self.https_port, self.http_port = free_port(), free_port()
+        certificate = ca.issue_cert("127.0.0.1")
+        certificate.cert_chain_pems[0].write_to_path(directory / "fullchain.pem")
+        for blob in certificate.cert_chain_pems[1:]:
+            blob.write_to_path(directory / "fullchain.pem", append=True)
+        certificate.private_key_pem.write_to_path(directory / "key.pem")
+        self.ca_path = directory / "ca.pem"
+        ca.cert_pem.write_to_path(self.ca_path)
+        site = NGINX_SITE.read_text()
+        replacements = [
+            ("listen 443 ssl;", f"listen 127.0.0.1:{self.https_port} ssl;"),
+            ("listen [::]:443 ssl;", ""),
+            ("listen 80;", f"listen 127.0.0.1:{self.http_port};"),
+            ("listen [::]:80;", ""),
+            ("server_name kendis.example.com;", "server_name 127.0.0.1;"),
+            ("/etc/ssl/kendis/kendis.example.com.fullchain.pem", str(directory / "fullchain.pem")),
+            ("/etc/ssl/kendis/kendis.example.com.key", str(directory / "key.pem")),
+            ("/srv/kendis-integration/staticfiles/", f"{static_root}/"),
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+            ("/var/log/nginx/", f"{directory}/"),
+        ]
+        for value, replacement in replacements:
+            assert value in site, f"{NGINX_SITE.name} no longer holds {value!r}: update this test and its header"
+            site = site.replace(value, replacement)
+        (directory / "site.conf").write_text(site)
+        temp = "\n".join(f"    {kind}_temp_path {directory}/{kind};" for kind in (
+            "client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        # As root, nginx's workers would run as nobody, who cannot read this test's private temporary folder.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (directory / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\npid {directory}/nginx.pid;\nerror_log {directory}/main-error.log;\n"
+            f"events {{}}\nhttp {{\n    include /etc/nginx/mime.types;\n{temp}\n"
+            f"    include {directory}/site.conf;\n}}\n")
+        self.url = f"https://127.0.0.1:{self.https_port}"
+        self.plain_url = f"http://127.0.0.1:{self.http_port}"
+        checked = subprocess.run([NGINX, "-t", "-p", str(directory), "-e", str(directory / "main-error.log"),
+                                  "-c", str(directory / "nginx.conf")], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(directory), "-e", str(directory / "main-error.log"), "-c", str(directory / "nginx.conf"),
+             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while answers(self.plain_url + "/") is None:
+            assert self.process.poll() is None and time.monotonic() < deadline, self.logs()
+            time.sleep(0.1)
 
-    def __init__(self, upstream_port: int, tls: ssl.SSLContext):
-        self.upstream_port = upstream_port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls), self.loop).result(10)
-        self.url = f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+    def access_log(self) -> str:
+        path = self.directory / "kendis-integration.access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
-    async def _serve(self, reader, writer):
-        upstream = None
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-            request_line, *lines = head.decode("latin-1").split("\r\n")
-            kept = [line for line in lines if line and line.split(":", 1)[0].strip().lower() not in self.DROPPED]
-            client = writer.get_extra_info("peername")[0]
-            forwarded = [request_line, *kept, "X-Forwarded-Proto: https", f"X-Forwarded-For: {client}",
-                         "Connection: close", "", ""]
-            upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            upstream.write("\r\n".join(forwarded).encode("latin-1"))
-            body = asyncio.ensure_future(self._pump(reader, upstream))  # a POST's form, as it comes
-            await self._pump(upstream_reader, writer)
-            body.cancel()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass  # the browser gave up, or gunicorn is stopping: the browser sees the connection close
-        finally:
-            for stream in (upstream, writer):
-                if stream is not None:
-                    stream.close()
-
-    @staticmethod
-    async def _pump(source, target):
-        while data := await source.read(65536):
-            target.write(data)
-            await target.drain()
+    def logs(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted(self.directory.glob("*.log")))
 
     def stop(self):
-        async def close():
-            self.server.close()
-            await self.server.wait_closed()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        if self.process.poll() is None:
+            self.process.terminate()  # nginx's fast shutdown
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
 
 
 # --------------------------------------------------------------------------
@@ -245,11 +271,8 @@ def test_production_profile_in_chromium_and_clean_stop(browser, production_datab
         f"The Procfile's web process is not gunicorn with deploy/gunicorn.conf.py:\n{procfile}")
     assert re.search(r"^refresher:.*refresh_tokens --loop", procfile, re.M), procfile
 
-    ca = trustme.CA()
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(tls)
     web_port = free_port()
-    proxy = TLSProxy(web_port, tls)
+    proxy = Nginx(tmp_path / "nginx", upstream_port=web_port, static_root=tmp_path / "staticfiles", ca=trustme.CA())
     metrics_token = secrets.token_urlsafe(32)
     env = {
         # Nothing of the test run's own environment (its settings module sets DEBUG and keys): only these.
@@ -392,6 +415,32 @@ def test_production_profile_in_chromium_and_clean_stop(browser, production_datab
         assert samples[("kendis_refresher_stale", ())] == 0
         # The refreshed token (Jira gave it 7200 s) is the earliest expiry now, not the one that expired at start.
         assert samples[("kendis_access_token_earliest_expiry_seconds", (("kind", "account"),))] > 3600
+        # --- nginx: both OAuth callbacks reach the app, and its logs hold their paths without the query string ---
+        code, state = "AUTHCODE-NginxCanary-" + secrets.token_hex(6), "STATE-NginxCanary-" + secrets.token_hex(6)
+        jira_callback = urlsplit(copied).path
+        for path in (jira_callback, "/oauth/atlassian/callback/"):
+            response = page.goto(f"{proxy.url}{path}?code={code}&state={state}")
+            assert response.status < 500, (path, response.status)
+        nginx_log = proxy.access_log()
+        assert f'"GET {jira_callback} HTTP/1.1"' in nginx_log, nginx_log[-3000:]
+        assert '"GET /oauth/atlassian/callback/ HTTP/1.1"' in nginx_log, nginx_log[-3000:]
+        assert code not in proxy.logs() and state not in proxy.logs(), "a callback's query string in nginx's logs"
+        secret_values += [code, state]
+
+        # --- nginx serves the static files itself (gunicorn never saw one), and sends plain http to https ---
+        assert not [line for line in profile.lines_of("web.1") if "/static/" in line], profile.lines_of("web.1")
+        assert re.search(r'"GET /static/admin/css/base\.[0-9a-f]{12}\.css HTTP/1\.1" 200', nginx_log), nginx_log
+        redirect = answers(proxy.plain_url + "/admin/login/?next=/admin/")
+        assert redirect.status_code == 301, redirect.status_code
+        assert redirect.headers["Location"] == "https://127.0.0.1/admin/login/?next=/admin/", redirect.headers
+
+        # --- the forwarded headers are nginx's, never the client's: a forged "http" still counts as https ---
+        forged = requests.get(proxy.url + "/admin/login/", verify=str(proxy.ca_path), timeout=10, allow_redirects=False,
+                              headers={"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example",
+                                       "Forwarded": "proto=http;host=evil.example"})
+        assert forged.status_code == 200, forged.status_code
+        assert "max-age" in forged.headers.get("strict-transport-security", ""), forged.headers
+        assert "evil.example" not in forged.text
         context.close()
 
         # --- Ctrl-C: honcho sends SIGTERM to both; each stops by itself, in time, with exit code 0 ---
