@@ -100,7 +100,11 @@ class ALMAccountForm(forms.ModelForm):
             # A browser always sends the select's value; a script's post without it keeps the stored policy.
             self.fields["unconnected_users"].required = False
         if "cloud_scopes" in self.fields:
+            # Stored space-separated; the boxes need a list. The form's initial (the instance's values, on an
+            # existing account) wins over the field's, so both are set: else no box comes back ticked.
             self.fields["cloud_scopes"].initial = self.instance.cloud_scopes.split()
+            if "cloud_scopes" in self.initial and isinstance(self.initial["cloud_scopes"], str):
+                self.initial["cloud_scopes"] = self.initial["cloud_scopes"].split()
         field = self.fields["callback_url"]
         if self.instance.pk is None:
             field.initial = self.pending_callback_id()
