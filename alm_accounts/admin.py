@@ -264,6 +264,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                       report=self._reporter(request))
         if ended:
             self.message_user(request, ended, messages.WARNING)
+        for note in getattr(form, "notes", []):
+            self.message_user(request, note, messages.INFO)
         if not change:
             form.forget_pending_callback_id()
 
