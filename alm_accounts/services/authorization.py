@@ -175,6 +175,7 @@ def _complete(account: ALMAccount, *, query, user, session, may_connect_account:
         said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""),
                                    advice=account.provider.advice)
         message = _kept(existing, said)
+        _replace_last_error(existing, message)
         record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
                      grant_owner=owner)
         return CallbackOutcome(account, False, message, own)
@@ -200,6 +201,16 @@ def started_for_own_credential(*, query, user) -> bool:
         return False
     return PendingAuthorization.objects.filter(state_digest=digest(states[0]), user_id=getattr(user, "pk", None),
                                                for_own_credential=True).exists()
+
+
+def _replace_last_error(grant: Grant | None, message: str) -> None:
+    """A grant that is not connected shows this answer as its Last error, not an older failure (say the
+    invalid_client of an earlier try after a Deny). A connected grant keeps its state: its connection still works.
+    The status is checked in the UPDATE itself: a refresh that connects it meanwhile wins."""
+    if grant is None or grant.pk is None:
+        return
+    type(grant).objects.filter(pk=grant.pk).exclude(status=Status.CONNECTED).update(
+        last_error=explain.plain_text(message, 2000))
 
 
 def _kept(grant: Grant | None, message: str) -> str:

@@ -77,3 +77,26 @@ def test_a_wrong_base_url_is_told_on_the_form_with_what_to_type_and_a_pasted_pag
                                      "address (/secure/Dashboard.jspa) is not part of it.")
     expect(messages).to_contain_text("Connected to Jira as Jira Sandbox Admin")
     expect(page.get_by_label("Jira base URL")).to_have_value(sandbox.url)
+
+
+def test_after_deny_the_last_error_is_the_denial_not_an_earlier_failure(page, app_server, jira_sandbox_server):
+    app, sandbox = app_server, jira_sandbox_server
+    log_in(page, app)
+    open_add_form(page, app)
+    client_id, _secret = sandbox.create_link("First hour - deny", page.locator("#callback-url").input_value())
+
+    # A mistyped Client Secret: Jira answers invalid_client after consent.
+    try_base_url(page, sandbox.url, client_id=client_id, client_secret="not-the-secret-of-this-link")
+    page.get_by_label("Username").fill(sandbox.admin_username)
+    page.get_by_label("Password").fill(sandbox.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Allow").click()
+    last_error = page.locator(".form-row.field-last_error .readonly")
+    expect(last_error).to_contain_text("invalid_client")
+
+    # Again, and Deny on Jira's consent page: the Last error is now the denial.
+    page.get_by_role("button", name="Get Auth Token").click()
+    page.get_by_role("button", name="Deny").click()
+    expect(page.locator(".messagelist")).to_contain_text("Access was denied on Jira's consent screen")
+    expect(last_error).to_contain_text("Access was denied on Jira's consent screen")
+    expect(last_error).not_to_contain_text("invalid_client")
