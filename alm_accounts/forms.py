@@ -60,7 +60,12 @@ class ALMAccountForm(forms.ModelForm):
         strip=True,
         max_length=1000,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Shown by Jira with the Client ID. Stored encrypted and never shown again.",
+        help_text=format_html(
+            '<span data-cloud-text="{}">{}</span>',
+            "Jira Cloud: your own Atlassian app's Secret, with its Client ID (blank for this deployment's app). "
+            "Stored encrypted and never shown again.",
+            "Shown by Jira's incoming application link with the Client ID. Stored encrypted and never shown again.",
+        ),
     )
     # Carries the account's callback id. On the add form it is chosen before the
     # first save, so that the Callback URL the admin copies into Jira is the one
@@ -113,6 +118,13 @@ class ALMAccountForm(forms.ModelForm):
         if "unconnected_users" in self.fields:
             # A browser always sends the select's value; a script's post without it keeps the stored policy.
             self.fields["unconnected_users"].required = False
+        if "client_id" in self.fields:
+            self.fields["client_id"].help_text = format_html(
+                '<span data-cloud-text="{}">{}</span>.',
+                "Jira Cloud: blank for this deployment's Atlassian app, or your own app's Client ID (developer "
+                "console → your app → Settings)",
+                "Shown by Jira after you save the incoming application link",
+            )
         if "cloud_scopes" in self.fields:
             # Stored space-separated; the boxes need a list. The form's initial (the instance's values, on an
             # existing account) wins over the field's, so both are set: else no box comes back ticked.

@@ -33,6 +33,7 @@ POLICY_TEXT = {
     ALMAccount.UnconnectedUsers.ACT_AS_ACCOUNT: "The product acts as the account's connection until you connect.",
     ALMAccount.UnconnectedUsers.REFUSE: "You must connect to use this account.",
 }
+CONNECTED_TEXT = "You are connected: the product acts in Jira as you."
 
 
 # --------------------------------------------------------------------------
@@ -96,8 +97,9 @@ def row_for(account: ALMAccount) -> Row:
     row = functools.partial(Row, account=account, policy=policy, can_test=holds_tokens, can_disconnect=holds_tokens)
     if status == GrantStatus.CONNECTED and holds_tokens:
         display = credential.connected_as_display_name or credential.connected_as_name or "an unnamed Jira user"
+        # "Until you connect" is over: say what now holds instead of the policy for people without a connection.
         return row(state="connected", state_label=f"Connected as {display}", expires_at=credential.token_expires_at,
-                   problem="")
+                   problem="", policy=CONNECTED_TEXT)
     if status == GrantStatus.NEEDS_REAUTHORIZATION:
         return row(state="needs_reauthorization", state_label="Needs re-authorization", expires_at=None,
                    problem=credential.last_error or "Jira no longer accepts this connection: click Reconnect.")

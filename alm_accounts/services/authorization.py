@@ -465,7 +465,8 @@ def _record_jira_user(account: ALMAccount) -> str:
     try:
         me = client_for(account).myself(access_token=Secret(account.access_token))
     except (JiraError, ServiceError) as exc:
-        reason = explain.describe("api", exc) if isinstance(exc, JiraError) else str(exc)
+        reason = explain.describe("api", exc, advice=account.provider.advice) if isinstance(exc, JiraError) \
+            else str(exc)
         return (
             f"Connected to Jira ({account.token_scope}), but the Jira user could not be read: "
             f"{reason} Use Test connection to check."

@@ -100,3 +100,108 @@ def test_after_deny_the_last_error_is_the_denial_not_an_earlier_failure(page, ap
     expect(page.locator(".messagelist")).to_contain_text("Access was denied on Jira's consent screen")
     expect(last_error).to_contain_text("Access was denied on Jira's consent screen")
     expect(last_error).not_to_contain_text("invalid_client")
+
+
+def create_staff_user(app, username, password):
+    """A person who may sign in and nothing else: what My ALM Credentials needs."""
+    app.manage("shell", "-c", (
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_user({username!r}, password={password!r}, is_staff=True)"
+    ))
+
+
+def test_a_person_with_only_staff_status_sees_my_alm_credentials_on_one_line_and_no_refusal(
+        browser, app_server, screenshot):
+    app = app_server
+    create_staff_user(app, "dora", "dora-pw-First-hour-1")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(app.url + "/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill("dora-pw-First-hour-1")
+    page.get_by_role("button", name="Log in").click()
+
+    box = page.locator("#my-alm-credentials-module")
+    link = box.get_by_role("link", name="My ALM Credentials")
+    expect(link).to_be_visible()
+    size = link.bounding_box()
+    line = float(link.evaluate("a => parseFloat(getComputedStyle(a).lineHeight) || 20"))
+    assert size["height"] < 1.5 * line, f"the link wraps: {size}"  # one letter per line was ~20 lines high
+    assert size["width"] > 100, size
+    expect(page.get_by_text("You don’t have permission to view or edit anything.")).to_have_count(0)
+    expect(page.get_by_text("You don't have permission to view or edit anything.")).to_have_count(0)
+    expect(page.locator(".alm-only-my-credentials")).to_contain_text("My ALM Credentials is what you can use here")
+    screenshot(page, "first-hour-2-index-staff-only")
+    link.click()
+    expect(page.locator("h1")).to_have_text("My ALM Credentials")
+    context.close()
+
+
+def test_the_account_form_speaks_of_the_chosen_provider_and_numbers_its_sections_in_order(page, app_server):
+    app = app_server
+    log_in(page, app)
+    open_add_form(page, app)
+    headings = [text.strip() for text in page.locator("fieldset.module > h2").all_inner_texts()]
+    assert [h.split(".")[0] for h in headings[:3]] == ["I", "II", "III"], headings
+    keep_open = page.get_by_text("Keep this screen open while you create the link in Jira")
+    expect(keep_open).to_be_visible()
+    client_id_help = page.locator(".form-row.field-client_id .help")
+    client_secret_help = page.locator(".form-row.field-client_secret .help")
+    expect(client_id_help).to_contain_text("incoming application link")
+
+    page.get_by_label("Authentication").select_option(label="Jira Cloud — Use OAuth 2.0 (3LO)")
+    expect(keep_open).to_have_count(0)
+    for help_text in (client_id_help, client_secret_help):
+        expect(help_text).not_to_contain_text("incoming application link")
+        expect(help_text).to_contain_text("Atlassian app")
+    expect(page.locator("fieldset.module").nth(1)).to_contain_text("nothing to create in Jira")
+
+
+def test_a_connected_account_no_longer_says_keep_this_screen_open(page, app_server):
+    app = app_server
+    app.manage("shell", "-c", (
+        "from django.utils import timezone; from alm_accounts.models import ALMAccount; "
+        "ALMAccount.objects.create(name='Jira - Connected long ago', base_url='https://jira.example.com/jira', "
+        "client_id='c', client_secret='s', access_token='a', refresh_token='r', status='connected', "
+        "connected_at=timezone.now(), token_expires_at=timezone.now())"
+    ))
+    log_in(page, app)
+    page.goto(app.url + "/admin/alm_accounts/almaccount/?q=Connected+long+ago")
+    page.get_by_role("link", name="Jira - Connected long ago").click()
+    expect(page.locator(".form-row.field-status_display")).to_contain_text("Connected")
+    expect(page.get_by_text("Keep this screen open")).to_have_count(0)
+
+
+def test_at_1280_px_every_column_of_the_accounts_list_is_in_sight_not_under_the_filters(
+        browser, app_server, screenshot):
+    app = app_server
+    app.manage("shell", "-c", (
+        "from datetime import timedelta; from django.utils import timezone; "
+        "from alm_accounts.models import ALMAccount; now = timezone.now(); "
+        "ALMAccount.objects.create(name='Jira - Core Banking Platform EMEA', "
+        "base_url='https://jira.core-banking.example.com/jira', client_id='c', client_secret='s', "
+        "access_token='a', refresh_token='r', status='connected', connected_at=now, "
+        "connected_as_name='svc-kendis-integration', connected_as_display_name='Kendis Integration Service', "
+        "token_expires_at=now + timedelta(hours=2), last_refreshed_at=now)"
+    ))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(app.url + "/admin/login/?next=/admin/alm_accounts/almaccount/")
+    page.get_by_label("Username").fill(ADMIN_USERNAME)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#result_list")).to_be_visible()
+
+    results = page.locator("#changelist .results")
+    scroll_width, client_width = results.evaluate("el => [el.scrollWidth, el.clientWidth]")
+    assert scroll_width <= client_width, f"the list scrolls sideways: {scroll_width} > {client_width} px"
+    shown = results.bounding_box()
+    panel = page.locator("#changelist-filter").bounding_box()
+    for column in ("connected_as", "token_expires_at", "last_refreshed_at"):
+        cell = page.locator(f"#result_list th.column-{column}").bounding_box()
+        assert cell["x"] + cell["width"] <= shown["x"] + shown["width"] + 1, (column, cell, shown)
+        overlaps = (cell["x"] < panel["x"] + panel["width"] and panel["x"] < cell["x"] + cell["width"]
+                    and cell["y"] < panel["y"] + panel["height"] and panel["y"] < cell["y"] + cell["height"])
+        assert not overlaps, (column, cell, panel)
+    screenshot(page, "first-hour-3-accounts-list-1280")
+    context.close()
