@@ -2,7 +2,7 @@
 screens say about it (issue 19).
 
 App and Jira sandbox run as real servers (tests/e2e/conftest.py, tests/sandbox/conftest.py); the sandbox is a
-plain-http Jira Data Center at http://127.0.0.1:<port> with no context path.
+plain-http Jira Data Center at http://127.0.0.1:<port> with no context path. The app is this module's own.
 """
 
 from __future__ import annotations
@@ -10,9 +10,17 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, start_app
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """This module's own app: its half-made and pretend-connected accounts stay out of the shared app's refreshes."""
+    with start_app(tmp_path_factory.mktemp("kendis_app_first_hour")) as app:
+        yield app
 
 
 def log_in(page, app):
@@ -31,10 +39,10 @@ def base_url_error(page):
     return page.locator(".form-row.field-base_url .errorlist")
 
 
-def try_base_url(page, base_url, *, client_id, client_secret):
+def try_base_url(page, base_url, *, client_id, client_secret, name="Jira - First hour"):
     """Type the account's fields with this base URL and press Save and get auth token."""
     page.get_by_label("ALM Type").select_option(label="Atlassian JIRA")
-    page.get_by_label("Account Name").fill("Jira - First hour")
+    page.get_by_label("Account Name").fill(name)
     page.get_by_label("Jira base URL").fill(base_url)
     page.get_by_label("Client ID").fill(client_id)
     page.get_by_label("Client Secret").fill(client_secret)  # never shown again after an error
@@ -86,7 +94,8 @@ def test_after_deny_the_last_error_is_the_denial_not_an_earlier_failure(page, ap
     client_id, _secret = sandbox.create_link("First hour - deny", page.locator("#callback-url").input_value())
 
     # A mistyped Client Secret: Jira answers invalid_client after consent.
-    try_base_url(page, sandbox.url, client_id=client_id, client_secret="not-the-secret-of-this-link")
+    try_base_url(page, sandbox.url, client_id=client_id, client_secret="not-the-secret-of-this-link",
+                 name="Jira - First hour, denied")
     page.get_by_label("Username").fill(sandbox.admin_username)
     page.get_by_label("Password").fill(sandbox.admin_password)
     page.get_by_role("button", name="Log in").click()
