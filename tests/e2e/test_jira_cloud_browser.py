@@ -252,3 +252,15 @@ def test_a_cloud_accounts_scopes_come_back_ticked_and_survive_an_edit_and_the_ye
     consent_on_atlassian(page, cloud.sandbox, sites=CLOUD_IDS)
     expect(page.locator(".messagelist")).to_contain_text(f"Connected to Jira as {ADMIN_DISPLAY_NAME}")
     assert stored_scopes_of(app, account=account) == chosen
+
+
+def test_jira_call_reaches_a_cloud_site_in_rest_v2_as_in_v3(cloud_page, cloud):
+    """Jira Cloud serves REST v2 beside v3: an ops engineer's `jira_call … GET /rest/api/2/myself` works."""
+    account = "Jira Cloud - REST v2"
+    connect_cloud_account(cloud_page, cloud, name=account)
+
+    answers = {version: json.loads(cloud.app.manage("jira_call", account, "GET", f"/rest/api/{version}/myself").stdout)
+               for version in (2, 3)}
+
+    assert answers[2]["accountId"] == answers[3]["accountId"] == ACCOUNT_IDS["jira-admin"]
+    assert answers[2]["displayName"] == ADMIN_DISPLAY_NAME
