@@ -46,7 +46,13 @@ def status_badge(grant) -> str:
     return format_html('<span class="alm-status alm-status-{}">{}</span>', grant.status, grant.get_status_display())
 
 
+def provider_text(data_center: str, *, cloud: str) -> str:
+    """Words for Jira Data Center, swapped for Jira Cloud's by provider_fields.js when Jira Cloud is chosen."""
+    return format_html('<span data-cloud-text="{}">{}</span>', cloud, data_center) if data_center or cloud else ""
+
+
 def when(moment) -> str:
+    # The format of every date on the screens (kendis_integration/formats): one format, with the time zone.
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "—"
 
 
@@ -65,19 +71,34 @@ class ALMAccountAdmin(admin.ModelAdmin):
                        "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
+        # The sections follow the setup walk-through (I in our app, II in Jira, III back here); each provider's
+        # words in spans that provider_fields.js swaps when the Authentication changes (data-cloud-text).
+        connected = obj is not None and (obj.refresh_token is not None or obj.access_token is not None)
+        keep_open = "" if connected or (obj is not None and obj.is_cloud) else (
+            "Keep this screen open while you create the link in Jira (II): you come back to it for III.")
         fieldsets = [
             ("I. ALM account", {"fields": ["alm_type", "name", "authentication", "base_url", "cloud_scopes",
                                            "jira_ca_certificate", "callback_url"],
-                                "description": "Keep this screen open while you create the link in Jira."}),
+                                "description": provider_text(keep_open, cloud="")}),
+            ("II. In Jira: the incoming application link", {
+                "fields": [],
+                "description": provider_text(
+                    "In Jira, as an administrator: Administration → Applications → Application links → Create "
+                    "link → External application, Incoming. Paste the Callback URL above as its Redirect URL, "
+                    "choose the Permission (Admin), save: Jira shows the Client ID and the Client Secret.",
+                    cloud="Jira Cloud: nothing to create in Jira. This deployment's Atlassian app is used, or your "
+                    "own app from Atlassian's developer console (developer.atlassian.com) with the Callback URL "
+                    "above registered in it."),
+            }),
             ("III. Jira credentials", {
                 # View-only screens render fields read-only, which would show the decrypted secret.
                 "fields": ["client_id", "client_secret" if obj is None or self.has_change_permission(request, obj)
                            else "client_secret_state", "scope"],
-                "description": "Jira Data Center: from Jira's incoming application link (Administration → "
-                               "Applications → Application links): paste the Client ID and Client Secret, then click "
-                               "Get Auth Token. Jira Cloud: leave both blank to use this deployment's Atlassian app "
-                               "(or paste your own app's, from Atlassian's developer console); the Permission is "
-                               "Data Center's only.",
+                "description": provider_text(
+                    "From Jira's incoming application link: paste the Client ID and Client Secret, then click Get "
+                    "Auth Token.",
+                    cloud="Leave both blank to use this deployment's Atlassian app (or paste your own app's, from "
+                    "Atlassian's developer console → your app → Settings), then click Get Auth Token."),
             }),
         ]
         fieldsets.append(("Alerts", {
@@ -180,10 +201,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
         if obj.token_expires_at is None:
             return "Present (expiry unknown)"
         left = obj.token_expires_at - timezone.now()
-        when = timezone.localtime(obj.token_expires_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        at = when(obj.token_expires_at)
         if left <= timedelta(0):
-            return f"Present; the access token expired at {when} (it is refreshed when next used)."
-        return f"Present; the access token expires at {when} (in {int(left.total_seconds() // 60)} min)."
+            return f"Present; the access token expired at {at} (it is refreshed when next used)."
+        return f"Present; the access token expires at {at} (in {int(left.total_seconds() // 60)} min)."
 
     @admin.display(description="Recent activity")
     def audit_trail(self, obj):
@@ -194,7 +215,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"), e.get_kind_display(),
+                (when(e.created_at), e.get_kind_display(),
                  e.grant_owner or "The account", e.get_outcome_display(), e.actor, e.message)
                 for e in events
             ),
@@ -264,6 +285,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                       report=self._reporter(request))
         if ended:
             self.message_user(request, ended, messages.WARNING)
+        for note in getattr(form, "notes", []):
+            self.message_user(request, note, messages.INFO)
         if not change:
             form.forget_pending_callback_id()
 
@@ -481,4 +504,5 @@ class ALMCredentialAdmin(admin.ModelAdmin):
         return actions
 
 
-from . import admin_alerts  # noqa: E402,F401 - registers the read-only Alerts list
+# Registered on import: the read-only Alerts list, and the Users screens that say what My ALM Credentials needs.
+from . import admin_alerts, admin_users  # noqa: E402,F401

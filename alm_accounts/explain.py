@@ -68,6 +68,9 @@ CLOUD_ADVICE = {
     "Settings.",
     ("refresh", "invalid_client"): f"Atlassian did not accept the app's credentials. Check them against {CONSOLE} → "
     "Settings.",
+    # Not Jira's base URL: a Cloud account's calls go to Atlassian's hosts (ATLASSIAN_AUTH_URL, ATLASSIAN_API_URL).
+    "unavailable": "Check that this server can reach Atlassian (auth.atlassian.com and api.atlassian.com, through "
+    "JIRA_PROXY_URL where one is set) and whether status.atlassian.com reports an outage, then try again.",
 }
 DEFAULT_ADVICE = {
     "authorize": "Jira refused the authorization. Check the account's settings and click Get Auth Token again.",
@@ -111,5 +114,6 @@ def describe(stage: str, exc: JiraError, *, advice: dict | None = None) -> str:
             "Jira refused the access token (HTTP 401). Click Refresh token now, or Get Auth Token to authorize again."
         )
     if isinstance(exc, JiraUnavailable):
-        return f"Could not complete the call to Jira: {plain_text(exc, 500)}. {UNAVAILABLE_ADVICE}"
+        return f"Could not complete the call to Jira: {plain_text(exc, 500)}. " + (advice or {}).get(
+            "unavailable", UNAVAILABLE_ADVICE)
     return f"The call to Jira failed: {exc}."

@@ -18,10 +18,13 @@ from django.utils.html import format_html
 
 from .models import CLOUD_SCOPES, ALMAccount, new_callback_id
 from .providers import cloud_scope
-from .validators import is_well_formed_callback_id, normalize_base_url, validate_display_name
+from .services.site_check import check_data_center_base_url, without_page
+from .validators import is_well_formed_callback_id, normalize_base_url, validate_base_url, validate_display_name
 from .widgets import CACertificateInput, CallbackURLWidget
 
 PENDING_CALLBACK_SESSION_KEY = "alm_accounts.pending_callback_id"
+# The button that saves and sends the admin to Jira's consent page (change_form.html).
+GET_AUTH_TOKEN = "_get_auth_token"
 
 # Shown under the field on a connected account, and by connection_notice.js as soon as the field is edited.
 ENDS_CONNECTION = {
@@ -41,6 +44,15 @@ ENDS_CONNECTION = {
 }
 
 
+def _valid_base_url(value: str) -> bool:
+    """The model's own validation says what is wrong with a malformed URL (it runs after clean())."""
+    try:
+        validate_base_url(value)
+    except ValidationError:
+        return False
+    return True
+
+
 class ALMAccountForm(forms.ModelForm):
     client_secret = forms.CharField(
         label="Client Secret",
@@ -48,7 +60,12 @@ class ALMAccountForm(forms.ModelForm):
         strip=True,
         max_length=1000,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Shown by Jira with the Client ID. Stored encrypted and never shown again.",
+        help_text=format_html(
+            '<span data-cloud-text="{}">{}</span>',
+            "Jira Cloud: your own Atlassian app's Secret, with its Client ID (blank for this deployment's app). "
+            "Stored encrypted and never shown again.",
+            "Shown by Jira's incoming application link with the Client ID. Stored encrypted and never shown again.",
+        ),
     )
     # Carries the account's callback id. On the add form it is chosen before the
     # first save, so that the Callback URL the admin copies into Jira is the one
@@ -96,11 +113,24 @@ class ALMAccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.request = request
         self.client_secret_entered = False
+        # Said after saving (admin.save_model): what the form changed in what was typed, e.g. a pasted page address.
+        self.notes: list[str] = []
         if "unconnected_users" in self.fields:
             # A browser always sends the select's value; a script's post without it keeps the stored policy.
             self.fields["unconnected_users"].required = False
+        if "client_id" in self.fields:
+            self.fields["client_id"].help_text = format_html(
+                '<span data-cloud-text="{}">{}</span>.',
+                "Jira Cloud: blank for this deployment's Atlassian app, or your own app's Client ID (developer "
+                "console → your app → Settings)",
+                "Shown by Jira after you save the incoming application link",
+            )
         if "cloud_scopes" in self.fields:
+            # Stored space-separated; the boxes need a list. The form's initial (the instance's values, on an
+            # existing account) wins over the field's, so both are set: else no box comes back ticked.
             self.fields["cloud_scopes"].initial = self.instance.cloud_scopes.split()
+            if "cloud_scopes" in self.initial and isinstance(self.initial["cloud_scopes"], str):
+                self.initial["cloud_scopes"] = self.initial["cloud_scopes"].split()
         field = self.fields["callback_url"]
         if self.instance.pk is None:
             field.initial = self.pending_callback_id()
@@ -143,7 +173,14 @@ class ALMAccountForm(forms.ModelForm):
         return name
 
     def clean_base_url(self):
-        return normalize_base_url(self.cleaned_data.get("base_url", ""))
+        typed = normalize_base_url(self.cleaned_data.get("base_url", ""))
+        cloud = self.data.get(self.add_prefix("authentication")) == ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
+        base_url, page = without_page(typed, cloud=cloud)
+        if page:
+            # An address copied from the browser while on a Jira page: its base URL is what comes before the page.
+            self.notes.append(f"The Jira base URL was saved as {base_url}: the page part of the pasted address "
+                              f"({page[:80]}) is not part of it.")
+        return normalize_base_url(base_url)
 
     def is_cloud(self) -> bool:
         return self.cleaned_data.get("authentication") == ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
@@ -199,6 +236,12 @@ class ALMAccountForm(forms.ModelForm):
                 "Jira at the new base URL. The stored Client Secret is sent only to the Jira it was entered for.",
                 code="secret_for_another_jira",
             ))
+        if base_url and "base_url" not in self.errors and GET_AUTH_TOKEN in self.data and _valid_base_url(base_url):
+            # Before the admin is sent there: a wrong base URL would end on the browser's or Jira's error page.
+            check = check_data_center_base_url(base_url=base_url,
+                                               ca_certificate=cleaned.get("jira_ca_certificate") or "")
+            if not check.ok:
+                self.add_error("base_url", ValidationError(check.message(), code="not_jira"))
         return cleaned
 
     def _clean_cloud(self, cleaned):

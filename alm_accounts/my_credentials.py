@@ -36,6 +36,7 @@ POLICY_TEXT = {
 # Jira stopped accepting the person's connection: nothing is done for them, whatever the policy, until they reconnect.
 REFUSED_UNTIL_RECONNECTED = ("Jira stopped accepting your connection: nothing is done in Jira for you until you "
                              "reconnect (the account's connection is not used instead).")
+CONNECTED_TEXT = "You are connected: the product acts in Jira as you."
 
 # The connection acts as a Jira user that is not the person's own (the account's, or another person's).
 REFUSED_NOT_YOUR_OWN = ("Nothing is done in Jira for you until you reconnect as yourself (the account's connection "
@@ -111,8 +112,9 @@ def row_for(account: ALMAccount) -> Row:
                    policy=REFUSED_NOT_YOUR_OWN)
     if status == GrantStatus.CONNECTED and holds_tokens:
         display = credential.connected_as_display_name or credential.connected_as_name or "an unnamed Jira user"
+        # "Until you connect" is over: say what now holds instead of the policy for people without a connection.
         return row(state="connected", state_label=f"Connected as {display}", expires_at=credential.token_expires_at,
-                   problem="")
+                   problem="", policy=CONNECTED_TEXT)
     if status == GrantStatus.NEEDS_REAUTHORIZATION:
         # Refused whatever the account's policy (services.jira_calls), also once Disconnect deleted the tokens.
         return row(state="needs_reauthorization", state_label="Needs re-authorization", expires_at=None,

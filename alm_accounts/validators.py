@@ -41,7 +41,10 @@ def validate_base_url(value: str) -> None:
     except ValueError:
         raise ValidationError("Enter the Jira base URL as https://host[:port][/context-path].") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValidationError("Enter the Jira base URL starting with https://, e.g. https://jira.example.com/jira")
+        # http:// is accepted in development (DEBUG) and for a Jira on this machine: say so there.
+        also = " (or http:// in development)" if settings.DEBUG else ""
+        raise ValidationError(f"Enter the Jira base URL starting with https://{also}, e.g. "
+                              "https://jira.example.com/jira")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ValidationError("Do not put a user name or password in the Jira base URL.")
     if parts.query or parts.fragment or "?" in value or "#" in value:

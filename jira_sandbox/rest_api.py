@@ -66,8 +66,15 @@ def myself(request):
 
 
 @require_GET
-@bearer_required
 def server_info(request):
+    """Who this Jira is. Like Jira DC, it answers anonymously (clients check a base URL with it before sending
+    anyone to consent); a request that does carry a Bearer token still gets 401 when the token is not valid."""
+    if "Authorization" in request.headers:
+        return bearer_required(_server_info)(request)
+    return _server_info(request)
+
+
+def _server_info(request):
     version = settings.SANDBOX_JIRA_VERSION
     return JsonResponse(
         {

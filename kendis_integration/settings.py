@@ -219,6 +219,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and times as 2026-12-06 10:43:52 UTC on every screen (kendis_integration/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["kendis_integration.formats"]
 
 STATIC_URL = "static/"
 # `manage.py collectstatic --noinput` at each deploy fills it; whitenoise serves it (see MIDDLEWARE).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
+from responses.registries import FirstMatchRegistry
 
 from alm_accounts.models import ALMAccount
 
@@ -32,10 +34,83 @@ ACCESS_TOKEN = "ACCESSTOKEN-1-e1d2c3b4"
 REFRESH_TOKEN = "REFRESHTOKEN-1-a9b8c7d6"
 
 
+# Jira DC says who it is to anyone: the admin's Get Auth Token checks the base URL with it (services.site_check)
+# before sending anyone to consent. Every Jira of the tests is on an example domain.
+ANY_TEST_JIRA_SERVER_INFO = re.compile(
+    r"^https?://([a-z0-9-]+\.)*example\.(com|org|net)(:\d+)?(/[^?#]*)?/rest/api/2/serverInfo$")
+
+
+def server_info_answer(base_url: str = JIRA) -> dict:
+    return {"baseUrl": base_url, "version": "9.12.2", "versionNumbers": [9, 12, 2], "deploymentType": "Server",
+            "serverTitle": "Jira"}
+
+
+def _anonymous(request):
+    return "Authorization" not in request.headers, "the request carries an Authorization header"
+
+
+class _WithFallbacks(FirstMatchRegistry):
+    """responses' usual registry, then answers used only when no registered one matches (and never used up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fallbacks: list[responses.BaseResponse] = []
+
+    def find(self, request):
+        found, reasons = super().find(request)
+        if found is None:
+            found = next((answer for answer in self.fallbacks if answer.matches(request)[0]), None)
+        return found, reasons
+
+
+def answer_server_info_anonymously(rsps) -> None:
+    """Jira's anonymous serverInfo on every test Jira, unless the test registered its own answer."""
+    rsps.get_registry().fallbacks.append(
+        responses.Response(responses.GET, ANY_TEST_JIRA_SERVER_INFO, json=server_info_answer(), match=[_anonymous]))
+
+
+def is_base_url_check(call) -> bool:
+    return bool(ANY_TEST_JIRA_SERVER_INFO.match(call.request.url)) and "Authorization" not in call.request.headers
+
+
+class JiraMock(responses.RequestsMock):
+    """`responses` with Jira's anonymous serverInfo answered. `calls` are the calls of the flow under test (the
+    OAuth and REST calls); the base URL checks made before consent, which carry no credential, are in
+    `base_url_checks`."""
+
+    @property
+    def calls(self) -> responses.CallList:
+        kept = responses.CallList()
+        for call in self._calls:
+            if not is_base_url_check(call):
+                kept.add(call.request, call.response)
+        return kept
+
+    @property
+    def base_url_checks(self) -> list:
+        return [call for call in self._calls if is_base_url_check(call)]
+
+
 @pytest.fixture
 def mocked_jira():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with JiraMock(assert_all_requests_are_fired=False, registry=_WithFallbacks) as rsps:
+        answer_server_info_anonymously(rsps)
         yield rsps
+
+
+@pytest.fixture(autouse=True)
+def test_jiras_say_who_they_are(request):
+    """Get Auth Token outside `mocked_jira` (or in a fixture set up before it): the example Jiras answer the base
+    URL check; every other request goes where it always went (real local servers, or nowhere). Inside
+    `mocked_jira` its own mock answers."""
+    path = str(request.node.fspath).replace(os.sep, "/")
+    if "/tests/e2e/" in path or "/tests/sandbox/" in path:
+        yield
+        return
+    with responses.RequestsMock(assert_all_requests_are_fired=False, registry=_WithFallbacks) as rsps:
+        rsps.add_passthru(re.compile(".*"))
+        answer_server_info_anonymously(rsps)
+        yield
 
 
 def token_answer(n: int = 2, *, expires_in: int = 7200, scope: str = "ADMIN") -> dict:

@@ -26,6 +26,8 @@ cookies, TLS) rather than `responses` at the `requests` level:
   consent's Jira user. `revoke` at REVOKE_PATH kills a live token (and its pair), lists it in `revoked` and
   answers 200.
 - A token request that is not form-encoded gets HTTP 500, as from Jira DC.
+- An anonymous `/rest/api/2/serverInfo` (the base URL check before consent) is
+  answered as Jira does, counted in `base_url_checks`, never from a queue.
 - **Atlassian Cloud's token endpoint** too, at `auth_url` + /oauth/token: grants
   added with `cloud=True` are refreshed there only, with a JSON body and no
   redirect_uri; a re-used refresh token gets 403 invalid_grant, a form body 415.
@@ -104,6 +106,7 @@ class FakeJira:
         self.calls: list[Call] = []
         self.unexpected: list[str] = []
         self.token_requests_started = threading.Semaphore(0)  # released when a token request arrives
+        self.base_url_checks: list[str] = []  # anonymous serverInfo calls (services.site_check), answered as Jira
         self.unscripted: list[str] = []  # requests answered by the behaviour above, not by a queued answer
         self.token_in_flight = 0
         self.max_token_in_flight = 0
@@ -246,8 +249,14 @@ class FakeJira:
             self.revoked.append(token)
         return 200, {}, {}
 
+    def server_info(self) -> dict:
+        return {"version": "9.12.2", "versionNumbers": [9, 12, 2], "baseUrl": self.base_url,
+                "deploymentType": "Server"}
+
     def rest(self, path: str, headers: dict) -> tuple[int, dict, dict]:
         auth = headers.get("Authorization", "")
+        if path == SERVER_INFO_PATH and not auth:
+            return 200, self.server_info(), {}  # Jira says who it is to anyone (the base URL check asks)
         with self.lock:
             key = self.live_access.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
             grant = self.grants.get(key) if key else None
@@ -263,7 +272,7 @@ class FakeJira:
         if path == MYSELF_PATH:
             return 200, {"name": grant.user, "key": grant.user, "displayName": grant.display_name}, cookie_header
         if path == SERVER_INFO_PATH:
-            return 200, {"version": "9.12.2", "baseUrl": self.base_url, "deploymentType": "Server"}, cookie_header
+            return 200, self.server_info(), cookie_header
         return 404, {"errorMessages": ["Not found"]}, cookie_header
 
     def _answer_token_request(self, headers: dict, body: bytes, *, cloud: bool = False) -> Answer:
@@ -314,7 +323,12 @@ class FakeJira:
                 headers = dict(self.headers)
                 fake.calls.append(Call(self.command, self.path, headers, body))
                 queue = fake.answers.get(path)
-                if queue:
+                if path == SERVER_INFO_PATH and self.command == "GET" and "Authorization" not in headers:
+                    # The base URL check before consent (anonymous): Jira's public answer, never a queued one,
+                    # which belongs to the Bearer call a test scripted it for.
+                    fake.base_url_checks.append(f"{self.command} {path}")
+                    answer = _json_answer(200, fake.server_info(), {})
+                elif queue:
                     answer = queue.popleft()
                 elif path in (TOKEN_PATH, CLOUD_TOKEN_PATH) and self.command == "POST":
                     fake.unscripted.append(f"{self.command} {path}")

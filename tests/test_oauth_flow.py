@@ -701,11 +701,12 @@ def test_token_endpoint_failure_is_explained_and_earlier_tokens_are_kept(
 
 
 def test_refused_connection_is_explained(admin_client, connected_account, mocked_jira):
+    q = start(admin_client, connected_account)
+    # Jira stops answering between consent and the callback (Get Auth Token checks it is reachable before).
     base = f"https://127.0.0.1:{refused_port()}/jira"
     ALMAccount.objects.filter(pk=connected_account.pk).update(base_url=base)
     connected_account.refresh_from_db()
     mocked_jira.add_passthru(base)  # a real connection attempt to a closed port
-    q = start(admin_client, connected_account)
     before = snapshot(connected_account)
     response = callback(admin_client, connected_account, code="CODE-1", state=q["state"])
     assert response["Location"] == change_url(connected_account)

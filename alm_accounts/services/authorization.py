@@ -176,6 +176,7 @@ def _complete(account: ALMAccount, *, query, user, session, may_connect_account:
         said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""),
                                    advice=account.provider.advice)
         message = _kept(existing, said)
+        _replace_last_error(existing, message)
         record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
                      grant_owner=owner)
         return CallbackOutcome(account, False, message, own)
@@ -201,6 +202,16 @@ def started_for_own_credential(*, query, user) -> bool:
         return False
     return PendingAuthorization.objects.filter(state_digest=digest(states[0]), user_id=getattr(user, "pk", None),
                                                for_own_credential=True).exists()
+
+
+def _replace_last_error(grant: Grant | None, message: str) -> None:
+    """A grant that is not connected shows this answer as its Last error, not an older failure (say the
+    invalid_client of an earlier try after a Deny). A connected grant keeps its state: its connection still works.
+    The status is checked in the UPDATE itself: a refresh that connects it meanwhile wins."""
+    if grant is None or grant.pk is None:
+        return
+    type(grant).objects.filter(pk=grant.pk).exclude(status=Status.CONNECTED).update(
+        last_error=explain.plain_text(message, 2000))
 
 
 def _kept(grant: Grant | None, message: str) -> str:
@@ -558,7 +569,8 @@ def _record_jira_user(account: ALMAccount) -> str:
     try:
         me = client_for(account).myself(access_token=Secret(account.access_token))
     except (JiraError, ServiceError) as exc:
-        reason = explain.describe("api", exc) if isinstance(exc, JiraError) else str(exc)
+        reason = explain.describe("api", exc, advice=account.provider.advice) if isinstance(exc, JiraError) \
+            else str(exc)
         return (
             f"Connected to Jira ({account.token_scope}), but the Jira user could not be read: "
             f"{reason} Use Test connection to check."

@@ -118,7 +118,7 @@ def _test_failure(grant: Grant, exc: ServiceError) -> str:
     the account's page), or the call's own message naming the person's connection and what they can do."""
     jira_error = getattr(exc, "jira_error", None)
     if grant.grant_kind == "account" and jira_error is not None:
-        return explain.describe("api", jira_error)
+        return explain.describe("api", jira_error, advice=grant.grant_account.provider.advice)
     return str(exc)
 
 

@@ -83,13 +83,13 @@ def accessible_resources(request):
 
 @require_GET
 @authorized(scope=scopes.READ_USER)
-def myself(request, site):
+def myself(request, site, version=3):
     return JsonResponse({**identity.user_json(site, request.cloud_user), "locale": "en_US"})
 
 
 @require_GET
 @authorized(scope=scopes.READ_USER)
-def server_info(request, site):
+def server_info(request, site, version=3):
     return JsonResponse(
         {
             "baseUrl": site.url,

@@ -2,7 +2,9 @@
 
 As on the Data Center side, only what a client of user-based sync can tell
 apart: the reporter is the token's person (by accountId), and the description
-is an Atlassian Document (ADF) or absent, never a plain string (that is v2).
+is an Atlassian Document (ADF) or absent, never a plain string, in REST v3. Jira Cloud
+also serves REST v2, where the description is plain text: stored as a one-paragraph
+document, read back as its text.
 """
 
 import json
@@ -29,19 +31,33 @@ def _jira_time(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-def issue_json(site, issue):
+def text_document(text):
+    """A plain-text (v2) description as the document Jira Cloud stores."""
+    return {"type": "doc", "version": 1,
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}]}
+
+
+def document_text(document):
+    """A stored document as v2 shows it: its text, paragraphs on their own lines."""
+    if not _is_adf(document):
+        return None
+    return "\n".join("".join(part.get("text", "") for part in block.get("content", []) if isinstance(part, dict))
+                     for block in document["content"] if isinstance(block, dict))
+
+
+def issue_json(site, issue, version=3):
     project = issue.project
     reporter = identity.user_json(site, issue.reporter)
     return {
         "id": issue.jira_id,
-        "self": f"{site.url}/rest/api/3/issue/{issue.jira_id}",
+        "self": f"{site.url}/rest/api/{version}/issue/{issue.jira_id}",
         "key": issue.key,
         "fields": {
             "summary": issue.summary,
-            "description": issue.description,
+            "description": issue.description if version == 3 else document_text(issue.description),
             "issuetype": {"name": issue.issue_type, "subtask": False},
             "project": {
-                "self": f"{site.url}/rest/api/3/project/{project.jira_id}",
+                "self": f"{site.url}/rest/api/{version}/project/{project.jira_id}",
                 "id": project.jira_id,
                 "key": project.key,
                 "name": project.name,
@@ -69,7 +85,7 @@ def _is_adf(value):
     return isinstance(value, dict) and value.get("type") == "doc" and isinstance(value.get("content"), list)
 
 
-def _validate_create(site, fields):
+def _validate_create(site, fields, version):
     errors = {
         name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
         for name in fields
@@ -88,7 +104,10 @@ def _validate_create(site, fields):
     elif len(summary) > SUMMARY_MAX_LENGTH or "\n" in summary or "\r" in summary:
         errors["summary"] = "Summary must be less than 255 characters and on one line."
     description = fields.get("description")
-    if description is not None and not _is_adf(description):
+    if version == 2:
+        if description is not None and not isinstance(description, str):
+            errors["description"] = "Operation value must be a string"
+    elif description is not None and not _is_adf(description):
         errors["description"] = NOT_ADF
     return errors
 
@@ -96,8 +115,8 @@ def _validate_create(site, fields):
 @csrf_exempt  # Bearer only: no cookie session to forge requests with
 @require_POST
 @authorized(scope=scopes.WRITE_WORK)
-def create_issue(request, site):
-    """POST .../rest/api/3/issue: 201 {"id", "key", "self"}, the token's person as reporter."""
+def create_issue(request, site, version=3):
+    """POST .../rest/api/{2,3}/issue: 201 {"id", "key", "self"}, the token's person as reporter."""
     try:
         body = json.loads(request.body or b"{}")
     except (UnicodeDecodeError, ValueError):
@@ -105,7 +124,7 @@ def create_issue(request, site):
     fields = body.get("fields") if isinstance(body, dict) else None
     if not isinstance(fields, dict):
         return error_response(400, messages=['The issue\'s fields must be a JSON object under "fields".'])
-    errors = _validate_create(site, fields)
+    errors = _validate_create(site, fields, version)
     if errors:
         return error_response(400, errors=errors)
     issue = CloudIssue.create(
@@ -113,10 +132,12 @@ def create_issue(request, site):
         reporter=request.cloud_user,
         issue_type=fields["issuetype"]["name"],
         summary=fields["summary"].strip(),
-        description=fields.get("description"),
+        description=text_document(fields["description"]) if version == 2 and fields.get("description")
+        else fields.get("description"),
     )
     return JsonResponse(
-        {"id": issue.jira_id, "key": issue.key, "self": f"{site.url}/rest/api/3/issue/{issue.jira_id}"}, status=201
+        {"id": issue.jira_id, "key": issue.key, "self": f"{site.url}/rest/api/{version}/issue/{issue.jira_id}"},
+        status=201,
     )
 
 
@@ -126,23 +147,23 @@ def _site_issues(site):
 
 @require_GET
 @authorized(scope=scopes.READ_WORK)
-def get_issue(request, site, id_or_key):
+def get_issue(request, site, id_or_key, version=3):
     issue = find_issue(_site_issues(site), id_or_key)
     if issue is None:
         return error_response(404, messages=["Issue does not exist or you do not have permission to see it."])
-    return JsonResponse(issue_json(site, issue))
+    return JsonResponse(issue_json(site, issue, version))
 
 
 
 
 @require_GET
 @authorized(scope=scopes.READ_WORK)
-def search(request, site):
-    """GET .../rest/api/3/search?jql=&startAt=&maxResults=: the site's issues in pages, as on Data Center.
+def search(request, site, version=3):
+    """GET .../rest/api/{2,3}/search?jql=&startAt=&maxResults=: the site's issues in pages, as on Data Center.
 
     Only a `project = KEY` clause of the JQL is understood. A page holds at most
     100 issues (Cloud's ceiling), or SANDBOX_SEARCH_MAX_RESULTS when lower.
     """
     return search_page(request, _site_issues(site), projects=CloudProject.objects.filter(site=site),
                        ceiling=min(CLOUD_SEARCH_MAX_RESULTS, settings.SANDBOX_SEARCH_MAX_RESULTS),
-                       to_json=lambda issue: issue_json(site, issue))
+                       to_json=lambda issue: issue_json(site, issue, version))

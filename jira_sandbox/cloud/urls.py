@@ -1,13 +1,28 @@
 """Two hosts in one server: the authorization server under cloud-auth/, the API gateway under cloud-api/.
 
 Nothing is reachable under both prefixes, so a client that derives one URL from the other gets a 404.
+Jira's REST API answers as version 3 and as version 2, as Jira Cloud does (views get `version`).
 """
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from . import auth_views, gateway, issues_rest
 
-_JIRA = "cloud-api/ex/jira/<str:cloud_id>/rest/api/3/"
+
+class ApiVersion:
+    """Jira Cloud's REST API versions: 2 and 3 (anything else is a 404, as on Jira Cloud)."""
+
+    regex = "[23]"
+
+    def to_python(self, value):
+        return int(value)
+
+    def to_url(self, value):
+        return str(value)
+
+
+register_converter(ApiVersion, "jira_api")
+_JIRA = "cloud-api/ex/jira/<str:cloud_id>/rest/api/<jira_api:version>/"
 
 urlpatterns = [
     path("cloud-auth/authorize", auth_views.authorize, name="cloud-authorize"),

@@ -213,3 +213,54 @@ def test_a_person_connects_their_own_atlassian_account_and_must_choose_the_accou
     reporter = issue_created_for(app, account=account, person=PERSON)
     assert reporter["accountId"] == ACCOUNT_IDS["jira-user2"]
     assert reporter["displayName"] == USER2_DISPLAY_NAME
+
+
+def stored_scopes_of(app, *, account) -> str:
+    code = ("from alm_accounts.models import ALMAccount\n"
+            f"print(ALMAccount.objects.get(name={account!r}).cloud_scopes)\n")
+    return app.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+
+
+def test_a_cloud_accounts_scopes_come_back_ticked_and_survive_an_edit_and_the_yearly_reconsent(cloud_page, cloud):
+    page, app = cloud_page, cloud.app
+    account = "Jira Cloud - Reconsent"
+    log_in_to_app(page, app)
+    open_add_form(page, app)
+    fill_cloud_account(page, name=account)
+    page.get_by_role("checkbox", name="manage:jira-configuration").uncheck()
+    page.get_by_role("button", name="Save and get auth token").click()
+    consent_on_atlassian(page, cloud.sandbox, sites=CLOUD_IDS)
+    expect(page.locator(".messagelist")).to_contain_text(f"Connected to Jira as {ADMIN_DISPLAY_NAME}")
+    chosen = "read:jira-work write:jira-work read:jira-user manage:jira-project offline_access"
+    assert stored_scopes_of(app, account=account) == chosen
+
+    # Reopened: the boxes show what was saved.
+    page.reload()
+    for scope in ("read:jira-work", "write:jira-work", "read:jira-user", "manage:jira-project"):
+        expect(page.get_by_role("checkbox", name=scope)).to_be_checked()
+    expect(page.get_by_role("checkbox", name="manage:jira-configuration")).not_to_be_checked()
+
+    # An unrelated edit saves, and keeps the scopes.
+    page.get_by_label("Notify").fill("jira-admins@example.com")
+    page.get_by_role("button", name="Save and continue editing").click()
+    expect(page.locator(".errornote")).to_have_count(0)
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    assert stored_scopes_of(app, account=account) == chosen
+
+    # The yearly re-consent: Get Auth Token on the unchanged form.
+    page.get_by_role("button", name="Get Auth Token").click()
+    consent_on_atlassian(page, cloud.sandbox, sites=CLOUD_IDS)
+    expect(page.locator(".messagelist")).to_contain_text(f"Connected to Jira as {ADMIN_DISPLAY_NAME}")
+    assert stored_scopes_of(app, account=account) == chosen
+
+
+def test_jira_call_reaches_a_cloud_site_in_rest_v2_as_in_v3(cloud_page, cloud):
+    """Jira Cloud serves REST v2 beside v3: an ops engineer's `jira_call … GET /rest/api/2/myself` works."""
+    account = "Jira Cloud - REST v2"
+    connect_cloud_account(cloud_page, cloud, name=account)
+
+    answers = {version: json.loads(cloud.app.manage("jira_call", account, "GET", f"/rest/api/{version}/myself").stdout)
+               for version in (2, 3)}
+
+    assert answers[2]["accountId"] == answers[3]["accountId"] == ACCOUNT_IDS["jira-admin"]
+    assert answers[2]["displayName"] == ADMIN_DISPLAY_NAME

@@ -429,3 +429,14 @@ def on_access_token(sandbox, access_token, statements):
         + statements
     )
     return sandbox.manage("shell", "--no-imports", "-c", code).strip()
+
+
+def test_server_info_answers_anonymously_like_jira_but_not_to_a_bad_token(jira_sandbox_server):
+    anonymous = requests.get(f"{jira_sandbox_server.url}/rest/api/2/serverInfo", timeout=10)
+    bad_token = requests.get(f"{jira_sandbox_server.url}/rest/api/2/serverInfo", timeout=10,
+                             headers={"Authorization": "Bearer not-a-token"})
+
+    assert anonymous.status_code == 200
+    assert anonymous.json()["baseUrl"] == jira_sandbox_server.url
+    assert anonymous.json()["deploymentType"] == "Server"
+    assert bad_token.status_code == 401

@@ -584,3 +584,36 @@ def connect_with(sandbox, session, credentials):
     )
     code = query_of(answer)[1]["code"]
     return exchange(sandbox, code, verifier, redirect_uri="http://127.0.0.1:9999/cb", **credentials).json()
+
+
+class TestRestApiVersion2:
+    """Jira Cloud serves REST v2 beside v3: the same resources, with v2's plain-text description."""
+
+    @pytest.mark.parametrize("resource", ["myself", "serverInfo"])
+    def test_v2_answers_as_v3(self, jira_sandbox_server, resource):
+        token = connect(jira_sandbox_server)
+        v3 = api_get(jira_sandbox_server, jira_path("kendis-sandbox", resource), token["access_token"])
+        v2 = api_get(jira_sandbox_server, jira_path("kendis-sandbox", resource).replace("/api/3/", "/api/2/"),
+                     token["access_token"])
+
+        assert v2.status_code == 200, v2.text
+        assert v2.json() == v3.json()
+
+    def test_a_v2_issue_takes_a_plain_text_description_and_v3_reads_it_as_a_document(self, jira_sandbox_server):
+        token = connect(jira_sandbox_server)
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        v2_issue = f"{api_url(jira_sandbox_server)}{jira_path('kendis-sandbox', 'issue')}".replace("/api/3/", "/api/2/")
+
+        created = requests.post(v2_issue, headers=headers, timeout=10, json={"fields": {
+            "project": {"key": "DEMO"}, "issuetype": {"name": "Task"}, "summary": "v2 habit",
+            "description": "plain text"}})
+
+        assert created.status_code == 201, created.text
+        assert "/rest/api/2/issue/" in created.json()["self"]
+        as_v2 = api_get(jira_sandbox_server, jira_path("kendis-sandbox", f"issue/{created.json()['key']}")
+                        .replace("/api/3/", "/api/2/"), token["access_token"]).json()
+        as_v3 = api_get(jira_sandbox_server, jira_path("kendis-sandbox", f"issue/{created.json()['key']}"),
+                        token["access_token"]).json()
+        assert as_v2["fields"]["description"] == "plain text"
+        assert as_v3["fields"]["description"]["type"] == "doc"
+        assert as_v3["fields"]["description"]["content"][0]["content"][0]["text"] == "plain text"
