@@ -73,6 +73,18 @@ def is_base_url_check(call) -> bool:
     return bool(ANY_TEST_JIRA_SERVER_INFO.match(call.request.url)) and "Authorization" not in call.request.headers
 
 
+class _FilteredCalls(responses.CallList):
+    """The calls a test looks at; `reset()` forgets every recorded call, as on `responses`' own list."""
+
+    def __init__(self, recorded: responses.CallList):
+        super().__init__()
+        self._recorded = recorded
+
+    def reset(self) -> None:
+        super().reset()
+        self._recorded.reset()
+
+
 class JiraMock(responses.RequestsMock):
     """`responses` with Jira's anonymous serverInfo answered. `calls` are the calls of the flow under test (the
     OAuth and REST calls); the base URL checks made before consent, which carry no credential, are in
@@ -80,7 +92,7 @@ class JiraMock(responses.RequestsMock):
 
     @property
     def calls(self) -> responses.CallList:
-        kept = responses.CallList()
+        kept = _FilteredCalls(self._calls)
         for call in self._calls:
             if not is_base_url_check(call):
                 kept.add(call.request, call.response)
