@@ -6,7 +6,10 @@ two admin lists so that a count links to exactly the rows it counts:
 
 - connected: Jira's grant works and the last refresh succeeded;
 - needs re-authorization: Jira refused the grant, someone must connect again;
-- failing: in error, or connected but refreshes fail since `failing_since`.
+- failing: in error, or connected but refreshes fail since `failing_since`;
+- client refused: Jira refuses the account's Client ID and Secret (its link
+  was removed or its secret changed, services.client_refused): counted apart,
+  whatever the grant's own state, because only a Jira administrator can help.
 
 The refresher's heartbeat (models.RefresherRun) says when the last run
 finished. No finished run for three intervals (REFRESHER_INTERVAL_SECONDS)
@@ -34,16 +37,34 @@ from .models import ALMAccount, ALMCredential, GrantStatus, RefresherRun
 # A run missed now and then is normal (a deploy, a slow pass); three in a row means nobody runs the refresher.
 STALE_AFTER_INTERVALS = 3
 
-HEALTH = {
-    "connected": Q(status=GrantStatus.CONNECTED, failing_since__isnull=True),
-    "needs_reauthorization": Q(status=GrantStatus.NEEDS_REAUTHORIZATION),
-    "failing": Q(status=GrantStatus.ERROR) | Q(status=GrantStatus.CONNECTED, failing_since__isnull=False),
-}
+
+
+def health_rules(*, account: str = "") -> dict[str, Q]:
+    """Each health's rule; `account` is the path from the grant to its ALM account ("account__" for a person's)."""
+    refused = Q(**{f"{account}client_refused_at__isnull": False})
+    return {
+        "connected": Q(status=GrantStatus.CONNECTED, failing_since__isnull=True) & ~refused,
+        "needs_reauthorization": Q(status=GrantStatus.NEEDS_REAUTHORIZATION) & ~refused,
+        "failing": (Q(status=GrantStatus.ERROR) | Q(status=GrantStatus.CONNECTED, failing_since__isnull=False))
+        & ~refused,
+        "client_refused": refused & ~Q(status=GrantStatus.NOT_CONNECTED),
+    }
+
+
+HEALTH = health_rules()  # of the accounts' own connections
+CREDENTIAL_HEALTH = health_rules(account="account__")  # of people's credentials
+
+
+def rules_for(model) -> dict[str, Q]:
+    return CREDENTIAL_HEALTH if model is ALMCredential else HEALTH
+
 # (singular, plural) of each health, as the summary says it: "1 needs re-authorization", "2 need ...".
 HEALTH_WORDS = {
     "connected": ("connected", "connected"),
     "needs_reauthorization": ("needs re-authorization", "need re-authorization"),
     "failing": ("failing", "failing"),
+    "client_refused": ("refused by Jira: link removed or secret changed",
+                       "refused by Jira: link removed or secret changed"),
 }
 # The grants the refresher keeps alive (selectors.refreshable_*): what stops working when it does not run.
 KEPT_ALIVE = Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION)
@@ -57,10 +78,10 @@ class GrantHealthFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [("connected", "Connected"), ("needs_reauthorization", "Needs re-authorization"),
-                ("failing", "Failing")]
+                ("failing", "Failing"), ("client_refused", "Link removed or secret changed in Jira")]
 
     def queryset(self, request, queryset):
-        rule = HEALTH.get(self.value())
+        rule = rules_for(queryset.model).get(self.value())
         return queryset if rule is None else queryset.filter(rule)
 
 
@@ -93,7 +114,7 @@ class StatusSummary:
 
 
 def _aggregate(queryset, *, kept_alive: Q) -> tuple[dict[str, int], int]:
-    names = {f"h_{health}": Count("pk", filter=rule) for health, rule in HEALTH.items()}
+    names = {f"h_{health}": Count("pk", filter=rule) for health, rule in rules_for(queryset.model).items()}
     row = queryset.aggregate(**names, kept_alive=Count("pk", filter=kept_alive))
     return {health: row[f"h_{health}"] for health in HEALTH}, row["kept_alive"]
 
@@ -162,6 +183,8 @@ def admin_summary(request, admin_site) -> dict:
                   if credential_admin is not None and credential_admin.has_view_permission(request) else "")
     categories = []
     for health, count in summary.counts.items():
+        if health == "client_refused" and not count.total:
+            continue  # rare: shown only while it is there
         singular, plural = HEALTH_WORDS[health]
         query = f"?{GrantHealthFilter.parameter_name}={health}"
         categories.append({

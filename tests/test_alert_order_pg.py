@@ -166,3 +166,26 @@ def test_a_channel_keeps_its_own_order_and_does_not_wait_for_the_other(webhook, 
     settings.EMAIL_BACKEND = LOCMEM
     services.deliver_pending(now=timezone.now() + timedelta(minutes=6))
     assert [m.subject for m in mail.outbox] == ["[Kendis] broken 0", "[Kendis] recovered 1"]
+
+
+def test_a_removed_link_met_by_two_refreshers_at_once_is_told_once(fake_jira, settings):
+    """Issue 23.2 under concurrency: every grant of the account may be on its way to Jira when the link is found
+    removed, yet the account's recipients are told once, each person once, and later passes ask nobody."""
+    settings.JIRA_RETRY_BACKOFF = []
+    settings.ADMINS = []
+    grants = connected_grants(fake_jira, accounts=2, people=3)
+    fake_jira.remove_client(CLIENT_ID)
+
+    assert two_refreshers() == []
+    asked = len(fake_jira.calls)
+    assert asked <= len(grants)
+    team_mails = [m for m in mail.outbox if m.to[0].startswith("team")]
+    assert sorted(m.subject for m in team_mails) == [
+        f"[Kendis] Jira no longer accepts the application link: Jira {a}" for a in range(2)]
+    assert sorted(m.to[0] for m in mail.outbox if m.to[0].startswith("person")) == sorted(
+        [f"person{p}@example.com" for p in range(3)] * 2)
+    assert ALMAccount.objects.filter(client_refused_at__isnull=False).count() == 2
+
+    assert two_refreshers("--window", "600") == []
+    assert len(fake_jira.calls) == asked  # nothing more asked
+    assert len(mail.outbox) == 2 + 6

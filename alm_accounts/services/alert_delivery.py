@@ -91,6 +91,7 @@ STATUS_WORDS = {
     "needs_reauthorization": "Needs re-authorization",
     "failing": "Failing",
     "expired": "Access token expired",
+    "client_refused": "Link removed or secret changed",
 }
 
 

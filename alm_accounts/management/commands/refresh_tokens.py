@@ -55,7 +55,9 @@ waiting between passes stops at once.
 
 Exit codes of a single run:
     0    every grant tried, every refresh succeeded (or nothing was due)
-    1    a refresh failed or a grant needs re-authorization; or the run
+    1    a refresh failed or a grant needs re-authorization (not: a grant
+         whose account's link was removed in Jira, counted apart as "client
+         refused", see services.client_refused); or the run
          itself failed (the list of grants could not be read, a refresh
          stopped unexpectedly) and the remaining grants were not tried
     2    bad arguments
@@ -185,6 +187,7 @@ class Heartbeat:
             "finished_at": timezone.now(), "outcome": outcome, "message": message, "tried": tried,
             "refreshed": counts[RefreshOutcome.REFRESHED.value], "failed": counts[RefreshOutcome.FAILED.value],
             "needs_reauthorization": counts[RefreshOutcome.NEEDS_REAUTHORIZATION.value],
+            "client_refused": counts[RefreshOutcome.CLIENT_REFUSED.value],
         }
         for attempt in (1, 2):
             try:
