@@ -157,12 +157,27 @@ def every(interval: timedelta) -> str:
     return _n(seconds // 60, "minute", "minutes")
 
 
+# refresh_tokens' default --window for a single run (its SINGLE_RUN_WINDOW): enough for a cron job every 5 minutes.
+DEFAULT_RUN_WINDOW_MINUTES = 15
+
+
+def _cron_minutes(interval: timedelta) -> int:
+    return min(60, max(1, int(interval.total_seconds()) // 60))
+
+
 def cron_schedule(interval: timedelta) -> str:
     """The cron schedule closest to the interval, never slower than it (cron counts whole minutes)."""
-    minutes = max(1, int(interval.total_seconds()) // 60)
+    minutes = _cron_minutes(interval)
     if minutes >= 60:
         return "0 * * * *"
     return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+
+
+def cron_options(interval: timedelta) -> str:
+    """What the cron line adds to refresh_tokens at that schedule: a window of three runs (as --loop takes), when
+    the default window would let a token expire between two runs (a job every 30 minutes needs 90)."""
+    window = 3 * _cron_minutes(interval)
+    return f" --window {window}" if window > DEFAULT_RUN_WINDOW_MINUTES else ""
 
 
 def last_run_text(summary: StatusSummary) -> str:
@@ -209,4 +224,5 @@ def admin_summary(request, admin_site) -> dict:
                       f"{'depends' if summary.kept_alive == 1 else 'depend'} on it"),
         "interval": every(summary.interval),
         "cron_schedule": cron_schedule(summary.interval),
+        "cron_options": cron_options(summary.interval),
     }
