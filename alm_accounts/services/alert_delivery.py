@@ -37,6 +37,7 @@ The webhook (ALERT_WEBHOOK_URL) gets a JSON POST:
 
     {"id", "event", "reason", "account", "grant_owner", "status", "message", "link", "created_at", "text"}
 
+`event` is broken, recovered, consent_ending, or test (Send test alert on the account's page: `id` null);
 `grant_owner` is whose grant it is (blank: the account's own connection, else the person's user name),
 `status` the grant's state in words, `text` a one-line summary with the link, which Slack-compatible incoming
 webhooks (Slack, Mattermost, Rocket.Chat) show as it is. With ALERT_WEBHOOK_SECRET set, the request carries
@@ -173,6 +174,55 @@ def _deliver(*, now: datetime, limit: int, alert_id: int | None) -> DeliveryCoun
             log.warning("Alert %s: its delivery could not be recorded (%s); it is tried again after %s.",
                         alert.pk, type(exc).__name__, _when(alert.next_attempt_at))
     return counts
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """What a test alert did on one channel, in the admin's words."""
+
+    channel: str  # "E-mail" or "Webhook"
+    outcome: str  # "sent", "not configured" or "failed"
+    detail: str
+
+
+def send_test_alert(*, account, actor: str) -> list[ChannelReport]:
+    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
+    happened: an admin proves that alerts reach someone before a connection breaks.
+
+    Not an outbox row: nothing is retried, and a failed test never holds back (see "In order") a real alert.
+    """
+    from .alerts import recipients_for  # alerts builds on this module: imported when used
+
+    now = timezone.now()
+    recipients = recipients_for(account)
+    alert = Alert(
+        created_at=now, event="test", reason="test", account_name=account.name, grant_owner="",
+        subject=f"TEST alert, nothing is broken: {account.name}",
+        message=(f"This is a test of the alerts of the ALM account {account.name}, sent by {actor} from its page. "
+                 "Nothing is wrong with its connection to Jira. When a connection breaks or works again, an alert "
+                 "like this one reaches the same recipients: the account's Notify list (else the administrators "
+                 "of this deployment), and the alert webhook."),
+        link=settings.PUBLIC_BASE_URL + account.get_admin_url(), recipients="\n".join(recipients),
+    )
+    reports = []
+    for channel, configured, not_configured, send, sent in (
+        ("E-mail", bool(recipients), "no Notify list on this account, and no ADMINS: nobody gets alert mails",
+         _send_email, f"sent to {', '.join(recipients)}"),
+        ("Webhook", bool(settings.ALERT_WEBHOOK_URL), "ALERT_WEBHOOK_URL is not set", _send_webhook,
+         f"delivered to {urlsplit(settings.ALERT_WEBHOOK_URL or '').hostname or ''}"),
+    ):
+        if not configured:
+            reports.append(ChannelReport(channel, "not configured", not_configured))
+            continue
+        try:
+            send(alert)
+        except DeliveryFailed as exc:
+            reports.append(ChannelReport(channel, "failed", str(exc)))
+            continue
+        reports.append(ChannelReport(channel, "sent", sent))
+    log.info("Test alert of %s sent by %s: %s", account.name, actor,
+             "; ".join(f"{r.channel} {r.outcome}" for r in reports))
+    return reports
 
 
 # --------------------------------------------------------------------------
@@ -353,6 +403,8 @@ def _mail_failure(exc: Exception) -> str:
 
 def webhook_payload(alert: Alert) -> dict:
     status = "Connected" if alert.event == Alert.Event.RECOVERED else STATUS_WORDS.get(alert.reason, "Failing")
+    if alert.event == "test":
+        status = "Test"
     summary = f"{alert.subject} ({status})."
     return {
         "id": alert.pk,
