@@ -116,6 +116,8 @@ def test_a_removed_link_is_asked_once_alerted_once_and_never_fails_the_runs(link
     summary = admin_client.get(reverse("admin:alm_accounts_almaccount_changelist"))
     assert "3 refused by Jira: link removed or secret changed (1 account, 2 people)" in " ".join(
         re.sub(r"<[^>]+>", "", summary.content.decode()).split())
+    people = admin_client.get(reverse("admin:alm_accounts_almcredential_changelist") + "?health=client_refused")
+    assert people.context["cl"].result_count == 2
     settings.METRICS_TOKEN = METRICS_TOKEN
     metrics = admin_client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}").content.decode()
     assert 'kendis_grants_health{health="client_refused",kind="account"} 1.0' in metrics
