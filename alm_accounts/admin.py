@@ -341,6 +341,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
                  name="{}_{}_test_connection".format(*info)),
             path("<int:pk>/refresh-token/", self.admin_site.admin_view(require_POST(self._refresh_token)),
                  name="{}_{}_refresh_token".format(*info)),
+            path("<int:pk>/send-test-alert/", self.admin_site.admin_view(require_POST(self._send_test_alert)),
+                 name="{}_{}_send_test_alert".format(*info)),
             path("<int:pk>/disconnect/", self.admin_site.admin_view(require_POST(self._disconnect)),
                  name="{}_{}_disconnect".format(*info)),
             path("<int:pk>/credentials/<int:credential_pk>/revoke/",
@@ -369,6 +371,14 @@ class ALMAccountAdmin(admin.ModelAdmin):
                               messages.SUCCESS)
         except services.ServiceError as exc:
             self.message_user(request, f"Test connection failed: {exc}", messages.ERROR)
+        return self._back(account)
+
+    def _send_test_alert(self, request, pk):
+        account = self._account_for_change(request, pk)
+        levels = {"sent": messages.SUCCESS, "not configured": messages.WARNING, "failed": messages.ERROR}
+        for report in services.send_test_alert(account=account, actor=self._actor(request)):
+            self.message_user(request, f"Test alert, {report.channel}: {report.outcome} ({report.detail}).",
+                              levels[report.outcome])
         return self._back(account)
 
     def _refresh_token(self, request, pk):

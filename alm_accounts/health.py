@@ -42,7 +42,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .models import Alert, ALMAccount, ALMCredential, GrantStatus, RefresherRun
-from .status import HEALTH, KEPT_ALIVE, PEOPLE_HEALTH, HealthCount, StatusSummary, status_summary
+from .status import HEALTH, KEPT_ALIVE, HealthCount, StatusSummary, rules_for, status_summary
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ DATABASE_TIMEOUT_MS = 2000
 # "Recent runs" in /metrics: the runs that finished within this window.
 RECENT = timedelta(hours=1)
 RUN_OUTCOMES = ("ok", "failed", "stopped", "crashed")  # RefresherRun.outcome (refresh_tokens' heartbeat)
-RUN_RESULTS = ("tried", "refreshed", "failed", "needs_reauthorization")  # RefresherRun's counts
+RUN_RESULTS = ("tried", "refreshed", "failed", "needs_reauthorization", "client_refused")  # RefresherRun's counts
 
 
 # --------------------------------------------------------------------------
@@ -133,10 +133,10 @@ class ProbeMiddleware:
 # --------------------------------------------------------------------------
 
 
-def _grant_figures(queryset, *, kept_alive: Q, health: dict[str, Q] = HEALTH) -> dict:
+def _grant_figures(queryset, *, kept_alive: Q) -> dict:
     """One aggregate query: counts by status and by health, kept alive, the earliest expiry of a live token."""
     statuses = {f"status_{status}": Count("pk", filter=Q(status=status)) for status in GrantStatus.values}
-    healths = {f"health_{name}": Count("pk", filter=rule) for name, rule in health.items()}
+    healths = {f"health_{health}": Count("pk", filter=rule) for health, rule in rules_for(queryset.model).items()}
     return queryset.order_by().aggregate(
         **statuses, **healths, kept_alive=Count("pk", filter=kept_alive),
         earliest_expiry=Min("token_expires_at", filter=kept_alive & Q(status=GrantStatus.CONNECTED)),
@@ -174,8 +174,7 @@ class DeploymentCollector:
             ALMAccount.grant_kind: _grant_figures(ALMAccount.objects.all(), kept_alive=KEPT_ALIVE),
             # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
             ALMCredential.grant_kind: _grant_figures(ALMCredential.objects.all(),
-                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True),
-                                                     health=PEOPLE_HEALTH),  # as the ALM Accounts list counts
+                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True)),
         }
         last = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("started_at", "finished_at", "outcome", *RUN_RESULTS).first())
@@ -205,7 +204,8 @@ class DeploymentCollector:
                      {(("kind", kind), ("status", status)): row[f"status_{status}"]
                       for kind, row in kinds.items() for status in GrantStatus.values})
         yield _gauge("kendis_grants_health", "Jira grants by kind and health, as the ALM Accounts list counts them "
-                     "(failing: in error, or connected with refreshes failing).",
+                     "(failing: in error, or connected with refreshes failing; client_refused: Jira refuses the "
+                     "account's client, its link was removed or its secret changed).",
                      {(("kind", kind), ("health", name)): row[f"health_{name}"]
                       for kind, row in kinds.items() for name in HEALTH})
         yield _gauge("kendis_grants_kept_alive", "Jira grants the refresher keeps alive.",

@@ -207,6 +207,12 @@ class ALMAccount(Grant):
         "addition to the trusted CAs; certificates are always verified.",
     )
 
+    # Jira (or Atlassian) refuses the Client ID and Secret with which this account's grants were obtained: the
+    # incoming link was deleted or its secret changed (services.client_refused). Its grants are not refreshed then,
+    # except one check every CLIENT_RECHECK, until the credentials are edited or a grant works again.
+    client_refused_at = models.DateTimeField("Client refused since", null=True, blank=True, editable=False)
+    client_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     notify = models.TextField(
         "Notify",
         blank=True,
@@ -412,6 +418,8 @@ class RefresherRun(models.Model):
     refreshed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     needs_reauthorization = models.PositiveIntegerField(default=0)
+    # Grants not refreshed because Jira refuses their account's client credentials (a removed link): not failures.
+    client_refused = models.PositiveIntegerField(default=0)
     outcome = models.CharField(max_length=20, blank=True, help_text="ok, failed, stopped or crashed.")
     message = models.TextField(blank=True)
 
@@ -443,7 +451,8 @@ class Alert(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     event = models.CharField(max_length=20, choices=Event.choices)
     reason = models.CharField(max_length=40, blank=True,
-                              help_text="needs_reauthorization, failing, expired or consent_ending (Jira Cloud).")
+                              help_text="needs_reauthorization, failing, expired, client_refused (the link was "
+                              "removed or its secret changed) or consent_ending (Jira Cloud).")
     account = models.ForeignKey(ALMAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts")
     account_name = models.CharField("Account", max_length=200)
     credential = models.ForeignKey(ALMCredential, on_delete=models.SET_NULL, null=True, blank=True,
@@ -463,6 +472,8 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # One grant's alerts, in the order they were raised (services.alert_delivery delivers them so).
+        indexes = [models.Index(fields=["account_name", "grant_owner", "id"], name="alm_alert_grant_order")]
 
     def __str__(self):
         return self.subject

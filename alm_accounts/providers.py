@@ -44,6 +44,29 @@ class DataCenter:
         "refresh.token.expiration.seconds): a connection that was not re-authorized within it ends this way."
     )
 
+    # The token endpoint's errors that mean "this client does not exist (any more), or its secret is not this":
+    # refused before the refresh token is looked at (services.client_refused).
+    client_refused_errors = frozenset({"invalid_client"})
+
+    def client_refused_words(self, account: ALMAccount, *, for_person: bool) -> str:
+        """What happened and what to do when Jira refuses the account's client: for its administrators, or for a
+        person, who can do nothing about it but ask."""
+        if for_person:
+            return (f"Jira no longer accepts the application link through which {account.name} connects (it was "
+                    "removed, or its secret changed, in Jira). There is nothing to do on your side: ask your Jira "
+                    f"administrator to repair the link used by {account.name}. Your connection works again once it "
+                    "is (if the link had to be created anew, reconnect under My ALM Credentials then).")
+        return (
+            f"Jira refuses the Client ID and Client Secret of {account.name} (invalid_client): its incoming "
+            f"application link was deleted in Jira, or the link's secret was changed there. None of the account's "
+            f"connections can be refreshed; they are not tried again until its credentials are edited here (one "
+            f"check every few hours meanwhile). What to do in Jira ({APPLICATION_LINKS}): if the link still exists, "
+            "copy its Client Secret and paste it on the account's page (the connections go on working); if it was "
+            f"deleted, create an incoming link again with the Redirect URL {self.callback_url(account)}, paste its "
+            "new Client ID and Client Secret on the account's page and click Get Auth Token (each person reconnects "
+            "under My ALM Credentials)."
+        )
+
     def callback_url(self, account: ALMAccount) -> str:
         return callback_url_for(account.callback_id)
 
@@ -126,6 +149,26 @@ class Cloud(DataCenter):
         "Atlassian ends a Jira Cloud grant after 90 days without a refresh and 365 days after its consent, however "
         "often it is refreshed."
     )
+
+    # Atlassian answers an unknown app, or a wrong secret, with 401 access_denied "Unauthorized".
+    client_refused_errors = frozenset({"invalid_client", "access_denied"})
+
+    def client_refused_words(self, account: ALMAccount, *, for_person: bool) -> str:
+        if for_person:
+            return (f"Atlassian no longer accepts the app through which {account.name} connects to Jira Cloud (it "
+                    "was removed, or its secret changed). There is nothing to do on your side: ask your "
+                    f"administrator to repair the app used by {account.name}. Your connection works again once it "
+                    "is (if the app had to be registered anew, reconnect under My ALM Credentials then).")
+        whose = ("the account's own Client ID and Client Secret" if account.client_id
+                 else "ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET")
+        return (
+            f"Atlassian refuses the app credentials of {account.name} ({whose}): the app was deleted in "
+            f"{explain.CONSOLE}, or its secret was rotated there. None of the account's connections can be "
+            "refreshed; they are not tried again until the credentials are edited (one check every few hours "
+            f"meanwhile). What to do: in {explain.CONSOLE} → Settings, copy the app's current secret (or register "
+            f"the app again with the Callback URL {self.callback_url(account)}) and set {whose} to it; if the app "
+            "was registered anew, click Get Auth Token and let each person reconnect under My ALM Credentials."
+        )
 
     def callback_url(self, account: ALMAccount) -> str:
         return cloud_callback_url()

@@ -6,7 +6,10 @@ two admin lists so that a count links to exactly the rows it counts:
 
 - connected: Jira's grant works and the last refresh succeeded;
 - needs re-authorization: Jira refused the grant, someone must connect again;
-- failing: in error, or connected but refreshes fail since `failing_since`.
+- failing: in error, or connected but refreshes fail since `failing_since`;
+- client refused: Jira refuses the account's Client ID and Secret (its link
+  was removed or its secret changed, services.client_refused): counted apart,
+  whatever the grant's own state, because only a Jira administrator can help.
 
 The refresher's heartbeat (models.RefresherRun) says when the last run
 finished. No finished run for three intervals (REFRESHER_INTERVAL_SECONDS)
@@ -34,20 +37,38 @@ from .models import ALMAccount, ALMCredential, GrantStatus, RefresherRun
 # A run missed now and then is normal (a deploy, a slow pass); three in a row means nobody runs the refresher.
 STALE_AFTER_INTERVALS = 3
 
-HEALTH = {
-    "connected": Q(status=GrantStatus.CONNECTED, failing_since__isnull=True),
-    "needs_reauthorization": Q(status=GrantStatus.NEEDS_REAUTHORIZATION),
-    "failing": Q(status=GrantStatus.ERROR) | Q(status=GrantStatus.CONNECTED, failing_since__isnull=False),
-}
+
+
+def health_rules(*, account: str = "") -> dict[str, Q]:
+    """Each health's rule; `account` is the path from the grant to its ALM account ("account__" for a person's)."""
+    refused = Q(**{f"{account}client_refused_at__isnull": False})
+    return {
+        "connected": Q(status=GrantStatus.CONNECTED, failing_since__isnull=True) & ~refused,
+        "needs_reauthorization": Q(status=GrantStatus.NEEDS_REAUTHORIZATION) & ~refused,
+        "failing": (Q(status=GrantStatus.ERROR) | Q(status=GrantStatus.CONNECTED, failing_since__isnull=False))
+        & ~refused,
+        "client_refused": refused & ~Q(status=GrantStatus.NOT_CONNECTED),
+    }
+
+
+HEALTH = health_rules()  # of the accounts' own connections
+# People's credentials: one Jira refused stays refused when its person is made inactive (services.connection), but
+# nobody has to re-authorize an inactive person's, so only active people "need re-authorization".
+_PEOPLE = health_rules(account="account__")
+CREDENTIAL_HEALTH = {**_PEOPLE, "needs_reauthorization": _PEOPLE["needs_reauthorization"] & Q(user__is_active=True)}
+
+
+def rules_for(model) -> dict[str, Q]:
+    return CREDENTIAL_HEALTH if model is ALMCredential else HEALTH
+
 # (singular, plural) of each health, as the summary says it: "1 needs re-authorization", "2 need ...".
 HEALTH_WORDS = {
     "connected": ("connected", "connected"),
     "needs_reauthorization": ("needs re-authorization", "need re-authorization"),
     "failing": ("failing", "failing"),
+    "client_refused": ("refused by Jira: link removed or secret changed",
+                       "refused by Jira: link removed or secret changed"),
 }
-# People's credentials: one Jira refused stays refused when its person is made inactive (services.connection), but
-# nobody has to re-authorize an inactive person's, so only active people "need re-authorization".
-PEOPLE_HEALTH = {**HEALTH, "needs_reauthorization": HEALTH["needs_reauthorization"] & Q(user__is_active=True)}
 # The grants the refresher keeps alive (selectors.refreshable_*): what stops working when it does not run.
 KEPT_ALIVE = Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION)
 
@@ -60,10 +81,10 @@ class GrantHealthFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [("connected", "Connected"), ("needs_reauthorization", "Needs re-authorization"),
-                ("failing", "Failing")]
+                ("failing", "Failing"), ("client_refused", "Link removed or secret changed in Jira")]
 
     def queryset(self, request, queryset):
-        rule = (PEOPLE_HEALTH if queryset.model is ALMCredential else HEALTH).get(self.value())
+        rule = rules_for(queryset.model).get(self.value())
         return queryset if rule is None else queryset.filter(rule)
 
 
@@ -95,8 +116,8 @@ class StatusSummary:
         return self.last_run is None or self.now - self.last_run.finished_at > STALE_AFTER_INTERVALS * self.interval
 
 
-def _aggregate(queryset, *, kept_alive: Q, health: dict[str, Q] = HEALTH) -> tuple[dict[str, int], int]:
-    names = {f"h_{name}": Count("pk", filter=rule) for name, rule in health.items()}
+def _aggregate(queryset, *, kept_alive: Q) -> tuple[dict[str, int], int]:
+    names = {f"h_{health}": Count("pk", filter=rule) for health, rule in rules_for(queryset.model).items()}
     row = queryset.aggregate(**names, kept_alive=Count("pk", filter=kept_alive))
     return {health: row[f"h_{health}"] for health in HEALTH}, row["kept_alive"]
 
@@ -105,8 +126,7 @@ def status_summary(*, now: datetime | None = None) -> StatusSummary:
     """The counts, the last finished run and whether the refresher looks stopped: three queries."""
     accounts, accounts_alive = _aggregate(ALMAccount.objects.order_by(), kept_alive=KEPT_ALIVE)
     # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True),
-                                      health=PEOPLE_HEALTH)
+    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True))
     last_run = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("finished_at", "host").first())
     return StatusSummary(
@@ -140,12 +160,27 @@ def every(interval: timedelta) -> str:
     return _n(seconds // 60, "minute", "minutes")
 
 
+# refresh_tokens' default --window for a single run (its SINGLE_RUN_WINDOW): enough for a cron job every 5 minutes.
+DEFAULT_RUN_WINDOW_MINUTES = 15
+
+
+def _cron_minutes(interval: timedelta) -> int:
+    return min(60, max(1, int(interval.total_seconds()) // 60))
+
+
 def cron_schedule(interval: timedelta) -> str:
     """The cron schedule closest to the interval, never slower than it (cron counts whole minutes)."""
-    minutes = max(1, int(interval.total_seconds()) // 60)
+    minutes = _cron_minutes(interval)
     if minutes >= 60:
         return "0 * * * *"
     return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+
+
+def cron_options(interval: timedelta) -> str:
+    """What the cron line adds to refresh_tokens at that schedule: a window of three runs (as --loop takes), when
+    the default window would let a token expire between two runs (a job every 30 minutes needs 90)."""
+    window = 3 * _cron_minutes(interval)
+    return f" --window {window}" if window > DEFAULT_RUN_WINDOW_MINUTES else ""
 
 
 def last_run_text(summary: StatusSummary) -> str:
@@ -166,6 +201,8 @@ def admin_summary(request, admin_site) -> dict:
                   if credential_admin is not None and credential_admin.has_view_permission(request) else "")
     categories = []
     for health, count in summary.counts.items():
+        if health == "client_refused" and not count.total:
+            continue  # rare: shown only while it is there
         singular, plural = HEALTH_WORDS[health]
         query = f"?{GrantHealthFilter.parameter_name}={health}"
         categories.append({
@@ -190,4 +227,5 @@ def admin_summary(request, admin_site) -> dict:
                       f"{'depends' if summary.kept_alive == 1 else 'depend'} on it"),
         "interval": every(summary.interval),
         "cron_schedule": cron_schedule(summary.interval),
+        "cron_options": cron_options(summary.interval),
     }

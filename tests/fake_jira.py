@@ -17,6 +17,10 @@ cookies, TLS) rather than `responses` at the `requests` level:
   above. `unscripted` lists the requests the behaviour answered instead, so a
   fully scripted test can check that every answer was its own.
 - `latency` (seconds) delays every token answer: a slow Jira.
+- **Outages and dead clients**: while `outage` holds an Answer (see `token_outage`), every token request gets
+  it (Jira down for hours); `remove_client(client_id)` is a Jira admin deleting the incoming link: every token
+  request with that Client ID gets 401 `invalid_client` (Cloud: 401 `access_denied` "Unauthorized", as
+  Atlassian answers an unknown app), whatever the refresh token.
 - **Overlap**: `max_token_in_flight` is the most token requests Jira was
   answering at once; `hold_token_requests(until_in_flight=n)` holds each token
   request until n are in flight (bounded by a timeout), so a test of parallel
@@ -113,6 +117,8 @@ class FakeJira:
         self._in_flight_changed = threading.Condition()
         self._hold_until: int | None = None  # see hold_token_requests
         self._hold_timeout = 0.0
+        self.outage: Answer | None = None
+        self.removed_clients: set[str] = set()
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         if tls_context is not None:
@@ -163,6 +169,15 @@ class FakeJira:
     def slow(self, path: str, seconds: float):
         self.answers[path].append(Answer(200, b"{}", {"Content-Type": "application/json"}, delay=seconds))
 
+    def token_outage(self, status: int = 503, text: str = "<html>Service Unavailable</html>") -> None:
+        """Every token request gets this answer until `outage` is set back to None."""
+        self.outage = Answer(status, text.encode(), {"Content-Type": "text/html"})
+
+    def remove_client(self, client_id: str) -> None:
+        """A Jira admin deleted the incoming link of this Client ID: its token requests are refused from now on."""
+        with self.lock:
+            self.removed_clients.add(client_id)
+
     def pending(self) -> dict[str, int]:
         return {path: len(queue) for path, queue in self.answers.items() if queue}
 
@@ -188,6 +203,12 @@ class FakeJira:
             time.sleep(self.latency)
         sent = form.get("refresh_token", "")
         with self.lock:
+            if form.get("client_id") in self.removed_clients:
+                # The client is authenticated before anything else: its refresh token is not even looked at.
+                self.rejected.append(f"removed client {form.get('client_id')}")
+                if cloud:
+                    return 401, {"error": "access_denied", "error_description": "Unauthorized"}, {}
+                return 401, {"error": "invalid_client"}, {}
             key = self.live_refresh.get(sent)
             grant = self.grants.get(key) if key else None
             if form.get("grant_type") == "authorization_code" and not cloud:
@@ -330,6 +351,8 @@ class FakeJira:
                     answer = _json_answer(200, fake.server_info(), {})
                 elif queue:
                     answer = queue.popleft()
+                elif fake.outage is not None and path in (TOKEN_PATH, CLOUD_TOKEN_PATH):
+                    answer = fake.outage
                 elif path in (TOKEN_PATH, CLOUD_TOKEN_PATH) and self.command == "POST":
                     fake.unscripted.append(f"{self.command} {path}")
                     fake.token_requests_started.release()

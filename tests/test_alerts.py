@@ -38,6 +38,7 @@ from tests.conftest import (
     TOKEN_URL,
     change_form_data,
     query_of,
+    staff_user,
     token_answer,
 )
 from tests.servers import free_port
@@ -570,3 +571,60 @@ def test_the_alerts_list_shows_each_alert_and_its_delivery_read_only(alerting, c
     assert admin_client.post(reverse("admin:alm_accounts_alert_delete", args=[alert.pk]),
                              {"post": "yes"}).status_code == 403
     assert Alert.objects.count() == 2
+
+
+# --------------------------------------------------------------------------
+# Send test alert (issue 19c)
+# --------------------------------------------------------------------------
+
+
+def send_test_alert(client, account):
+    response = client.post(reverse("admin:alm_accounts_almaccount_send_test_alert", args=[account.pk]), follow=True)
+    assert response.status_code == 200
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_send_test_alert_reaches_every_channel_and_says_so_per_channel(alerting, connected_account, admin_client,
+                                                                       webhook):
+    connected_account.notify = ", ".join(NOTIFY)
+    connected_account.save()
+    page = admin_client.get(reverse("admin:alm_accounts_almaccount_change", args=[connected_account.pk]))
+    assert b'name="send_test_alert"' in page.content
+
+    reported = send_test_alert(admin_client, connected_account)
+
+    assert reported == [f"Test alert, E-mail: sent (sent to {', '.join(NOTIFY)}).",
+                        "Test alert, Webhook: sent (delivered to 127.0.0.1)."]
+    (message,) = mail.outbox
+    assert message.subject == "[Kendis] TEST alert, nothing is broken: Jira - Core Banking"
+    assert message.to == NOTIFY and "Nothing is wrong" in message.body
+    (request,) = webhook.received
+    assert webhook.verify(request, WEBHOOK_SECRET)
+    assert (request.json["event"], request.json["status"], request.json["id"]) == ("test", "Test", None)
+    assert Alert.objects.count() == 0  # not an outbox row: nothing retried, nothing held back behind it
+
+
+def test_send_test_alert_reports_what_failed_and_what_is_not_configured(alerting, connected_account, admin_client,
+                                                                        webhook):
+    alerting.ADMINS = []
+    webhook.answer(500)
+    assert send_test_alert(admin_client, connected_account) == [
+        "Test alert, E-mail: not configured (no Notify list on this account, and no ADMINS: nobody gets alert "
+        "mails).",
+        "Test alert, Webhook: failed (127.0.0.1 answered HTTP 500)."]
+
+    alerting.ADMINS = [("Ops", "oncall@example.com")]
+    alerting.EMAIL_BACKEND = f"{__name__}.RefusingSMTPBackend"
+    alerting.ALERT_WEBHOOK_URL = ""
+    assert send_test_alert(admin_client, connected_account) == [
+        "Test alert, E-mail: failed (the mail server refused the login (SMTP 535): check the user and password in "
+        "EMAIL_URL).",
+        "Test alert, Webhook: not configured (ALERT_WEBHOOK_URL is not set)."]
+    assert mail.outbox == [] and Alert.objects.count() == 0
+
+
+def test_send_test_alert_needs_the_change_permission(alerting, connected_account, client):
+    client.force_login(staff_user("viewer", "view_almaccount"))
+    response = client.post(reverse("admin:alm_accounts_almaccount_send_test_alert", args=[connected_account.pk]))
+    assert response.status_code == 403
+    assert mail.outbox == []

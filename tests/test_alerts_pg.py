@@ -188,7 +188,8 @@ def test_four_runners_delivering_a_backlog_send_each_alert_exactly_once(webhook)
     now = timezone.now()
     account = ALMAccount.objects.create(name="Jira backlog", base_url="https://jira.example.com")
     Alert.objects.bulk_create([
-        Alert(created_at=now, event=Alert.Event.BROKEN, reason="failing", account=account,
+        # 40 grants' alerts (one grant's are delivered one after the other, in order: issue 23)
+        Alert(created_at=now, event=Alert.Event.BROKEN, reason="failing", account=account, grant_owner=f"person{n}",
               account_name=account.name, subject=f"Jira connection broken: backlog {n}", message="m",
               link="http://testserver/x", recipients="ops@example.com", email_state=Delivery.PENDING,
               webhook_state=Delivery.PENDING, next_attempt_at=now - timedelta(minutes=5))

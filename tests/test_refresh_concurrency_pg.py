@@ -487,6 +487,7 @@ def test_worker_processes_refresh_each_grant_of_both_providers_exactly_once(jira
     (runner,) = start_runners(1, "--concurrency", "8", "--processes", "2", "-v", "1",
                               env={**cloud_env(jira), "LOG_FORMAT": "json"})
     ((code, out, err),) = finish([runner])
+    out = "\n".join(json.loads(line)["message"] for line in out.splitlines())  # LOG_FORMAT=json: stdout too
 
     assert code == 0, f"exit {code}\n{out[-3000:]}\n{err[-3000:]}"
     assert jira.rejected == [] and jira.unexpected == [], (jira.rejected + jira.unexpected)[:10]

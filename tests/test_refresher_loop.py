@@ -19,6 +19,7 @@ Real processes share the test's database as in tests/test_refresh_command.py
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import signal
@@ -173,6 +174,30 @@ def test_the_loop_refreshes_a_due_grant_leaves_a_heartbeat_per_pass_and_stops_on
     assert [(r.tried, r.refreshed, r.failed, r.needs_reauthorization) for r in runs] == (
         [(1, 1, 0, 0)] + [(0, 0, 0, 0)] * (passes - 1))
     assert runs[0].message.startswith("1 refreshed (1 account connection, 0 user credentials"), runs[0].message
+
+
+def test_with_log_format_json_every_line_the_loop_writes_is_one_json_object(shared_database, fake_jira):
+    """Issue 19a: the start line, each grant's line, each pass's summary and the signal's note are JSON too."""
+    create_accounts(fake_jira, 1)
+    refresher = Refresher({**shared_database, "LOG_FORMAT": "json"}, "--loop", "--interval", "1", "-v", "1")
+    for line in refresher.process.stdout:
+        refresher.out.append(line)
+        if PASS_SUMMARY.match(json.loads(line)["message"]):
+            break
+    run = refresher.stop(signal.SIGTERM)
+
+    assert run.code == 0, run
+    records = {"stdout": [json.loads(line) for line in run.out.splitlines()],
+               "stderr": [json.loads(line) for line in run.err.splitlines()]}  # each line parses, or this fails
+    messages = [r["message"] for r in records["stdout"]]
+    assert messages[0].startswith("Refreshing the tokens that expire within")
+    assert any(m.startswith("Jira 00: refreshed — ") for m in messages)
+    assert any(PASS_SUMMARY.match(m) for m in messages)
+    assert messages[-1].startswith("The refresher stopped (SIGTERM) after")
+    assert {(r["logger"], r["level"]) for r in records["stdout"]} == {("alm_accounts.refresher", "INFO")}
+    assert all(r["pid"] == refresher.process.pid and r["time"] for r in records["stdout"] + records["stderr"])
+    assert any(r["message"] == "SIGTERM received: the refresher stops." for r in records["stderr"])
+    assert any(r["message"].startswith("Token refresh of ALM account") for r in records["stderr"])  # the logs
 
 
 def test_ctrl_c_while_the_loop_waits_for_its_next_pass_stops_it_at_once(shared_database):

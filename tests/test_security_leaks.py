@@ -242,6 +242,9 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
     # --- refresh failures: invalid_client, 500, timeout, invalid_grant ---
     oauth_error("invalid_client", 401)(jira)
     button("refresh_token")
+    # The link was refused (its alert went out above); the admin pastes the link's secret again, which asks Jira
+    # anew (services.connection.save_account clears the state).
+    ALMAccount.objects.filter(pk=account.pk).update(client_refused_at=None, client_checked_at=None)
     jira.html(TOKEN_PATH, 500, "<html><body><h1>HTTP Status 500</h1>Oops</body></html>")
     command("refresh_tokens after a 500", "--force")
     jira.slow(TOKEN_PATH, 1.5)
@@ -334,9 +337,10 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
     for row in Alert.objects.values("last_error"):
         seen.add("alert after a failed delivery", repr(row))
     services.deliver_pending(now=timezone.now() + timedelta(minutes=6))
-    assert [(a.event, a.email_state, a.webhook_state) for a in Alert.objects.order_by("pk")] == [
-        ("broken", "delivered", "delivered"), ("recovered", "delivered", "delivered")]
-    assert len(mail.outbox) == 2 and len(webhook.received) == 3
+    assert [(a.event, a.reason, a.email_state, a.webhook_state) for a in Alert.objects.order_by("pk")] == [
+        ("broken", "client_refused", "delivered", "delivered"),
+        ("broken", "needs_reauthorization", "delivered", "delivered"), ("recovered", "", "delivered", "delivered")]
+    assert len(mail.outbox) == 3 and len(webhook.received) == 4
     for message in mail.outbox:
         seen.add(f"e-mail {message.subject}", message.message().as_string())
     for request in webhook.received:  # its path is the configured URL's, secret by design: not searched

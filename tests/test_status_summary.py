@@ -263,6 +263,21 @@ def test_the_interval_setting_decides_when_the_refresher_counts_as_stopped(admin
     assert banner(admin_client) == ""
 
 
+@pytest.mark.parametrize(("seconds", "cron_line"), [
+    (300, "*/5 * * * * cd <install directory> && .venv/bin/python manage.py refresh_tokens -v 0"),
+    (600, "*/10 * * * * cd <install directory> && .venv/bin/python manage.py refresh_tokens --window 30 -v 0"),
+    (1800, "*/30 * * * * cd <install directory> && .venv/bin/python manage.py refresh_tokens --window 90 -v 0"),
+    (3600, "0 * * * * cd <install directory> && .venv/bin/python manage.py refresh_tokens --window 180 -v 0"),
+])
+def test_the_banners_cron_line_fits_the_interval(admin_client, db, settings, seconds, cron_line):
+    """Issue 19b: a cron job at the configured interval, with a window that outlasts the pause between its runs
+    (the default 15 minutes would let tokens expire between two runs half an hour apart)."""
+    settings.REFRESHER_INTERVAL_SECONDS = seconds
+    make_account("Core Banking")
+    finished_run(timedelta(seconds=3 * seconds + 60))
+    assert cron_line in banner(admin_client)
+
+
 def test_a_run_still_under_way_does_not_count_as_finished(admin_client, db):
     make_account("Core Banking")
     finished_run(timedelta(hours=2))

@@ -18,7 +18,7 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 """
 
 from ..selectors import due_accounts, refreshable_accounts
-from .alert_delivery import DeliveryCounts, deliver_alert, deliver_pending
+from .alert_delivery import ChannelReport, DeliveryCounts, deliver_alert, deliver_pending, send_test_alert
 from .authorization import (
     SESSION_BINDING_KEY,
     CallbackForbidden,
@@ -77,5 +77,5 @@ __all__ = [
     "InvalidJiraPath", "JiraIdentity", "JiraRequestError", "NoJiraIdentity", "describe_grant", "grant_request",
     "iter_jira_pages", "jira_identity", "jira_request", "NOT_THEIR_OWN_JIRA_USER",
     # Alerts: delivering the outbox (alert_delivery)
-    "DeliveryCounts", "deliver_alert", "deliver_pending",
+    "ChannelReport", "DeliveryCounts", "deliver_alert", "deliver_pending", "send_test_alert",
 ]

@@ -6,6 +6,16 @@ When:
 - at the end of every refresher run: `deliver_pending()` sends whatever is due, such as a delivery that
   failed before and waits for its retry.
 
+In order, per connection and channel: the alerts of one grant (one account's own connection, or one person's
+credential: same account name and grant owner) are delivered on each channel in the order they were raised. An
+alert is not sent on a channel while an older alert of the same grant is still pending there (it waits, which is
+not a failure); a channel that was given up no longer holds the newer ones back. A "working again" raised while
+its "broken" still waits (the mail server was down during the outage) makes that "broken" due at once (unless
+it is being sent or was tried less than MIN_LEASE ago): both are then delivered, in order, by the delivery after
+the commit. So a person gets both messages, the older first, each saying when it was raised; never the recovery
+alone followed by a stale "broken". Each channel keeps its own order: a webhook that works does not wait for a
+mail server that does not.
+
 Never twice while everything runs, with any number of runners: one alert at a time is *claimed* in a short
 transaction of its own (SELECT ... FOR UPDATE SKIP LOCKED of one due row; the attempt is counted and
 next_attempt_at moved to the retry time, at least MIN_LEASE ahead: a lease) that is committed before anything
@@ -27,6 +37,7 @@ The webhook (ALERT_WEBHOOK_URL) gets a JSON POST:
 
     {"id", "event", "reason", "account", "grant_owner", "status", "message", "link", "created_at", "text"}
 
+`event` is broken, recovered, consent_ending, or test (Send test alert on the account's page: `id` null);
 `grant_owner` is whose grant it is (blank: the account's own connection, else the person's user name),
 `status` the grant's state in words, `text` a one-line summary with the link, which Slack-compatible incoming
 webhooks (Slack, Mattermost, Rocket.Chat) show as it is. With ALERT_WEBHOOK_SECRET set, the request carries
@@ -61,7 +72,7 @@ import certifi
 from django.conf import settings
 from django.core import mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..models import Alert
@@ -81,6 +92,7 @@ STATUS_WORDS = {
     "needs_reauthorization": "Needs re-authorization",
     "failing": "Failing",
     "expired": "Access token expired",
+    "client_refused": "Link removed or secret changed",
 }
 
 
@@ -93,6 +105,7 @@ class DeliveryCounts:
     webhooks: int = 0  # webhook calls answered 2xx
     failed: int = 0  # deliveries that failed and will be retried
     given_up: int = 0  # deliveries that failed for the last time
+    waiting: int = 0  # deliveries held back behind an older alert of the same grant (sent after it)
 
     def __str__(self) -> str:
         if not self.alerts:
@@ -103,6 +116,8 @@ class DeliveryCounts:
             parts.append(f"{self.failed} failed (retried later)")
         if self.given_up:
             parts.append(f"{self.given_up} given up")
+        if self.waiting:
+            parts.append(f"{self.waiting} waiting for an older alert")
         return f"{self.alerts} alert{'s' if self.alerts != 1 else ''}: " + ", ".join(parts)
 
 
@@ -129,9 +144,14 @@ def deliver_pending(*, now: datetime | None = None, limit: int = 100) -> Deliver
     return _deliver(now=now or timezone.now(), limit=limit, alert_id=None)
 
 
+# deliver_alert sends the alert just raised and the older alerts of its grant it must not overtake: a few.
+SAME_GRANT_LIMIT = 10
+
+
 def deliver_alert(alert_id: int) -> DeliveryCounts:
-    """Send one alert just raised (transaction.on_commit of services.alerts.raise_alert); never raises."""
-    return _deliver(now=timezone.now(), limit=1, alert_id=alert_id)
+    """Send an alert just raised (transaction.on_commit of services.alerts.raise_alert), after the older alerts of
+    the same grant still pending (see the module's docstring); never raises."""
+    return _deliver(now=timezone.now(), limit=SAME_GRANT_LIMIT, alert_id=alert_id)
 
 
 def _deliver(*, now: datetime, limit: int, alert_id: int | None) -> DeliveryCounts:
@@ -156,24 +176,93 @@ def _deliver(*, now: datetime, limit: int, alert_id: int | None) -> DeliveryCoun
     return counts
 
 
+@dataclass(frozen=True)
+class ChannelReport:
+    """What a test alert did on one channel, in the admin's words."""
+
+    channel: str  # "E-mail" or "Webhook"
+    outcome: str  # "sent", "not configured" or "failed"
+    detail: str
+
+
+def send_test_alert(*, account, actor: str) -> list[ChannelReport]:
+    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
+    happened: an admin proves that alerts reach someone before a connection breaks.
+
+    Not an outbox row: nothing is retried, and a failed test never holds back (see "In order") a real alert.
+    """
+    from .alerts import recipients_for  # alerts builds on this module: imported when used
+
+    now = timezone.now()
+    recipients = recipients_for(account)
+    alert = Alert(
+        created_at=now, event="test", reason="test", account_name=account.name, grant_owner="",
+        subject=f"TEST alert, nothing is broken: {account.name}",
+        message=(f"This is a test of the alerts of the ALM account {account.name}, sent by {actor} from its page. "
+                 "Nothing is wrong with its connection to Jira. When a connection breaks or works again, an alert "
+                 "like this one reaches the same recipients: the account's Notify list (else the administrators "
+                 "of this deployment), and the alert webhook."),
+        link=settings.PUBLIC_BASE_URL + account.get_admin_url(), recipients="\n".join(recipients),
+    )
+    reports = []
+    for channel, configured, not_configured, send, sent in (
+        ("E-mail", bool(recipients), "no Notify list on this account, and no ADMINS: nobody gets alert mails",
+         _send_email, f"sent to {', '.join(recipients)}"),
+        ("Webhook", bool(settings.ALERT_WEBHOOK_URL), "ALERT_WEBHOOK_URL is not set", _send_webhook,
+         f"delivered to {urlsplit(settings.ALERT_WEBHOOK_URL or '').hostname or ''}"),
+    ):
+        if not configured:
+            reports.append(ChannelReport(channel, "not configured", not_configured))
+            continue
+        try:
+            send(alert)
+        except DeliveryFailed as exc:
+            reports.append(ChannelReport(channel, "failed", str(exc)))
+            continue
+        reports.append(ChannelReport(channel, "sent", sent))
+    log.info("Test alert of %s sent by %s: %s", account.name, actor,
+             "; ".join(f"{r.channel} {r.outcome}" for r in reports))
+    return reports
+
+
 # --------------------------------------------------------------------------
 # Claiming: the attempt is written before anything is sent
 # --------------------------------------------------------------------------
 
 
+def _same_grant(**filters):
+    """The alerts of the grant of the outer query's alert (for Exists): same account name, same grant owner."""
+    return Alert.objects.filter(account_name=OuterRef("account_name"), grant_owner=OuterRef("grant_owner"), **filters)
+
+
+def _due(now: datetime) -> Q:
+    """Due: pending on a channel where no older alert of the same grant still waits, and its time has come; or
+    a newer alert of its grant waits behind it (then at once, unless it was tried less than MIN_LEASE ago)."""
+    free = Q()
+    for state_field in ("email_state", "webhook_state"):
+        free |= Q(**{state_field: Delivery.PENDING}) & ~Exists(
+            _same_grant(pk__lt=OuterRef("pk"), **{state_field: Delivery.PENDING}))
+    timing = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+              | (Q(last_attempt_at__lte=now - MIN_LEASE) & Exists(_same_grant(pk__gt=OuterRef("pk")))))
+    return free & timing
+
+
 def _claim(*, now: datetime, alert_id: int | None) -> Alert | None:
     """The next due alert, its attempt counted and its retry time set: committed before it is sent.
 
-    One at a time, so that the lease (MIN_LEASE) only has to cover sending one alert.
+    One at a time, so that the lease (MIN_LEASE) only has to cover sending one alert. With `alert_id`: that
+    alert, or an older one of the same grant that it waits for (the oldest first).
     """
-    due = (Q(email_state=Delivery.PENDING) | Q(webhook_state=Delivery.PENDING)) & (
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     # durable: committed here, before sending, even if a caller forgot to call us outside its transaction.
     with transaction.atomic(durable=True):
-        queryset = Alert.objects.select_for_update(skip_locked=True).filter(due)
+        queryset = Alert.objects.select_for_update(skip_locked=True).filter(_due(now))
         if alert_id is not None:
-            queryset = queryset.filter(pk=alert_id)
-        alert = queryset.order_by("next_attempt_at", "pk").first()
+            grant = Alert.objects.filter(pk=alert_id).values("account_name", "grant_owner").first()
+            if grant is None:
+                return None
+            alert = queryset.filter(pk__lte=alert_id, **grant).order_by("pk").first()
+        else:
+            alert = queryset.order_by("next_attempt_at", "pk").first()
         if alert is not None:
             alert.attempts += 1
             alert.last_attempt_at = now
@@ -207,6 +296,12 @@ def _send_and_record(alert: Alert, *, now: datetime, counts: DeliveryCounts, dow
     for channel, state_field, send in (("e-mail", "email_state", _send_email),
                                        ("webhook", "webhook_state", _send_webhook)):
         if getattr(alert, state_field) != Delivery.PENDING:
+            continue
+        older = _older_pending(alert, state_field)
+        if older is not None:
+            # Never overtake: this channel waits until the older alert is delivered (or given up) on it.
+            errors.append(f"{channel}: waits for the older alert {older} of the same connection")
+            counts.waiting += 1
             continue
         try:
             if channel in down:
@@ -242,6 +337,12 @@ def _send_and_record(alert: Alert, *, now: datetime, counts: DeliveryCounts, dow
     Alert.objects.filter(pk=alert.pk).update(**fields)
 
 
+def _older_pending(alert: Alert, state_field: str) -> int | None:
+    """The oldest alert of the same grant still pending on this channel, raised before `alert` (its id)."""
+    return (Alert.objects.filter(account_name=alert.account_name, grant_owner=alert.grant_owner, pk__lt=alert.pk,
+                                 **{state_field: Delivery.PENDING}).order_by("pk").values_list("pk", flat=True).first())
+
+
 def _send_email(alert: Alert) -> str:
     recipients = [line.strip() for line in alert.recipients.splitlines() if line.strip()]
     if not recipients:
@@ -267,6 +368,7 @@ def _send_email(alert: Alert) -> str:
 def email_body(alert: Alert) -> str:
     return (
         f"{alert.message}\n\n"
+        f"Raised: {_when(alert.created_at)}\n"
         f"Open: {alert.link}\n\n"
         "-- \n"
         f"Kendis integration, {settings.PUBLIC_BASE_URL}\n"
@@ -301,6 +403,8 @@ def _mail_failure(exc: Exception) -> str:
 
 def webhook_payload(alert: Alert) -> dict:
     status = "Connected" if alert.event == Alert.Event.RECOVERED else STATUS_WORDS.get(alert.reason, "Failing")
+    if alert.event == "test":
+        status = "Test"
     summary = f"{alert.subject} ({status})."
     return {
         "id": alert.pk,

@@ -10,6 +10,11 @@ changes its status, and written as an outbox row (models.Alert). Delivery
 every refresher run (services.alert_delivery); a failed delivery never
 breaks a refresh.
 
+A removed link (Jira refuses the account's client credentials, see
+services.client_refused) is told once to the account's recipients, with what
+to do in Jira, and once more when it works again; each person whose
+credential stops with it is told to ask their Jira administrator.
+
 Alerts hold words for administrators and a link, never a token, secret,
 code or verifier.
 """
@@ -27,19 +32,26 @@ from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
 from .alert_delivery import deliver_alert
 
+# The reason of the alerts about a removed link (services.client_refused).
+CLIENT_REFUSED = "client_refused"
+
 
 def failing_after() -> timedelta:
     return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
 
 
-def after_failure(grant: Grant, *, now, status: str, message: str) -> dict:
+def after_failure(grant: Grant, *, now, status: str, message: str, reason: str = "") -> dict:
     """The grant's alert fields after a failed refresh (the caller writes them); raises the "broken" alert when due.
 
-    Called under the grant's row lock, in the refresh's transaction.
+    Called under the grant's row lock, in the refresh's transaction. `reason` CLIENT_REFUSED: the account's
+    client is refused (a removed link), broken at once; the account's own connection raises nothing of its own
+    (its recipients were told about the link, services.client_refused.record).
     """
     failing_since = grant.failing_since or now
-    reason = broken_reason(grant, now=now, status=status, failing_since=failing_since)
+    reason = reason or broken_reason(grant, now=now, status=status, failing_since=failing_since)
     fields = {"failing_since": failing_since}
+    if reason == CLIENT_REFUSED and grant.grant_kind == "account":
+        return fields
     if reason and not grant.alert_open:
         raise_alert(grant, event=Alert.Event.BROKEN, reason=reason, detail=message, now=now)
         fields["alert_open"] = True
@@ -50,7 +62,20 @@ def after_success(grant: Grant, *, now) -> dict:
     """The alert fields after a success (refresh, Get Auth Token, Connect); raises "recovered" if one was due."""
     if grant.alert_open:
         raise_alert(grant, event=Alert.Event.RECOVERED, reason="", detail="", now=now)
+    _client_accepted_again(grant, now=now)
     return {"failing_since": None, "alert_open": False, **consent_ending(grant, now=now)}
+
+
+def _client_accepted_again(grant: Grant, *, now) -> None:
+    """A grant of an account whose client was refused works: the removed-link state ends, told once."""
+    account = grant.grant_account
+    if account.client_refused_at is None:  # as read under the grant's lock: no statement in the usual case
+        return
+    cleared = ALMAccount.objects.filter(pk=account.pk, client_refused_at__isnull=False).update(
+        client_refused_at=None, client_checked_at=None)
+    account.client_refused_at = account.client_checked_at = None
+    if cleared:
+        raise_alert(account, event=Alert.Event.RECOVERED, reason=CLIENT_REFUSED, detail="", now=now)
 
 
 def consent_ending(grant: Grant, *, now) -> dict:
@@ -86,7 +111,7 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
     person = grant.grant_owner
     who = f"{account.name} ({person})" if person else account.name
     subject, body = _words(grant, event=event, reason=reason, detail=detail, who=who, now=now)
-    recipients = recipients_for(grant)
+    recipients = recipients_for(grant, reason=reason)
     alert = Alert.objects.create(
         created_at=now,
         event=event,
@@ -109,14 +134,17 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
     return alert
 
 
-def recipients_for(grant: Grant) -> list[str]:
+def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
     """The account's Notify addresses, else ADMINS; for a person's credential, that person (and the account's
-    recipients when the account refuses people without their own connection: their work stops)."""
+    recipients when the account refuses people without their own connection: their work stops; but not about a
+    removed link, which they were told about once for the whole account)."""
     account: ALMAccount = grant.grant_account
     for_account = email_addresses(account.notify) or [email for _, email in settings.ADMINS]
     if not isinstance(grant, ALMCredential):
         return _unique(for_account)
     person = [grant.user.email] if grant.user.email else []
+    if reason == CLIENT_REFUSED:
+        return person
     if account.unconnected_users == ALMAccount.UnconnectedUsers.REFUSE or not person:
         return _unique(person + for_account)
     return person
@@ -148,11 +176,24 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
             f"What to do: before then, open {where} and click {button}. The new consent keeps the connection "
             "working for another year.",
         )
+    if reason == CLIENT_REFUSED and not person:
+        if event == Alert.Event.RECOVERED:
+            return (
+                f"Jira accepts the application link again: {who}",
+                f"Jira accepts the Client ID and Client Secret of {who} again (at "
+                f"{timezone.localtime(now):%Y-%m-%d %H:%M %Z}): its connections are refreshed again. People whose "
+                "connection stopped are told when theirs works again.",
+            )
+        return (f"Jira no longer accepts the application link: {who}",
+                f"{detail}\n\nUntil then, the people connected through this account are told to ask their Jira "
+                "administrator.")
     if event == Alert.Event.RECOVERED:
         return (
             f"Jira connection working again: {who}",
             f"The Jira connection {who} works again (at {timezone.localtime(now):%Y-%m-%d %H:%M %Z}). Nothing to do.",
         )
+    if reason == CLIENT_REFUSED:
+        return f"Jira connection broken: {who}", detail
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
         todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "

@@ -542,6 +542,12 @@ def save_account(
             account.client_secret, account.client_secret_base_url = None, ""
             fields += ["client_secret", "client_secret_base_url"]
 
+        if new_client_secret or (account.client_id, account.authentication) != (stored.client_id,
+                                                                                stored.authentication):
+            # New client credentials: a removed link is asked about again at the next pass (services.client_refused).
+            account.client_refused_at = account.client_checked_at = None
+            fields += ["client_refused_at", "client_checked_at"]
+
         changes = _what_ends(stored, account)
         held, people = None, []
         if changes:

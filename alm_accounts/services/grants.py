@@ -29,7 +29,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
-from . import alerts, statements
+from . import alerts, client_refused, statements
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -90,6 +90,8 @@ class RefreshOutcome(enum.Enum):
     NOT_CONNECTED = "not connected"
     FAILED = "failed"
     NEEDS_REAUTHORIZATION = "needs re-authorization"
+    # Jira refuses the account's client (a removed link, services.client_refused): counted apart, not a failure.
+    CLIENT_REFUSED = "client refused (link removed or secret changed)"
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,10 @@ def refresh_grant(
                 return result(RefreshOutcome.NOT_DUE, expires_text(account))
             if account.unreadable_secrets:
                 return _refresh_failed(account, actor, unreadable_message(account), RefreshOutcome.FAILED)
+            # Forced by a person (Refresh token now, --force); a 401's retry is product traffic, not forced.
+            forced = due_within is None and changed_from is None
+            if not client_refused.ask_jira(account, now=timezone.now(), forced=forced):
+                return _client_refused(account, actor)
 
             sent = Secret(account.refresh_token)
             try:
@@ -185,6 +191,9 @@ def refresh_grant(
             except ServiceError as exc:
                 return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
             except JiraOAuthError as exc:
+                if client_refused.confirmed_by(account, exc):
+                    client_refused.record(account, now=timezone.now())
+                    return _client_refused(account, actor)
                 if exc.error == "invalid_grant":
                     # Under the row lock nobody else can have used this refresh token: the grant is dead.
                     return _refresh_failed(account, actor, _refresh_advice(account, exc),
@@ -360,6 +369,23 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
 
 
+def _client_refused(account: Grant, actor: str) -> RefreshResult:
+    """The locked grant cannot be refreshed: Jira refuses its account's client (services.client_refused). Recorded
+    once per grant (its last error, one event, its alert when due); later refreshes write nothing."""
+    message = client_refused.words_for(account)
+    result = RefreshResult(account.pk, grant_name(account), RefreshOutcome.CLIENT_REFUSED, message,
+                           kind=account.grant_kind)
+    if account.status == Status.ERROR and account.last_error == message:
+        return result
+    fields = {"last_error": message, "status": Status.ERROR}
+    fields.update(alerts.after_failure(account, now=timezone.now(), status=Status.ERROR, message=message,
+                                       reason=alerts.CLIENT_REFUSED))
+    mark(account, **fields)
+    record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
+    _log_refresh(logging.WARNING, account, RefreshOutcome.CLIENT_REFUSED, message)
+    return result
+
+
 def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str) -> None:
     """One log line per refresh result: which grant, which account, the outcome (as extra fields too, for
     LOG_FORMAT=json) and the message the audit trail has (never a token)."""
@@ -436,7 +462,7 @@ def token_after(account: Grant, result: RefreshResult) -> str:
     if account.status == Status.NEEDS_REAUTHORIZATION:
         # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
         raise ServiceError(account.last_error or f"Jira no longer accepts this grant: {reconnect_hint(account)}.")
-    if result.failed:
+    if result.failed or result.outcome is RefreshOutcome.CLIENT_REFUSED:
         raise ServiceError(result.message)
     if account.unreadable_secrets:
         raise ServiceError(unreadable_message(account))

@@ -41,6 +41,11 @@ grant is refreshed under its row lock, locked grants are skipped (skip_locked),
 and the expiry is checked again under the lock. On SQLite refreshes are
 serialised (BEGIN IMMEDIATE) and run one at a time.
 
+LOG_FORMAT=json: every line the command writes, on stdout and on stderr, is
+one JSON object (time, level, logger, pid, message), like its log records:
+the start line, each grant's line, each pass's summary and the notes about
+signals. Plain text otherwise.
+
 Stopping it (SIGTERM from systemd or a Kubernetes CronJob deadline, SIGINT from
 Ctrl-C): it starts no new refresh, lets every refresh in flight finish and
 store Jira's new tokens, prints the summary with the number of grants left
@@ -55,7 +60,9 @@ waiting between passes stops at once.
 
 Exit codes of a single run:
     0    every grant tried, every refresh succeeded (or nothing was due)
-    1    a refresh failed or a grant needs re-authorization; or the run
+    1    a refresh failed or a grant needs re-authorization (not: a grant
+         whose account's link was removed in Jira, counted apart as "client
+         refused", see services.client_refused); or the run
          itself failed (the list of grants could not be read, a refresh
          stopped unexpectedly) and the remaining grants were not tried
     2    bad arguments
@@ -91,7 +98,7 @@ from itertools import islice
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connection, connections, reset_queries
 from django.db.models import F, Q, Subquery
 from django.utils import timezone
@@ -101,6 +108,7 @@ from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.refresher_processes import WorkerEnded, WorkerPool
 from alm_accounts.services import GrantRef, RefreshOutcome
 from alm_accounts.services.common import protect_session
+from kendis_integration.logs import JsonFormatter
 
 log = logging.getLogger("alm_accounts.refresher")
 ACTOR = "manage.py refresh_tokens"
@@ -118,6 +126,25 @@ MAX_INTERVAL = 3600  # seconds, as settings.REFRESHER_INTERVAL_SECONDS
 # The heartbeat keeps a week of runs, and never more than this many rows (several loops at a short interval).
 HEARTBEAT_KEEP = timedelta(days=7)
 HEARTBEAT_KEEP_AT_MOST = 5000
+
+
+class JsonLines(OutputWrapper):
+    """The command's output as JSON lines (LOG_FORMAT=json): each write is one object, as a log record would be
+    (logger alm_accounts.refresher, INFO on stdout, ERROR on stderr), so that a log shipper reads every line."""
+
+    def __init__(self, out, *, level: int):
+        super().__init__(out)
+        self.level = level
+
+    def write(self, msg="", style_func=None, ending=None):
+        text = msg.rstrip("\n")
+        if text.strip():
+            self._out.write(json_line(text, level=self.level) + "\n")
+            self._out.flush()
+
+
+def json_line(text: str, *, level: int) -> str:
+    return JsonFormatter().format(logging.LogRecord(log.name, level, __file__, 0, text, None, None))
 
 
 def positive_int(value: str) -> int:
@@ -185,6 +212,7 @@ class Heartbeat:
             "finished_at": timezone.now(), "outcome": outcome, "message": message, "tried": tried,
             "refreshed": counts[RefreshOutcome.REFRESHED.value], "failed": counts[RefreshOutcome.FAILED.value],
             "needs_reauthorization": counts[RefreshOutcome.NEEDS_REAUTHORIZATION.value],
+            "client_refused": counts[RefreshOutcome.CLIENT_REFUSED.value],
         }
         for attempt in (1, 2):
             try:
@@ -260,6 +288,14 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=positive_int, default=None, metavar="SECONDS",
                             help="With --loop: seconds from the start of one pass to the next (default "
                                  "REFRESHER_INTERVAL_SECONDS, 300).")
+
+    def execute(self, *args, **options):
+        if settings.LOG_FORMAT == "json":
+            self.stdout = JsonLines(options.pop("stdout", None) or self.stdout._out, level=logging.INFO)
+            self.stderr = JsonLines(options.pop("stderr", None) or self.stderr._out, level=logging.ERROR)
+            if not options.get("force_color"):
+                options["no_color"] = True  # no terminal colours inside JSON
+        return super().execute(*args, **options)
 
     def handle(self, *args, window, account, force, dry_run, concurrency, loop, interval, verbosity, processes,
                **options):
@@ -540,6 +576,8 @@ class Command(BaseCommand):
         # which Python refuses as a reentrant call.
         with contextlib.suppress(OSError):
             if note:
+                if settings.LOG_FORMAT == "json":
+                    note = json_line(note.rstrip("\n"), level=logging.WARNING) + "\n"
                 os.write(2, note.encode())
             if looping:
                 os.write(self._wake_fd, b"\0")  # ends a wait for the next pass (see _wait)
