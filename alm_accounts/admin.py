@@ -67,7 +67,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
     list_per_page = 50
     actions = ["refresh_selected"]
     readonly_fields = ["provider_display", "cloud_site", "consent_ends", "status_display", "connected_as",
-                       "token_state", "token_scope", "connected_at", "last_refreshed_at", "last_error", "audit_trail",
+                       "token_state", "token_scope", "connected_at", "last_refreshed_at", "refresh_count", "last_error",
+                       "audit_trail",
                        "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
@@ -120,7 +121,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             connection = ["provider_display"] + (["cloud_site", "consent_ends"] if obj.is_cloud else [])
             fieldsets.insert(0, ("Connection", {"fields": connection + [
                 "status_display", "connected_as", "token_state", "token_scope", "connected_at", "last_refreshed_at",
-                "last_error"]}))
+                "refresh_count", "last_error"]}))
             fieldsets.append(("Audit trail", {"fields": ["audit_trail"], "classes": ["collapse"]
                                               if not obj.events.exists() else []}))
         return fieldsets
@@ -210,7 +211,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
     def audit_trail(self, obj):
         events = list(obj.events.all()[:AUDIT_TRAIL_ROWS])
         if not events:
-            return "No activity yet."
+            # Routine refreshes are not audited: an account refreshed for months may have no event at all.
+            return ("Nothing recorded yet. Routine token refreshes are not listed here: see Last refresh and "
+                    "Refreshes since connected.")
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -383,7 +386,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     def _refresh_token(self, request, pk):
         account = self._account_for_change(request, pk)
-        result = services.refresh_account(account_id=account.pk, actor=self._actor(request))
+        # An admin's refresh is an admin action: kept in the audit trail (a routine one is only counted).
+        result = services.refresh_account(account_id=account.pk, actor=self._actor(request), admin_action=True)
         self._report_refresh(request, result)
         return self._back(account)
 
@@ -435,7 +439,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             return
         for account_id, _name in selected:
             self._report_refresh(request, services.refresh_account(account_id=account_id,
-                                                                   actor=self._actor(request)))
+                                                                   actor=self._actor(request), admin_action=True))
 
 
 @admin.register(AuthEvent)
@@ -467,7 +471,7 @@ class ALMCredentialAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "account__name", "connected_as_name", "connected_as_display_name"]
     list_per_page = 100
     fields = ["account", "user", "connected_as", "status_display", "token_scope", "token_expires_at", "connected_at",
-              "last_refreshed_at", "last_error"]
+              "last_refreshed_at", "refresh_count", "last_error"]
     readonly_fields = fields
 
     def get_queryset(self, request):

@@ -84,6 +84,9 @@ class Grant(models.Model):
     connected_as_display_name = models.CharField("Jira display name", max_length=255, blank=True, editable=False)
     connected_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_refreshed_at = models.DateTimeField("Last refresh", null=True, blank=True, editable=False)
+    # Routine successful refreshes are counted here and logged, not written to the audit trail (AuthEvent keeps
+    # what a person looks for: connections, failures, recoveries, disconnects). Since the grant was connected.
+    refresh_count = models.PositiveIntegerField("Refreshes since connected", default=0, editable=False)
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.NOT_CONNECTED, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     # Alerts (services.alerts): since when refreshes fail without a success, and whether a "broken" alert

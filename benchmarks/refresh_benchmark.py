@@ -70,6 +70,10 @@ CLOUD_SCOPE = "read:jira-work write:jira-work read:jira-user manage:jira-project
               "offline_access"
 DEFAULT_PG_URL = "postgres://kendis:kendis@127.0.0.1:5432/kendis_bench"
 ADMIN_SMALL_N = 100
+# SQL statements per refresh through services.refresh_grant (BEGIN/COMMIT apart): the locked SELECT, the UPDATE,
+# and the set_config of a connection not protected for its session (the benchmark's main thread). It was 4 with
+# the audit event's INSERT, before routine refreshes left the audit trail (issue 20).
+SQL_PER_REFRESH = 3
 
 
 # ---------------------------------------------------------------------------
@@ -975,8 +979,8 @@ def print_summary(args, results: dict) -> None:
                 continue
             per = q[f"{prefix}_statements"] / max(q[f"{prefix}_refreshed"], 1)
             with_tx = q[f"{prefix}_queries"] / max(q[f"{prefix}_refreshed"], 1)
-            lines.append((f"<= 4 SQL queries per refreshed {kind}",
-                          f"{per:.2f} statements ({with_tx:.2f} counting BEGIN and COMMIT)", per <= 4))
+            lines.append((f"<= {SQL_PER_REFRESH} SQL queries per refreshed {kind}",
+                          f"{per:.2f} statements ({with_tx:.2f} counting BEGIN and COMMIT)", per <= SQL_PER_REFRESH))
     par = pg.get("parallel")
     if par:
         ok = set(par["endpoint_all"]) == {par["n"]} and par["max_per_grant"] == 1 and par["ratio"] <= 1.3

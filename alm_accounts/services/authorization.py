@@ -531,6 +531,7 @@ def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: 
     grant.status = Status.CONNECTED
     grant.connected_at = now
     grant.last_refreshed_at = None
+    grant.refresh_count = 0  # counted per grant: a new consent is a new grant
     grant.last_error = ""
     grant.connected_as_name, grant.connected_as_display_name = name, display
     grant.reconsent_warned_at = None  # a new consent: a new year (Jira Cloud)

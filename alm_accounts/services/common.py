@@ -14,7 +14,6 @@ from .. import egress
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
-from . import statements
 
 log = logging.getLogger("alm_accounts.services")
 
@@ -35,7 +34,7 @@ def record_event(grant: Grant | None, *, actor: str, kind: str, ok: bool, messag
     """An audit event about `grant` (an account's own connection or a person's credential), or about an
     account that is gone (grant None, named by account_name)."""
     account = grant.grant_account if grant is not None else None
-    return statements.insert(AuthEvent(
+    return AuthEvent.objects.create(
         account=account,
         credential=grant if isinstance(grant, ALMCredential) else None,
         grant_owner=(grant_owner or (grant.grant_owner if grant is not None else ""))[:150],
@@ -44,7 +43,7 @@ def record_event(grant: Grant | None, *, actor: str, kind: str, ok: bool, messag
         kind=kind,
         outcome=AuthEvent.Outcome.OK if ok else AuthEvent.Outcome.FAILED,
         message=message,
-    ))
+    )
 
 
 def actor_of(user) -> str:

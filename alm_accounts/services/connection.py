@@ -48,6 +48,7 @@ WIPED = {
     "connected_as_display_name": "",
     "connected_at": None,
     "last_refreshed_at": None,
+    "refresh_count": 0,
     "status": Status.NOT_CONNECTED,
     "last_error": "",
     # An ended grant has nothing left to alert about (services.alerts).

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, router
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
-from . import alerts, client_refused, statements
+from . import alerts, client_refused
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -38,8 +38,9 @@ TOKEN_SCOPE_LENGTH = ALMAccount._meta.get_field("token_scope").max_length
 # Pauses before each new attempt to store a rotated pair whose first write failed (database failover, a
 # killed connection): bounded, and long enough to ride out a quick failover.
 STORE_RETRY_PAUSES = (0.0, 1.0, 3.0)
-TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at", "status",
-                "last_error", "failing_since", "alert_open", "reconsent_warned_at", "updated_at"]
+TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "token_scope", "last_refreshed_at",
+                "refresh_count", "status", "last_error", "failing_since", "alert_open", "reconsent_warned_at",
+                "updated_at"]
 
 
 GRANT_MODELS: dict[str, type[Grant]] = {"account": ALMAccount, "user": ALMCredential}
@@ -61,17 +62,15 @@ class GrantRef:
         return GRANT_MODELS[self.kind]
 
     def locked(self, *, skip_locked: bool = False) -> Grant | None:
-        """The grant under its row lock (its account and person read along, not locked)."""
+        """The grant under its row lock, in one statement: only the grant's own row is locked (OF self); a
+        person's credential reads its account and person along in the same statement, without locking them."""
         # NO KEY UPDATE: excludes every other refresh of this grant, yet not the foreign-key checks of a row
         # inserted elsewhere that references it (the audit event of a person's refresh references the
         # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
-        def build():
-            queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
-            return queryset.select_related("account", "user") if self.kind == "user" else queryset
-
-        # Compiled once per thread: building this query cost more CPU than running it (see statements).
-        return statements.first_by_pk(f"locked {self.kind} {skip_locked}", build, self.pk,
-                                      using=router.db_for_write(self.model))
+        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
+        if self.kind == "user":
+            queryset = queryset.select_related("account", "user")
+        return queryset.filter(pk=self.pk).first()
 
     def __str__(self):
         return f"{'ALM account' if self.kind == 'account' else 'ALM credential'} {self.pk}"
@@ -141,6 +140,7 @@ def refresh_grant(
     due_within: timedelta | None = None,
     skip_locked: bool = False,
     unless_access_token_changed_from: str | None = None,
+    admin_action: bool = False,
 ) -> RefreshResult:
     """Refresh one grant's tokens under its row lock.
 
@@ -149,6 +149,8 @@ def refresh_grant(
     With `skip_locked`, an account locked by another runner is skipped.
     On SQLite the transaction starts with BEGIN IMMEDIATE (see settings),
     which serialises refreshes across processes instead of row locks.
+    `admin_action`: an admin asked for it (Refresh token now): its success is written to the audit trail, where a
+    routine success is only counted on the grant and logged (see _store_refreshed).
     """
     deadline = refresh_deadline()
     rotated: tuple[TokenSet, Secret, str] | None = None  # Jira's new pair, the token it replaced, the name
@@ -205,7 +207,7 @@ def refresh_grant(
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
 
             rotated = (tokens, sent, name)
-            return _store_refreshed(account, tokens, actor=actor)
+            return _store_refreshed(account, tokens, actor=actor, audited=admin_action)
     except DatabaseError as exc:
         if rotated is None:
             raise  # nothing was rotated: the grant is as it was
@@ -214,18 +216,26 @@ def refresh_grant(
 
 
 @sensitive_variables()
-def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str = "") -> RefreshResult:
+def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str = "",
+                     audited: bool = False) -> RefreshResult:
+    """Store the new pair on the locked grant: one UPDATE. A routine success is counted on the grant
+    (refresh_count, last_refreshed_at) and logged; the audit trail gets only what a person looks for there: a
+    recovery (a success after a failure), an admin's refresh (`audited`), a write that had to be repeated (`note`).
+    """
     now = timezone.now()
+    recovered = account.failing_since is not None or account.status != Status.CONNECTED or bool(account.last_error)
     put_tokens(account, tokens, now=now, scope_if_none=account.token_scope)
     account.last_refreshed_at = now
+    account.refresh_count += 1  # under the row lock: no other refresh of this grant can count meanwhile
     account.status = Status.CONNECTED
     account.last_error = ""
     for name, value in alerts.after_success(account, now=now).items():
         setattr(account, name, value)
-    statements.update_fields(account, TOKEN_FIELDS)
+    account.save(update_fields=TOKEN_FIELDS)
     message = f"Token refreshed; {expires_text(account)}{note}."
-    record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
-    _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message)
+    if recovered or audited or note:
+        record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
+    _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind)
 
 
@@ -365,7 +375,7 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
-                 account, outcome, message)
+                 account, outcome, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
 
 
@@ -382,17 +392,19 @@ def _client_refused(account: Grant, actor: str) -> RefreshResult:
                                        reason=alerts.CLIENT_REFUSED))
     mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
-    _log_refresh(logging.WARNING, account, RefreshOutcome.CLIENT_REFUSED, message)
+    _log_refresh(logging.WARNING, account, RefreshOutcome.CLIENT_REFUSED, message, actor=actor)
     return result
 
 
-def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str) -> None:
+def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str, *, actor: str) -> None:
     """One log line per refresh result: which grant, which account, the outcome (as extra fields too, for
-    LOG_FORMAT=json) and the message the audit trail has (never a token)."""
+    LOG_FORMAT=json, with who asked and the grant's count of refreshes) and the message (never a token).
+    For a routine success this line is the only record besides the grant's own count."""
     account_id = grant.grant_account.pk
     log.log(level, "Token refresh of %s (%s): %s. %s", GrantRef.of(grant), grant_name(grant),
             outcome.value, message, extra={"grant_kind": grant.grant_kind, "grant_id": grant.pk,
-                                           "account_id": account_id, "outcome": outcome.value})
+                                           "account_id": account_id, "outcome": outcome.value,
+                                           "actor": actor, "refresh_count": grant.refresh_count})
 
 
 def _refresh_advice(grant: Grant, exc) -> str:
