@@ -222,8 +222,8 @@ def connected_account(account):
 
 @pytest.fixture
 def fake_jira():
-    """Jira DC on a real local socket (tests/fake_jira.py): rotating grants, identities, scripted answers."""
-    from tests.fake_jira import FakeJira
+    """Jira DC on a real local socket (tests/doubles/fake_jira.py): rotating grants, identities, scripted answers."""
+    from tests.doubles.fake_jira import FakeJira
 
     with FakeJira() as fake:
         yield fake

@@ -3,7 +3,7 @@
 One alert per transition, decided under the grant's row lock and delivered
 after the commit: by e-mail (Django's `locmem` backend, set by pytest-django,
 so `mail.outbox` holds what was sent) and to a webhook on a real local socket
-(tests/webhook_receiver.py) that checks the HMAC signature as the README
+(tests/doubles/webhook_receiver.py) that checks the HMAC signature as the README
 tells receivers to. Jira is mocked with `responses` (the receiver is let
 through); refreshes and Get Auth Token run the real services and views.
 
@@ -41,8 +41,8 @@ from tests.conftest import (
     staff_user,
     token_answer,
 )
-from tests.servers import free_port
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.servers import free_port
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

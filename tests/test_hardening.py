@@ -47,7 +47,7 @@ from tests.conftest import (
     query_of,
     token_answer,
 )
-from tests.servers import free_port
+from tests.doubles.servers import free_port
 
 Status = ALMAccount.Status
 Outcome = services.RefreshOutcome

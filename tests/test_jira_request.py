@@ -1,7 +1,7 @@
 """Issue 11 - calling Jira as a person: jira_request, iter_jira_pages and `manage.py jira_call`.
 
 Unit-level with `responses` (Jira's answers scripted per call); where two people must really reach Jira as
-two identities, or a person's grant must really rotate, the fake Jira on a real socket (tests/fake_jira.py).
+two identities, or a person's grant must really rotate, the fake Jira on a real socket (tests/doubles/fake_jira.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """refresh_tokens stopped or broken mid-run (issue 10): no grant lost, no account silently left untried.
 
 - SIGTERM / SIGINT sent to a real `manage.py refresh_tokens` process while its
-  refreshes wait on a slow Jira (tests/fake_jira.py): the refreshes in flight
+  refreshes wait on a slow Jira (tests/doubles/fake_jira.py): the refreshes in flight
   finish and store Jira's new tokens, nothing new is started, the summary says
   it stopped, the exit code is 128 + the signal number.
 - The list of accounts breaking while it is streamed, or a refresh stopped by
@@ -34,7 +34,7 @@ from alm_accounts import services
 from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount
 from tests.conftest import Run
-from tests.fake_jira import FakeJira
+from tests.doubles.fake_jira import FakeJira
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by worker threads and processes
 

@@ -1,7 +1,7 @@
 """The refresher runs on its own (issue 12): `refresh_tokens --loop`, its heartbeat, `make run`'s Procfile.
 
 - A real `manage.py refresh_tokens --loop --interval 1` process against
-  tests/fake_jira.py: it refreshes a due grant once, leaves a heartbeat row per
+  tests/doubles/fake_jira.py: it refreshes a due grant once, leaves a heartbeat row per
   pass (host, pid, counts), and stops cleanly on SIGTERM or Ctrl-C between
   passes (exit 0, at once even with an interval of an hour) and on SIGTERM
   during a slow refresh (that refresh finishes and is stored, exit 143).
@@ -40,7 +40,7 @@ from alm_accounts.management.commands import refresh_tokens
 from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, RefresherRun
 from alm_accounts.services import DeliveryCounts
-from tests.fake_jira import FakeJira
+from tests.doubles.fake_jira import FakeJira
 from tests.test_refresh_command import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -1,6 +1,6 @@
 """No secret ever leaks: one test drives every flow against a local fake Jira and searches everything.
 
-The fake Jira (tests/fake_jira.py, fixture `fake_jira`) is a real HTTP server
+The fake Jira (tests/doubles/fake_jira.py, fixture `fake_jira`) is a real HTTP server
 on 127.0.0.1, so `requests` and `urllib3` do real work (and log at DEBUG what
 they log); every answer is scripted here, with secrets made to be searched
 for. Searched for every secret: log records at every level (ours, Django's
@@ -37,8 +37,8 @@ from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
 from alm_accounts.models import Alert, ALMAccount, AuthEvent, PendingAuthorization
 from kendis_integration.logs import JsonFormatter
 from tests.conftest import query_of
-from tests.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 CLIENT_SECRET = "CLIENTSECRET-LeakCanary-5d1f0b7a93e2"
 LOGGERS = ["", "django", "django.db.backends", "django.request", "django.security", "django.template",
