@@ -28,6 +28,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from ..conf import app_settings
 from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
 from .alert_delivery import deliver_alert
@@ -37,7 +38,7 @@ CLIENT_REFUSED = "client_refused"
 
 
 def failing_after() -> timedelta:
-    return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
+    return timedelta(minutes=app_settings.ALERT_FAILING_AFTER_MINUTES)
 
 
 def after_failure(grant: Grant, *, now, status: str, message: str, reason: str = "") -> dict:
@@ -125,7 +126,7 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
         link=link_for(grant),
         recipients="\n".join(recipients),
         email_state=Alert.Delivery.PENDING if recipients else Alert.Delivery.NOT_NEEDED,
-        webhook_state=Alert.Delivery.PENDING if settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
+        webhook_state=Alert.Delivery.PENDING if app_settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
         next_attempt_at=now,
     )
     # Sent once the status change is committed (never for one rolled back), that alert only; a failure is
@@ -152,7 +153,7 @@ def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
 
 def link_for(grant: Grant) -> str:
     path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
-    return settings.PUBLIC_BASE_URL + path
+    return app_settings.PUBLIC_BASE_URL + path
 
 
 def _unique(addresses: list[str]) -> list[str]:
@@ -202,7 +203,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     else:
-        minutes = settings.ALERT_FAILING_AFTER_MINUTES
+        minutes = app_settings.ALERT_FAILING_AFTER_MINUTES
         happened = f"Its token could not be refreshed for more than {minutes} minutes."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     body = f"{happened}\n\nLast error: {detail}\n\nWhat to do: {todo}"

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, connection, router
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
+from ..conf import app_settings
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from . import alerts, client_refused, statements
@@ -108,7 +108,7 @@ class RefreshResult:
 
 
 def refresh_deadline() -> Deadline:
-    return Deadline(settings.JIRA_REFRESH_DEADLINE)
+    return Deadline(app_settings.JIRA_REFRESH_DEADLINE)
 
 
 def unreadable_message(account: Grant) -> str:
@@ -335,7 +335,7 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
     Retried always: connections that were never made, and 429/502/503 (Jira or
     its proxy refused before processing).
     """
-    pauses = list(settings.JIRA_RETRY_BACKOFF)
+    pauses = list(app_settings.JIRA_RETRY_BACKOFF)
     reused = False
     while True:
         attempt_started = time.monotonic()  # the provider rotated, if at all, after this
