@@ -1,7 +1,7 @@
 """ALM accounts (one per incoming application link in a Jira), their audit trail, and pending authorizations.
 
 Fields, choices and small derived properties only: no HTTP and no business
-flow here (that is services.py).
+flow here (that is alm_accounts/services/).
 """
 
 from __future__ import annotations
