@@ -17,7 +17,8 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 - alerts, alert_delivery: a connection broke or recovered (decided under the row lock), and telling someone
 """
 
-from .alert_delivery import ChannelReport, DeliveryCounts, deliver_alert, deliver_pending, send_test_alert
+from .alert_delivery import ChannelReport, DeliveryCounts, deliver_alert, deliver_pending
+from .alerts import send_test_alert
 from .authorization import (
     SESSION_BINDING_KEY,
     CallbackForbidden,

@@ -186,16 +186,13 @@ class ChannelReport:
     detail: str
 
 
-def send_test_alert(*, account, actor: str) -> list[ChannelReport]:
-    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
-    happened: an admin proves that alerts reach someone before a connection breaks.
+def send_test(*, account, actor: str, recipients: list[str]) -> list[ChannelReport]:
+    """Send a clearly marked test to `recipients` (who the account's alerts reach: services.alerts decides) and
+    the webhook, now, and say per channel what happened (services.alerts.send_test_alert).
 
     Not an outbox row: nothing is retried, and a failed test never holds back (see "In order") a real alert.
     """
-    from .alerts import recipients_for  # alerts builds on this module: imported when used
-
     now = timezone.now()
-    recipients = recipients_for(account)
     alert = Alert(
         created_at=now, event="test", reason="test", account_name=account.name, grant_owner="",
         subject=f"TEST alert, nothing is broken: {account.name}",

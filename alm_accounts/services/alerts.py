@@ -31,7 +31,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
-from .alert_delivery import deliver_alert
+from .alert_delivery import ChannelReport, deliver_alert, send_test
 
 # The reason of the alerts about a removed link (services.client_refused).
 CLIENT_REFUSED = "client_refused"
@@ -133,6 +133,12 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
     # retried from the outbox by the refresher runs (services.alert_delivery), and never raised here.
     transaction.on_commit(lambda: deliver_alert(alert.pk), robust=True)
     return alert
+
+
+def send_test_alert(*, account: ALMAccount, actor: str) -> list[ChannelReport]:
+    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
+    happened: an admin proves that alerts reach someone before a connection breaks."""
+    return send_test(account=account, actor=actor, recipients=recipients_for(account))
 
 
 def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
