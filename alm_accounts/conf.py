@@ -1,4 +1,4 @@
-"""The app's settings in one place: every setting alm_accounts reads, its one default, read once.
+"""The app's settings in one place: every setting alm_accounts reads, with its one default.
 
     from alm_accounts.conf import app_settings
     Deadline(app_settings.JIRA_REFRESH_DEADLINE)
@@ -10,13 +10,13 @@ typo fails at once instead of falling back to a made-up value. Django's own sett
 DEFAULT_FROM_EMAIL, ROOT_URLCONF, AUTH_USER_MODEL...) and FIELD_ENCRYPTION_KEY (django-encrypted-model-fields
 reads it too) stay `django.conf.settings`.
 
-Values are read on first use and kept; a changed setting (override_settings, pytest-django's `settings` fixture)
-is re-read through Django's `setting_changed` signal. django-oauth-toolkit's `oauth2_settings` is the model.
+Each read goes through django.conf.settings, so override_settings and pytest-django's `settings` fixture (which
+also deletes settings) reach the app as they are. django-oauth-toolkit's `oauth2_settings` is the model (a
+DEFAULTS table, attribute access, unknown names refused); unlike it, nothing is cached here (see __getattr__).
 """
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 
 REQUIRED = object()  # no default: the settings module must set it (kendis_integration/settings.py requires it)
 
@@ -60,33 +60,17 @@ class AppSettings:
 
     def __init__(self, defaults):
         self._defaults = defaults
-        self._cached = set()
 
     def __getattr__(self, name):
-        # Only called for names not cached yet (cached ones are plain instance attributes).
         if name not in self._defaults:
             raise AttributeError(f"{name} is not a setting of alm_accounts (alm_accounts/conf.py lists them)")
+        # Read through django.conf.settings every time, not kept here: Django already keeps each value, and
+        # forgets it whenever a test overrides or deletes a setting (a deleted one sends no setting_changed,
+        # so a copy kept here would go stale).
         value = getattr(settings, name, self._defaults[name])
         if value is REQUIRED:
             raise ImproperlyConfigured(f"The setting {name} is required (kendis_integration/settings.py sets it).")
-        self._cached.add(name)
-        setattr(self, name, value)
         return value
-
-    def reload(self, name=None):
-        """Forget the kept values (one, or all), so that the next read sees the settings as they are now."""
-        for cached in [name] if name else list(self._cached):
-            if cached in self._cached:
-                self._cached.discard(cached)
-                delattr(self, cached)
 
 
 app_settings = AppSettings(DEFAULTS)
-
-
-def _setting_changed(*, setting, **kwargs):
-    if setting in DEFAULTS:
-        app_settings.reload(setting)
-
-
-setting_changed.connect(_setting_changed)

@@ -37,6 +37,8 @@ def test_the_environment_left_silent_gives_each_setting_its_one_default(tmp_path
 
 def test_a_setting_left_out_of_the_settings_module_gets_its_default(settings):
     # Before: the refresher said 20 s (getattr with a default) while "Refresh token now" raised AttributeError.
+    settings.JIRA_REFRESH_DEADLINE = 7.0
+    assert app_settings.JIRA_REFRESH_DEADLINE == 7.0  # read once before the setting goes away
     del settings.JIRA_REFRESH_DEADLINE
     del settings.JIRA_NO_PROXY
     assert app_settings.JIRA_REFRESH_DEADLINE == 20.0
@@ -44,6 +46,7 @@ def test_a_setting_left_out_of_the_settings_module_gets_its_default(settings):
 
 
 def test_a_required_setting_left_out_is_named(settings):
+    assert app_settings.PUBLIC_BASE_URL == "http://testserver"  # read once before the setting goes away
     del settings.PUBLIC_BASE_URL
     with pytest.raises(ImproperlyConfigured, match="PUBLIC_BASE_URL is required"):
         app_settings.PUBLIC_BASE_URL  # noqa: B018
@@ -57,7 +60,7 @@ def test_a_misspelt_setting_fails_at_once_instead_of_falling_back():
 
 
 def test_a_changed_setting_is_read_again_and_restored_after():
-    """Values are kept after the first read; override_settings (and pytest-django's `settings`) still reach them."""
+    """override_settings (and pytest-django's `settings`) reach the app, also after a first read."""
     before = app_settings.JIRA_REFRESH_DEADLINE
     with override_settings(JIRA_REFRESH_DEADLINE=7.0, ALERT_WEBHOOK_URL="https://hooks.example.com/x"):
         assert app_settings.JIRA_REFRESH_DEADLINE == 7.0
