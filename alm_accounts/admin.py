@@ -12,7 +12,6 @@ from __future__ import annotations
 import shlex
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
@@ -27,6 +26,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .admin_records import RecordAdmin
+from .conf import app_settings
 from .forms import ALMAccountForm
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
@@ -295,7 +295,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         # One time budget for every revocation of a bulk delete: the request must end.
-        deadline = Deadline(settings.JIRA_REFRESH_DEADLINE)
+        deadline = Deadline(app_settings.JIRA_REFRESH_DEADLINE)
         for account in queryset:
             services.delete_account(account=account, actor=self._actor(request), report=self._reporter(request),
                                     deadline=deadline)
@@ -429,7 +429,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             self.message_user(request, (
                 f"Nothing was refreshed: {count} ALM accounts were selected, and this button refreshes at most "
                 f"{MAX_ACCOUNTS_PER_REFRESH_ACTION} at once (each may wait up to "
-                f"{settings.JIRA_REFRESH_DEADLINE:g} s for Jira). Refresh them on the server instead: "
+                f"{app_settings.JIRA_REFRESH_DEADLINE:g} s for Jira). Refresh them on the server instead: "
                 f"manage.py refresh_tokens --force {accounts}"
             ), messages.ERROR)
             return

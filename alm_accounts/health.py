@@ -29,7 +29,6 @@ import hmac
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import connection, transaction
 from django.db.models import Count, Min, Q, Sum
@@ -41,6 +40,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from .conf import app_settings
 from .models import Alert, ALMAccount, ALMCredential, GrantStatus, RefresherRun
 from .status import HEALTH, KEPT_ALIVE, HealthCount, StatusSummary, rules_for, status_summary
 
@@ -190,7 +190,7 @@ class DeploymentCollector:
             counts={name: HealthCount(kinds["account"][f"health_{name}"], kinds["user"][f"health_{name}"])
                     for name in HEALTH},
             kept_alive=sum(row["kept_alive"] for row in kinds.values()),
-            last_run=last, interval=timedelta(seconds=settings.REFRESHER_INTERVAL_SECONDS), now=now,
+            last_run=last, interval=timedelta(seconds=app_settings.REFRESHER_INTERVAL_SECONDS), now=now,
         )
 
         def per_kind(figure):
@@ -222,7 +222,7 @@ class DeploymentCollector:
         yield _gauge("kendis_refresher_seconds_since_last_run", "Seconds since the last refresher run finished (+Inf: "
                      "none ever did).", {(): float("inf") if last is None else _seconds(now - last.finished_at)})
         yield _gauge("kendis_refresher_interval_seconds", "REFRESHER_INTERVAL_SECONDS: how often the refresher is "
-                     "meant to run.", {(): settings.REFRESHER_INTERVAL_SECONDS})
+                     "meant to run.", {(): app_settings.REFRESHER_INTERVAL_SECONDS})
         if last is not None:
             yield _gauge("kendis_refresher_last_run_finished_timestamp_seconds", "When the last refresher run "
                          "finished (Unix time).", {(): last.finished_at.timestamp()})
@@ -260,7 +260,7 @@ def _unauthorized(*, invalid: bool) -> HttpResponse:
 @require_safe
 def metrics(request):
     """The Prometheus text format (OpenMetrics when the scraper asks for it), for the holder of METRICS_TOKEN."""
-    expected = settings.METRICS_TOKEN
+    expected = app_settings.METRICS_TOKEN
     if not expected:
         raise Http404("Metrics are off.")
     given = _bearer_token(request)

@@ -1,7 +1,7 @@
 """ALM accounts (one per incoming application link in a Jira), their audit trail, and pending authorizations.
 
 Fields, choices and small derived properties only: no HTTP and no business
-flow here (that is services.py).
+flow here (that is alm_accounts/services/).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.db import models
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
+from .conf import app_settings
 from .fields import SecretField, UnreadableSecret
 from .validators import validate_base_url, validate_ca_certificate, validate_callback_id, validate_notify
 
@@ -28,7 +29,7 @@ def new_callback_id() -> str:
 def callback_url_for(callback_id: str) -> str:
     """The one place a callback URL is built: what the admin pastes into Jira's Redirect URL."""
     urlconf = get_urlconf() or settings.ROOT_URLCONF
-    return settings.PUBLIC_BASE_URL + _callback_path(callback_id, get_script_prefix(), urlconf)
+    return app_settings.PUBLIC_BASE_URL + _callback_path(callback_id, get_script_prefix(), urlconf)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.urls import reverse
 
 from . import egress, explain
 from .atlassian import CONNECTED_APPS_URL, AtlassianCloudClient, Site, site_origin
+from .conf import app_settings
 from .jira import Deadline, JiraClient, Secret
 from .models import CLOUD_SCOPES, ALMAccount, callback_url_for
 
@@ -191,13 +191,13 @@ class Cloud(DataCenter):
         """The account's own app when it has a Client ID (a customer running its own app), else the deployment's."""
         if account.client_id:
             return account.client_id, account.client_secret
-        return settings.ATLASSIAN_CLIENT_ID, settings.ATLASSIAN_CLIENT_SECRET
+        return app_settings.ATLASSIAN_CLIENT_ID, app_settings.ATLASSIAN_CLIENT_SECRET
 
     def secret_goes_to_base_url(self, account: ALMAccount) -> bool:
         return False  # it goes to ATLASSIAN_AUTH_URL, a deployment setting no admin screen can change
 
     def client(self, account: ALMAccount, *, client_id: str, secret: str, timeout) -> AtlassianCloudClient:
-        api, auth = settings.ATLASSIAN_API_URL, settings.ATLASSIAN_AUTH_URL
+        api, auth = app_settings.ATLASSIAN_API_URL, app_settings.ATLASSIAN_AUTH_URL
         return AtlassianCloudClient(
             auth_url=auth, api_url=api, cloud_id=account.cloud_id, client_id=client_id, client_secret=secret,
             # An account's "Jira CA certificate (PEM)" is for a Data Center host: Atlassian's hosts, which receive
@@ -249,7 +249,7 @@ def provider_for(account: ALMAccount) -> DataCenter:
 
 def cloud_callback_url() -> str:
     """The one callback URL of this deployment's Atlassian app (the state says which account and grant)."""
-    return settings.PUBLIC_BASE_URL + reverse("alm_accounts:atlassian_callback")
+    return app_settings.PUBLIC_BASE_URL + reverse("alm_accounts:atlassian_callback")
 
 
 def cloud_scope(scopes: str) -> str:

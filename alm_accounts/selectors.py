@@ -41,17 +41,9 @@ def refreshable_accounts() -> QuerySet[ALMAccount]:
     return _refreshable(ALMAccount.objects.all())
 
 
-def due_accounts(*, within: timedelta) -> QuerySet[ALMAccount]:
-    return _due(refreshable_accounts(), within)
-
-
 def refreshable_credentials() -> QuerySet[ALMCredential]:
     """People's own credentials still worth keeping alive; never an inactive person's."""
     return _refreshable(ALMCredential.objects.filter(user__is_active=True), account="account__")
-
-
-def due_credentials(*, within: timedelta) -> QuerySet[ALMCredential]:
-    return _due(refreshable_credentials(), within)
 
 
 def refreshable_grants(kind: str) -> QuerySet[Grant]:

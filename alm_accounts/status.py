@@ -25,13 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from .conf import app_settings
 from .models import ALMAccount, ALMCredential, GrantStatus, RefresherRun
 
 # A run missed now and then is normal (a deploy, a slow pass); three in a row means nobody runs the refresher.
@@ -133,7 +133,7 @@ def status_summary(*, now: datetime | None = None) -> StatusSummary:
         counts={health: HealthCount(accounts[health], people[health]) for health in HEALTH},
         kept_alive=accounts_alive + people_alive,
         last_run=last_run,
-        interval=timedelta(seconds=settings.REFRESHER_INTERVAL_SECONDS),
+        interval=timedelta(seconds=app_settings.REFRESHER_INTERVAL_SECONDS),
         now=now or timezone.now(),
     )
 

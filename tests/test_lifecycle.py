@@ -28,7 +28,6 @@ from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from alm_accounts import services
-from alm_accounts.jira import JiraUnauthorized
 from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, AuthEvent
 from tests.conftest import (
@@ -605,7 +604,7 @@ def test_refresh_is_not_retried_when_jira_may_have_used_the_token(connected_acco
 
 
 # --------------------------------------------------------------------------
-# On-demand tokens: valid_access_token and jira_get
+# On-demand tokens: valid_access_token and jira_request as the account's own connection
 # --------------------------------------------------------------------------
 
 
@@ -674,20 +673,20 @@ def test_valid_access_token_never_hands_out_the_kept_tokens_of_a_dead_grant(
     assert ALMAccount.objects.get(pk=connected_account.pk).refresh_token == REFRESH_TOKEN
 
 
-def test_jira_get_sends_the_bearer_token(connected_account, mocked_jira):
+def test_jira_request_as_the_account_sends_its_bearer_token(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin", "displayName": "Jira Admin"})
 
-    assert services.jira_get(account=connected_account, path="/rest/api/2/myself")["name"] == "jadmin"
+    assert services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")["name"] == "jadmin"
     assert mocked_jira.calls[0].request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
-def test_jira_get_on_401_refreshes_once_and_retries_once(connected_account, mocked_jira):
+def test_jira_request_as_the_account_on_401_refreshes_once_and_retries_once(connected_account, mocked_jira):
     """Jira can revoke or rotate a token before its expiry (e.g. a refresh elsewhere)."""
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin", "displayName": "Jira Admin"})
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
 
-    me = services.jira_get(account=connected_account, path="/rest/api/2/myself", actor="kendis-sync")
+    me = services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself", actor="kendis-sync")
 
     assert me["displayName"] == "Jira Admin"
     gets = [c.request for c in mocked_jira.calls if c.request.method == "GET"]
@@ -698,23 +697,25 @@ def test_jira_get_on_401_refreshes_once_and_retries_once(connected_account, mock
     assert events_of(stored)[0].kind == Kind.REFRESHED
 
 
-def test_jira_get_retries_only_once(connected_account, mocked_jira):
+def test_jira_request_as_the_account_retries_only_once(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
 
-    with pytest.raises(JiraUnauthorized):
-        services.jira_get(account=connected_account, path="/rest/api/2/myself")
+    with pytest.raises(services.JiraRequestError) as second_401:
+        services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")
+
+    assert second_401.value.status == 401
 
     assert len([c for c in mocked_jira.calls if c.request.method == "GET"]) == 2
     assert len(token_posts(mocked_jira)) == 1
 
 
-def test_jira_get_on_401_with_a_dead_grant_says_so(connected_account, mocked_jira):
+def test_jira_request_as_the_account_on_401_with_a_dead_grant_says_so(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.post(TOKEN_URL, **invalid_grant("Refresh token revoked"))
 
     with pytest.raises(services.ServiceError, match="Refresh token revoked"):
-        services.jira_get(account=connected_account, path="/rest/api/2/myself")
+        services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")
 
     assert ALMAccount.objects.get(pk=connected_account.pk).status == Status.NEEDS_REAUTHORIZATION
 

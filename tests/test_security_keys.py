@@ -377,7 +377,8 @@ def test_wrong_key_refresh_test_connection_and_disconnect_send_nothing(wrong_key
     with pytest.raises(services.ServiceError, match="cannot be decrypted"):
         services.test_connection(account=ALMAccount.objects.get(pk=connected_account.pk), actor="test")
     with pytest.raises(services.ServiceError, match="cannot be decrypted"):
-        services.jira_get(account=ALMAccount.objects.get(pk=connected_account.pk), path="/rest/api/2/myself")
+        services.jira_request(account=ALMAccount.objects.get(pk=connected_account.pk), method="GET",
+                              path="/rest/api/2/myself")
 
     message = services.disconnect(account=ALMAccount.objects.get(pk=connected_account.pk), actor="test")
     assert "did not confirm the revocation" in message

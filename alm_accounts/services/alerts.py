@@ -28,16 +28,17 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from ..conf import app_settings
 from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
 from ..validators import email_addresses
-from .alert_delivery import deliver_alert
+from .alert_delivery import ChannelReport, deliver_alert, send_test
 
 # The reason of the alerts about a removed link (services.client_refused).
 CLIENT_REFUSED = "client_refused"
 
 
 def failing_after() -> timedelta:
-    return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
+    return timedelta(minutes=app_settings.ALERT_FAILING_AFTER_MINUTES)
 
 
 def after_failure(grant: Grant, *, now, status: str, message: str, reason: str = "") -> dict:
@@ -125,13 +126,19 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
         link=link_for(grant),
         recipients="\n".join(recipients),
         email_state=Alert.Delivery.PENDING if recipients else Alert.Delivery.NOT_NEEDED,
-        webhook_state=Alert.Delivery.PENDING if settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
+        webhook_state=Alert.Delivery.PENDING if app_settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
         next_attempt_at=now,
     )
     # Sent once the status change is committed (never for one rolled back), that alert only; a failure is
     # retried from the outbox by the refresher runs (services.alert_delivery), and never raised here.
     transaction.on_commit(lambda: deliver_alert(alert.pk), robust=True)
     return alert
+
+
+def send_test_alert(*, account: ALMAccount, actor: str) -> list[ChannelReport]:
+    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
+    happened: an admin proves that alerts reach someone before a connection breaks."""
+    return send_test(account=account, actor=actor, recipients=recipients_for(account))
 
 
 def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
@@ -152,7 +159,7 @@ def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
 
 def link_for(grant: Grant) -> str:
     path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
-    return settings.PUBLIC_BASE_URL + path
+    return app_settings.PUBLIC_BASE_URL + path
 
 
 def _unique(addresses: list[str]) -> list[str]:
@@ -202,7 +209,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     else:
-        minutes = settings.ALERT_FAILING_AFTER_MINUTES
+        minutes = app_settings.ALERT_FAILING_AFTER_MINUTES
         happened = f"Its token could not be refreshed for more than {minutes} minutes."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     body = f"{happened}\n\nLast error: {detail}\n\nWhat to do: {todo}"

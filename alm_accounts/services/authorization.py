@@ -6,12 +6,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
+from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
 from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
@@ -476,11 +476,11 @@ def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, 
 
 
 def state_ttl() -> timedelta:
-    return timedelta(seconds=settings.OAUTH_STATE_TTL_SECONDS)
+    return timedelta(seconds=app_settings.OAUTH_STATE_TTL_SECONDS)
 
 
 def state_ttl_text() -> str:
-    seconds = settings.OAUTH_STATE_TTL_SECONDS
+    seconds = app_settings.OAUTH_STATE_TTL_SECONDS
     if seconds < 120:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     return f"{seconds // 60} minutes"

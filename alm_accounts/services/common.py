@@ -6,11 +6,11 @@ import contextlib
 import hashlib
 import logging
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from .. import egress
+from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
@@ -72,7 +72,7 @@ def client_for(account: ALMAccount) -> JiraClient:
         )
     try:
         return provider.client(account, client_id=client_id, secret=secret,
-                               timeout=(settings.JIRA_CONNECT_TIMEOUT, settings.JIRA_READ_TIMEOUT))
+                               timeout=(app_settings.JIRA_CONNECT_TIMEOUT, app_settings.JIRA_READ_TIMEOUT))
     except egress.EgressError as exc:
         raise ServiceError(str(exc)) from None
 
@@ -113,7 +113,7 @@ def own_transaction(what: str):
 
 
 def _lock_timeout() -> str:
-    return f"{int((settings.JIRA_REFRESH_DEADLINE + 10) * 1000)}ms"
+    return f"{int((app_settings.JIRA_REFRESH_DEADLINE + 10) * 1000)}ms"
 
 
 def _protect(*, local: bool) -> None:

@@ -12,8 +12,8 @@ in one transaction; the revocation at Jira runs after the commit, with the
 tokens held in memory only, so no row lock is held while Jira answers and a
 rolled-back ending (ours or the admin's save around it) revokes nothing.
 
-Jira Data Center documents no revocation endpoint (shared/jira-dc-oauth2.md
-§3): only an HTTP 200 for every token counts as confirmed. Otherwise the admin
+Jira Data Center documents no revocation endpoint (the provider plugin's
+revoke resource is undocumented): only an HTTP 200 for every token counts as confirmed. Otherwise the admin
 (or the person) is told the tokens were deleted here and where in Jira the
 grant can be removed. Revocation goes only to the Jira that issued the tokens,
 with the credentials they were issued for, never to a base URL typed afterwards.

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, connection, router
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
-from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
+from ..conf import app_settings
+from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from . import alerts, client_refused, statements
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
@@ -108,7 +108,7 @@ class RefreshResult:
 
 
 def refresh_deadline() -> Deadline:
-    return Deadline(settings.JIRA_REFRESH_DEADLINE)
+    return Deadline(app_settings.JIRA_REFRESH_DEADLINE)
 
 
 def unreadable_message(account: Grant) -> str:
@@ -335,7 +335,7 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
     Retried always: connections that were never made, and 429/502/503 (Jira or
     its proxy refused before processing).
     """
-    pauses = list(settings.JIRA_RETRY_BACKOFF)
+    pauses = list(app_settings.JIRA_RETRY_BACKOFF)
     reused = False
     while True:
         attempt_started = time.monotonic()  # the provider rotated, if at all, after this
@@ -469,22 +469,3 @@ def token_after(account: Grant, result: RefreshResult) -> str:
     if not isinstance(account.access_token, str):
         raise ServiceError(f"Not connected to Jira: {reconnect_hint(account)}.")
     return account.access_token
-
-
-@sensitive_variables()
-def jira_get(*, account: ALMAccount, path: str, actor: str = "system", deadline: Deadline | None = None) -> dict:
-    """GET a Jira REST resource as the account's own connection; on a 401, refresh once and retry once.
-
-    For a person's credential, or any method, use services.jira_request / grant_request.
-    """
-    if not isinstance(account, ALMAccount):
-        raise TypeError("jira_get acts as an ALM account's own connection; use grant_request for a credential.")
-    client = client_for(account)
-    client.rest_url(path)  # a path that could leave the Jira host is refused before any token is read
-    token = valid_access_token(account=account, actor=actor)
-    try:
-        return client.get(path, access_token=Secret(token), deadline=deadline)
-    except JiraUnauthorized:
-        result = refresh_account(account_id=account.pk, actor=actor, unless_access_token_changed_from=token)
-        account.refresh_from_db()
-        return client.get(path, access_token=Secret(token_after(account, result)), deadline=deadline)

@@ -34,7 +34,7 @@ guarantees every caller needs:
       longer than MAX_RETRY_AFTER_SECONDS is not waited for: the error says
       how long Jira asked for.
     * 502/503/504, a read timeout, a connection broken mid-answer: retried with
-      settings.JIRA_RETRY_BACKOFF only for GET, HEAD and OPTIONS. POST, PUT
+      JIRA_RETRY_BACKOFF only for GET, HEAD and OPTIONS. POST, PUT
       and DELETE are not retried once they may have reached Jira: Jira's PUT
       /issue accepts "update" operations such as adding a comment, which a
       second attempt would do twice, and a DELETE that was carried out answers
@@ -58,10 +58,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.views.decorators.debug import sensitive_variables
 
+from ..conf import app_settings
 from ..jira import (
     Deadline,
     DeadlineExceeded,
@@ -332,7 +332,7 @@ def _retry_pause(exc: JiraUnavailable, *, may_repeat: bool, attempt: int, budget
     """How long to wait before the next attempt, or (None, why not retried; "" when retrying makes no sense)."""
     if isinstance(exc, DeadlineExceeded):
         return None, ""
-    backoff = list(settings.JIRA_RETRY_BACKOFF)
+    backoff = list(app_settings.JIRA_RETRY_BACKOFF)
     rate_limited = isinstance(exc, JiraRESTError) and exc.status == 429
     if rate_limited:
         pass  # refused before Jira did anything: any method
