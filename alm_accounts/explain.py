@@ -98,7 +98,7 @@ def plain_text(value, limit: int) -> str:
 
 
 def oauth_error(stage: str, error: str, description: str = "", *, advice: dict | None = None) -> str:
-    """`advice`: the provider's own words where they differ (providers.Cloud.advice)."""
+    """`advice`: the provider's own words where they differ (providers.cloud.Cloud.advice)."""
     error, description = plain_text(error, 100), plain_text(description, 500)
     advice = (advice or {}).get((stage, error)) or ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
     detail = f" Jira said: {error}" + (f" — {description}" if description else "")

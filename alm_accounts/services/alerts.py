@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
+from ..providers import provider_for
 from ..validators import email_addresses
 from .alert_delivery import deliver_alert
 
@@ -84,7 +85,7 @@ def consent_ending(grant: Grant, *, now) -> dict:
     Decided under the grant's row lock with each success; a new consent (store_new_grant clears
     reconsent_warned_at and connected_at is now) starts a new year.
     """
-    provider = grant.grant_account.provider
+    provider = provider_for(grant.grant_account)
     lifetime = provider.consent_lifetime
     if lifetime is None or grant.connected_at is None or grant.reconsent_warned_at is not None:
         return {}
@@ -197,7 +198,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
         todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
-                + grant.grant_account.provider.lifetime_hint)
+                + provider_for(grant.grant_account).lifetime_hint)
     elif reason == "expired":
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."

@@ -14,6 +14,7 @@ from .. import egress
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
+from ..providers import provider_for
 from . import statements
 
 log = logging.getLogger("alm_accounts.services")
@@ -54,7 +55,7 @@ def actor_of(user) -> str:
 def client_for(account: ALMAccount) -> JiraClient:
     """The provider's client with the account's credentials (Cloud: the deployment's app unless the account has its
     own), sending the Client Secret only to where it was entered for."""
-    provider = account.provider
+    provider = provider_for(account)
     client_id, secret = provider.credentials(account)
     if isinstance(secret, UnreadableSecret):
         raise ServiceError(

@@ -32,6 +32,7 @@ from .. import egress, explain
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
+from ..providers import provider_for
 from ..validators import normalize_base_url
 from .authorization import ACCOUNTS_OWN, identity_holder, jira_user, person_with_the_accounts_identity
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
@@ -105,7 +106,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         raise ServiceError(refused)
     display = display or "an unnamed user"
     if grant.grant_kind == "account":
-        message = f"Connected to {account.provider.describe_site(info, account)} as {display}.{warning}"
+        message = f"Connected to {provider_for(account).describe_site(info, account)} as {display}.{warning}"
     else:
         version = explain.plain_text(info.get("version"), 40) or "?"
         message = f"Connected to Jira {version} as {display}."
@@ -118,7 +119,7 @@ def _test_failure(grant: Grant, exc: ServiceError) -> str:
     the account's page), or the call's own message naming the person's connection and what they can do."""
     jira_error = getattr(exc, "jira_error", None)
     if grant.grant_kind == "account" and jira_error is not None:
-        return explain.describe("api", jira_error, advice=grant.grant_account.provider.advice)
+        return explain.describe("api", jira_error, advice=provider_for(grant.grant_account).advice)
     return str(exc)
 
 
@@ -236,8 +237,8 @@ class HeldGrant:
     @sensitive_variables()
     def revoke(self, *, deadline: Deadline) -> Revocation:
         """Best effort, never raises: the tokens are already deleted here, whatever Jira answers."""
-        if not self.jira.provider.can_revoke:
-            return Revocation(False, f"{self.jira.provider.label} has no revocation endpoint")
+        if not provider_for(self.jira).can_revoke:
+            return Revocation(False, f"{provider_for(self.jira).label} has no revocation endpoint")
         if self.unreadable:
             return Revocation(False, "the stored tokens cannot be decrypted with the configured "
                                      "FIELD_ENCRYPTION_KEY, so they could not be sent to Jira")
@@ -265,7 +266,7 @@ class HeldGrant:
 
     def where_in_jira(self, *, to_owner: bool = False) -> str:
         """Where the grant can be ended in Jira itself; `to_owner`: addressed to the person whose grant it is."""
-        return self.jira.provider.where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
+        return provider_for(self.jira).where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
                                                   to_owner=to_owner)
 
 

@@ -29,6 +29,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import explain
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
 from ..models import ALMAccount, ALMCredential, Grant, is_due
+from ..providers import provider_for
 from . import alerts, client_refused, statements
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
@@ -187,7 +188,7 @@ def refresh_grant(
             try:
                 tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
                                                redirect_uri=account.callback_url, deadline=deadline,
-                                               reuse_leeway=account.grant_account.provider.reuse_leeway)
+                                               reuse_leeway=provider_for(account.grant_account).reuse_leeway)
             except ServiceError as exc:
                 return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
             except JiraOAuthError as exc:
@@ -397,7 +398,7 @@ def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str
 
 def _refresh_advice(grant: Grant, exc) -> str:
     """Jira's refresh failure in the words of whoever can fix it: the admin's button, or the person's page."""
-    message = explain.describe("refresh", exc, advice=grant.grant_account.provider.advice)
+    message = explain.describe("refresh", exc, advice=provider_for(grant.grant_account).advice)
     if grant.grant_kind == "user":
         message = (message.replace("Click Get Auth Token to authorize again", "Reconnect under My ALM Credentials")
                    .replace("click Get Auth Token", "reconnect under My ALM Credentials"))
