@@ -25,10 +25,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
-from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
+from ..kinds import kind_of
+from ..models import Alert, ALMAccount, Grant, GrantStatus
 from ..providers import provider_for
 from ..validators import email_addresses
 from .alert_delivery import deliver_alert
@@ -51,7 +51,7 @@ def after_failure(grant: Grant, *, now, status: str, message: str, reason: str =
     failing_since = grant.failing_since or now
     reason = reason or broken_reason(grant, now=now, status=status, failing_since=failing_since)
     fields = {"failing_since": failing_since}
-    if reason == CLIENT_REFUSED and grant.grant_kind == "account":
+    if reason == CLIENT_REFUSED and not kind_of(grant).alerts_when_client_refused:
         return fields
     if reason and not grant.alert_open:
         raise_alert(grant, event=Alert.Event.BROKEN, reason=reason, detail=message, now=now)
@@ -119,7 +119,7 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
         reason=reason,
         account=account,
         account_name=account.name,
-        credential=grant if isinstance(grant, ALMCredential) else None,
+        credential=kind_of(grant).credential(grant),
         grant_owner=person,
         subject=subject[:255],
         message=body,
@@ -141,19 +141,11 @@ def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
     removed link, which they were told about once for the whole account)."""
     account: ALMAccount = grant.grant_account
     for_account = email_addresses(account.notify) or [email for _, email in settings.ADMINS]
-    if not isinstance(grant, ALMCredential):
-        return _unique(for_account)
-    person = [grant.user.email] if grant.user.email else []
-    if reason == CLIENT_REFUSED:
-        return person
-    if account.unconnected_users == ALMAccount.UnconnectedUsers.REFUSE or not person:
-        return _unique(person + for_account)
-    return person
+    return _unique(kind_of(grant).recipients(grant, for_account=for_account, client_refused=reason == CLIENT_REFUSED))
 
 
 def link_for(grant: Grant) -> str:
-    path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
-    return settings.PUBLIC_BASE_URL + path
+    return settings.PUBLIC_BASE_URL + kind_of(grant).link(grant)
 
 
 def _unique(addresses: list[str]) -> list[str]:

@@ -462,7 +462,7 @@ def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, 
             if site_of.cloud_id:
                 ALMAccount.objects.filter(pk=site_of.pk).update(cloud_id=site_of.cloud_id,
                                                                 cloud_site_name=site_of.cloud_site_name)
-                if isinstance(locked, ALMAccount):
+                if locked.grant_account is locked:  # the account's own connection: its row is the account
                     locked.cloud_id, locked.cloud_site_name = site_of.cloud_id, site_of.cloud_site_name
             store_new_grant(locked, tokens)
         return locked

@@ -32,6 +32,7 @@ from __future__ import annotations
 from django.db.models import Q
 
 from ..jira import JiraOAuthError
+from ..kinds import PERSON, kind_of
 from ..models import Alert, ALMAccount, Grant
 from ..providers import provider_for
 from ..selectors import CLIENT_RECHECK
@@ -73,4 +74,4 @@ def record(grant: Grant, *, now) -> None:
 def words_for(grant: Grant) -> str:
     """The grant's last error while its account's client is refused: for the administrator, or for the person."""
     account = grant.grant_account
-    return provider_for(account).client_refused_words(account, for_person=grant.grant_kind == "user")
+    return provider_for(account).client_refused_words(account, for_person=kind_of(grant).fixed_by == PERSON)

@@ -31,13 +31,14 @@ from django.views.decorators.debug import sensitive_variables
 from .. import egress, explain
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
+from ..kinds import KINDS, NOT_THEIR_OWN_JIRA_USER, kind_of
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
 from ..providers import provider_for
 from ..validators import normalize_base_url
 from .authorization import ACCOUNTS_OWN, identity_holder, jira_user, person_with_the_accounts_identity
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 from .grants import GrantRef, refresh_deadline, valid_access_token
-from .jira_calls import NOT_THEIR_OWN_JIRA_USER, grant_request
+from .jira_calls import grant_request
 
 # What "not connected" looks like: every field of a grant, wiped.
 WIPED = {
@@ -105,11 +106,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=refused)
         raise ServiceError(refused)
     display = display or "an unnamed user"
-    if grant.grant_kind == "account":
-        message = f"Connected to {provider_for(account).describe_site(info, account)} as {display}.{warning}"
-    else:
-        version = explain.plain_text(info.get("version"), 40) or "?"
-        message = f"Connected to Jira {version} as {display}."
+    message = kind_of(grant).test_passed(grant, info=info, display=display, warning=warning)
     record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
 
@@ -117,19 +114,11 @@ def test_grant(*, grant: Grant, actor: str) -> str:
 def _test_failure(grant: Grant, exc: ServiceError) -> str:
     """A failed Test in the words of whoever clicked it: Jira's error explained to an admin (with the buttons of
     the account's page), or the call's own message naming the person's connection and what they can do."""
-    jira_error = getattr(exc, "jira_error", None)
-    if grant.grant_kind == "account" and jira_error is not None:
-        return explain.describe("api", jira_error, advice=provider_for(grant.grant_account).advice)
-    return str(exc)
+    return kind_of(grant).test_failed(grant, exc)
 
 
 def _not_connected(grant: Grant, actor: str) -> str:
-    if grant.grant_kind == "account":
-        return "This account is not connected to Jira yet: click Get Auth Token."
-    if actor == grant.grant_owner:
-        return (f"Your Jira account is not connected to {grant.grant_account.name} yet: click Connect my Jira "
-                "account under My ALM Credentials.")
-    return f"{grant.grant_owner} has not connected their Jira account to {grant.grant_account.name}."
+    return kind_of(grant).not_connected(grant, actor)
 
 
 def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
@@ -145,10 +134,10 @@ def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
     """
     who = display or name or "an unnamed user"
     with own_transaction("Test connection"):
-        account = GrantRef("account", grant.grant_account.pk).locked()
+        account = GrantRef.of(grant.grant_account).locked()
         if account is None:
             return "", ""  # deleted meanwhile: nothing left to record
-        if grant.grant_kind == "account":
+        if not kind_of(grant).must_be_own_jira_user:
             mark(account, connected_as_name=name, connected_as_display_name=display)
             account.connected_as_name, account.connected_as_display_name = name, display
             return "", person_with_the_accounts_identity(account) if name else ""
@@ -286,7 +275,7 @@ def _wipe(grant: Grant) -> list[str]:
 
 def _wipe_keeping_refusal(grant: Grant) -> list[str]:
     """As _wipe, except that a person's credential Jira stopped accepting stays refused (KEPT_REFUSAL)."""
-    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
+    if not kind_of(grant).refusal_outlives_disconnect(grant):
         return _wipe(grant)
     kept = {name: getattr(grant, name) for name in KEPT_REFUSAL}
     fields = _wipe(grant)
@@ -297,19 +286,7 @@ def _wipe_keeping_refusal(grant: Grant) -> list[str]:
 
 def _still_refused(grant: Grant, actor: str) -> str:
     """What a Disconnect of a credential Jira stopped accepting leaves: the refusal, in the words of who clicked."""
-    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
-        return ""
-    account = grant.grant_account.name
-    not_their_own = grant.last_error.startswith(NOT_THEIR_OWN_JIRA_USER)  # Test found another's Jira user
-    if actor == grant.grant_owner:
-        why = ("Your connection acted as a Jira user that is not yours" if not_their_own else
-               "Jira had stopped accepting your connection")
-        return (f" {why}, so until you reconnect nothing is done in Jira for you on {account}: the account's own "
-                "connection is not used instead.")
-    why = (f"{grant.grant_owner}'s connection acted as a Jira user that is not theirs" if not_their_own else
-           f"Jira had stopped accepting {grant.grant_owner}'s connection")
-    return (f" {why}, so until they reconnect nothing is done in Jira for them on {account}: the account's own "
-            "connection is not used instead.")
+    return kind_of(grant).still_refused(grant, actor)
 
 
 def _complete_event(event: AuthEvent | None, message: str) -> None:
@@ -330,11 +307,7 @@ def disconnect(*, account: ALMAccount, actor: str) -> Outcome:
 
 def _disconnected(grant: Grant, actor: str) -> tuple[str, str, bool]:
     """How a disconnect is told to whoever clicked: (lead, whose tokens, addressed to the person)."""
-    if grant.grant_kind == "account":
-        return "Disconnected", "the tokens", False
-    if actor == grant.grant_owner:
-        return "Disconnected", "your tokens", True
-    return f"Disconnected {grant.grant_owner}", "their tokens", False
+    return kind_of(grant).disconnected(grant, actor)
 
 
 @sensitive_variables()
@@ -348,8 +321,7 @@ def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
     with own_transaction("Disconnect"):
         locked = ref.locked()
         if locked is None:
-            raise ServiceError("This ALM account no longer exists." if ref.kind == "account" else
-                               "This Jira credential no longer exists: nothing was disconnected.")
+            raise ServiceError(KINDS[ref.kind].gone)
         lead, tokens, to_owner = _disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
         refused = _still_refused(locked, actor)
