@@ -19,6 +19,9 @@ RECONNECT = {
     ADMINISTRATOR: "click Get Auth Token on the ALM account",
     PERSON: "reconnect under My ALM Credentials ({account})",
 }
+# Where its owner reconnects a grant, and the button they click there.
+OWN_PAGE = {ADMINISTRATOR: "the ALM account's page", PERSON: "My ALM Credentials"}
+RECONNECT_BUTTON = {ADMINISTRATOR: "Get Auth Token", PERSON: "Reconnect"}
 # What mends a failed refresh, in the refresh advice (explain.ADMINISTRATOR_MENDS for an administrator).
 MENDS = {
     ADMINISTRATOR: explain.ADMINISTRATOR_MENDS,
@@ -28,6 +31,12 @@ MENDS = {
 
 def reconnect_hint(grant: Grant) -> str:
     return RECONNECT[kind_of(grant).fixed_by].format(account=grant.grant_account.name)
+
+
+def where_to_reconnect(grant: Grant) -> tuple[str, str]:
+    """(the page, the button) where the grant's owner connects it again."""
+    fixed_by = kind_of(grant).fixed_by
+    return OWN_PAGE[fixed_by], RECONNECT_BUTTON[fixed_by]
 
 
 def refresh_failure(grant: Grant, exc: JiraError) -> str:

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .. import messages
 from ..kinds import kind_of
 from ..models import Alert, ALMAccount, Grant, GrantStatus
 from ..providers import provider_for
@@ -159,9 +160,8 @@ def _unique(addresses: list[str]) -> list[str]:
 
 def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
     person = grant.grant_owner
-    where = "My ALM Credentials" if person else "the ALM account's page"
+    where, button = messages.where_to_reconnect(grant)
     if event == Alert.Event.CONSENT_ENDING:
-        button = "Reconnect" if person else "Get Auth Token"
         return (
             f"Jira Cloud consent ends soon: {who}",
             f"Atlassian ends every Jira Cloud grant 365 days after its consent, however often it is refreshed. "
@@ -189,7 +189,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
         return f"Jira connection broken: {who}", detail
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
-        todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
+        todo = (f"Open {where} and click {button}." + " "
                 + provider_for(grant.grant_account).lifetime_hint)
     elif reason == "expired":
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
