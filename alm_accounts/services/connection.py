@@ -85,7 +85,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
     """
     try:
         if grant.refresh_token is None:
-            raise ServiceError(_not_connected(grant, actor))
+            raise ServiceError(kind_of(grant).not_connected(grant, actor))
         # A grant that yields no token (Jira stopped accepting it, unreadable secrets) says why in its own words.
         valid_access_token(account=grant, actor=actor)
         deadline = refresh_deadline()  # both calls together answer before a web server's timeout
@@ -96,7 +96,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
             raise ServiceError("Jira's answer is not the JSON object its REST API returns: check the Jira base URL "
                                "(a proxy or login page may answer in Jira's place).")
     except ServiceError as exc:
-        message = _test_failure(grant, exc)
+        message = kind_of(grant).test_failed(grant, exc)
         record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
         raise ServiceError(message) from None
     account = grant.grant_account
@@ -109,16 +109,6 @@ def test_grant(*, grant: Grant, actor: str) -> str:
     message = kind_of(grant).test_passed(grant, info=info, display=display, warning=warning)
     record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
-
-
-def _test_failure(grant: Grant, exc: ServiceError) -> str:
-    """A failed Test in the words of whoever clicked it: Jira's error explained to an admin (with the buttons of
-    the account's page), or the call's own message naming the person's connection and what they can do."""
-    return kind_of(grant).test_failed(grant, exc)
-
-
-def _not_connected(grant: Grant, actor: str) -> str:
-    return kind_of(grant).not_connected(grant, actor)
 
 
 def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
@@ -284,11 +274,6 @@ def _wipe_keeping_refusal(grant: Grant) -> list[str]:
     return fields
 
 
-def _still_refused(grant: Grant, actor: str) -> str:
-    """What a Disconnect of a credential Jira stopped accepting leaves: the refusal, in the words of who clicked."""
-    return kind_of(grant).still_refused(grant, actor)
-
-
 def _complete_event(event: AuthEvent | None, message: str) -> None:
     """The event was written with the ending (a crash while Jira answers still leaves it); add Jira's answer."""
     if event is not None:
@@ -305,11 +290,6 @@ def disconnect(*, account: ALMAccount, actor: str) -> Outcome:
     return disconnect_grant(grant=account, actor=actor)
 
 
-def _disconnected(grant: Grant, actor: str) -> tuple[str, str, bool]:
-    """How a disconnect is told to whoever clicked: (lead, whose tokens, addressed to the person)."""
-    return kind_of(grant).disconnected(grant, actor)
-
-
 @sensitive_variables()
 def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
     """Delete a grant's tokens here (committed first), then revoke them at Jira with the copy held in memory.
@@ -322,9 +302,9 @@ def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
         locked = ref.locked()
         if locked is None:
             raise ServiceError(KINDS[ref.kind].gone)
-        lead, tokens, to_owner = _disconnected(locked, actor)
+        lead, tokens, to_owner = kind_of(locked).disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
-        refused = _still_refused(locked, actor)
+        refused = kind_of(locked).still_refused(locked, actor)
         locked.save(update_fields=_wipe_keeping_refusal(locked))
         none_stored = f"{lead}: no tokens were stored.{refused}"
         event = record_event(locked, actor=actor, kind=Kind.DISCONNECTED, ok=True, message=(
