@@ -7,8 +7,9 @@ row is locked and its account reached, which grants the refresher keeps alive, w
 what its owner reads, and who is told when it breaks. Callers ask `kind_of(grant)` (or `KINDS[ref.kind]` for a
 GrantRef) and never test `grant_kind`: a new kind of connection is one new class here, registered in KINDS.
 
-The words a kind's owner reads that are the same for every kind (the reconnect hint, a refresh failure) are in
-alm_accounts.messages; a kind only says whose action mends it (`fixed_by`).
+Words that depend only on who mends a grant (the reconnect hint, the page and button, a refresh failure) are in
+alm_accounts.messages, chosen by the kind's `fixed_by`; the sentences particular to one kind (Test, Disconnect,
+"not connected") are its methods here.
 """
 
 from __future__ import annotations
@@ -255,10 +256,6 @@ KINDS: dict[str, GrantKind] = {kind.key: kind for kind in (AccountsOwn(), Person
 
 def kind_of(grant: Grant) -> GrantKind:
     return KINDS[grant.grant_kind]
-
-
-def kind_for_model(model: type[Grant]) -> GrantKind:
-    return KINDS[model.grant_kind]
 
 
 def jira_name(grant: Grant) -> str:
