@@ -30,6 +30,7 @@ from .conf import app_settings
 from .forms import ALMAccountForm
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
+from .providers import provider_for
 from .status import GrantHealthFilter, admin_summary
 
 AUDIT_TRAIL_ROWS = 25
@@ -157,7 +158,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Provider", ordering="authentication")
     def provider_display(self, obj):
         site = f" ({obj.cloud_site_name})" if obj.cloud_site_name else ""
-        return f"{obj.provider.label}{site}"
+        return f"{provider_for(obj).label}{site}"
 
     @admin.display(description="Jira Cloud site")
     def cloud_site(self, obj):
@@ -169,7 +170,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Consent ends")
     def consent_ends(self, obj):
         """Jira Cloud ends every grant a year after its consent: when, so that nobody is surprised."""
-        lifetime = obj.provider.consent_lifetime
+        lifetime = provider_for(obj).consent_lifetime
         if lifetime is None or obj.connected_at is None or obj.refresh_token is None:
             return "—"
         ends = obj.connected_at + lifetime

@@ -41,8 +41,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .conf import app_settings
-from .models import Alert, ALMAccount, ALMCredential, GrantStatus, RefresherRun
-from .status import HEALTH, KEPT_ALIVE, HealthCount, StatusSummary, rules_for, status_summary
+from .kinds import KINDS
+from .models import Alert, GrantStatus, RefresherRun
+from .status import HEALTH, HealthCount, StatusSummary, rules_for, status_summary
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +171,8 @@ class DeploymentCollector:
 
     def collect(self):
         now = self.now
-        kinds = {
-            ALMAccount.grant_kind: _grant_figures(ALMAccount.objects.all(), kept_alive=KEPT_ALIVE),
-            # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-            ALMCredential.grant_kind: _grant_figures(ALMCredential.objects.all(),
-                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True)),
-        }
+        kinds = {key: _grant_figures(kind.model.objects.all(), kept_alive=kind.kept_alive())
+                 for key, kind in KINDS.items()}
         last = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("started_at", "finished_at", "outcome", *RUN_RESULTS).first())
         recent = RefresherRun.objects.filter(finished_at__gte=now - RECENT).order_by().aggregate(

@@ -48,7 +48,7 @@ REFUSED_NOT_YOUR_OWN = ("Nothing is done in Jira for you until you reconnect as 
 
 
 def ready_accounts() -> QuerySet[ALMAccount]:
-    """The accounts people can connect to, in SQL: ALMAccount.is_ready_for_people (Client ID and Secret present;
+    """The accounts people can connect to, in SQL: providers.Provider.is_ready (Client ID and Secret present;
     for Jira Cloud, the deployment's Atlassian app serves accounts without their own).
 
     The form stores a blank Client Secret as NULL, so "not NULL" is the same rule without decrypting it.

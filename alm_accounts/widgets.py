@@ -4,7 +4,7 @@ from django import forms
 from django.utils.html import format_html
 
 from .conf import app_settings
-from .models import ALMAccount, callback_url_for
+from .models import ALMAccount, callback_url_for, cloud_callback_url
 from .validators import is_well_formed_callback_id
 
 
@@ -18,8 +18,6 @@ class CallbackURLWidget(forms.Widget):
     def render(self, name, value, attrs=None, renderer=None):
         """Jira Data Center's callback URL (one per account) and this deployment's one Jira Cloud callback URL;
         provider_fields.js shows the one of the chosen authentication."""
-        from .providers import cloud_callback_url  # providers imports the models, as this module does
-
         url = callback_url_for(value) if is_well_formed_callback_id(value) else ""
         if app_settings.ATLASSIAN_CLIENT_ID:
             cloud_note = ("This deployment's Atlassian app is configured: nothing to register. Only if this account "

@@ -25,11 +25,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
+from .. import messages
 from ..conf import app_settings
-from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
+from ..kinds import kind_of
+from ..models import Alert, ALMAccount, Grant, GrantStatus
+from ..providers import provider_for
 from ..validators import email_addresses
 from .alert_delivery import ChannelReport, deliver_alert, send_test
 
@@ -51,7 +53,7 @@ def after_failure(grant: Grant, *, now, status: str, message: str, reason: str =
     failing_since = grant.failing_since or now
     reason = reason or broken_reason(grant, now=now, status=status, failing_since=failing_since)
     fields = {"failing_since": failing_since}
-    if reason == CLIENT_REFUSED and grant.grant_kind == "account":
+    if reason == CLIENT_REFUSED and not kind_of(grant).alerts_when_client_refused:
         return fields
     if reason and not grant.alert_open:
         raise_alert(grant, event=Alert.Event.BROKEN, reason=reason, detail=message, now=now)
@@ -85,7 +87,7 @@ def consent_ending(grant: Grant, *, now) -> dict:
     Decided under the grant's row lock with each success; a new consent (store_new_grant clears
     reconsent_warned_at and connected_at is now) starts a new year.
     """
-    provider = grant.grant_account.provider
+    provider = provider_for(grant.grant_account)
     lifetime = provider.consent_lifetime
     if lifetime is None or grant.connected_at is None or grant.reconsent_warned_at is not None:
         return {}
@@ -119,7 +121,7 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
         reason=reason,
         account=account,
         account_name=account.name,
-        credential=grant if isinstance(grant, ALMCredential) else None,
+        credential=kind_of(grant).credential(grant),
         grant_owner=person,
         subject=subject[:255],
         message=body,
@@ -147,19 +149,11 @@ def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
     removed link, which they were told about once for the whole account)."""
     account: ALMAccount = grant.grant_account
     for_account = email_addresses(account.notify) or [email for _, email in settings.ADMINS]
-    if not isinstance(grant, ALMCredential):
-        return _unique(for_account)
-    person = [grant.user.email] if grant.user.email else []
-    if reason == CLIENT_REFUSED:
-        return person
-    if account.unconnected_users == ALMAccount.UnconnectedUsers.REFUSE or not person:
-        return _unique(person + for_account)
-    return person
+    return _unique(kind_of(grant).recipients(grant, for_account=for_account, client_refused=reason == CLIENT_REFUSED))
 
 
 def link_for(grant: Grant) -> str:
-    path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
-    return app_settings.PUBLIC_BASE_URL + path
+    return app_settings.PUBLIC_BASE_URL + kind_of(grant).link(grant)
 
 
 def _unique(addresses: list[str]) -> list[str]:
@@ -173,9 +167,8 @@ def _unique(addresses: list[str]) -> list[str]:
 
 def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
     person = grant.grant_owner
-    where = "My ALM Credentials" if person else "the ALM account's page"
+    where, button = messages.where_to_reconnect(grant)
     if event == Alert.Event.CONSENT_ENDING:
-        button = "Reconnect" if person else "Get Auth Token"
         return (
             f"Jira Cloud consent ends soon: {who}",
             f"Atlassian ends every Jira Cloud grant 365 days after its consent, however often it is refreshed. "
@@ -203,8 +196,8 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
         return f"Jira connection broken: {who}", detail
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
-        todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
-                + grant.grant_account.provider.lifetime_hint)
+        todo = (f"Open {where} and click {button}." + " "
+                + provider_for(grant.grant_account).lifetime_hint)
     elif reason == "expired":
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."

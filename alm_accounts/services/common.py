@@ -13,7 +13,9 @@ from .. import egress
 from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
-from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
+from ..kinds import kind_of
+from ..models import ALMAccount, AuthEvent, Grant
+from ..providers import provider_for
 from . import statements
 
 log = logging.getLogger("alm_accounts.services")
@@ -37,7 +39,7 @@ def record_event(grant: Grant | None, *, actor: str, kind: str, ok: bool, messag
     account = grant.grant_account if grant is not None else None
     return statements.insert(AuthEvent(
         account=account,
-        credential=grant if isinstance(grant, ALMCredential) else None,
+        credential=kind_of(grant).credential(grant) if grant is not None else None,
         grant_owner=(grant_owner or (grant.grant_owner if grant is not None else ""))[:150],
         account_name=(account.name if account is not None else account_name)[:200],
         actor=(actor or "system")[:150],
@@ -54,7 +56,7 @@ def actor_of(user) -> str:
 def client_for(account: ALMAccount) -> JiraClient:
     """The provider's client with the account's credentials (Cloud: the deployment's app unless the account has its
     own), sending the Client Secret only to where it was entered for."""
-    provider = account.provider
+    provider = provider_for(account)
     client_id, secret = provider.credentials(account)
     if isinstance(secret, UnreadableSecret):
         raise ServiceError(
