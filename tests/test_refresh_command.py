@@ -31,8 +31,8 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from alm_accounts import services
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount
+from alm_accounts.refresher import selection
 from tests.conftest import Run
 from tests.fake_jira import FakeJira
 
@@ -210,13 +210,12 @@ def test_ctrl_c_during_a_refresh_in_this_process_is_handled_and_the_handlers_are
 # --------------------------------------------------------------------------
 
 
-def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_command, monkeypatch):
+def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_command):
     """The database connection is lost while the ids are streamed: exit 1 and say so, never exit 0."""
     keys = create_accounts(fake_jira, 6)
-    real_select = RefreshTokensCommand._select
 
-    def select_then_lose_the_connection(self, accounts, due_within):
-        rows = real_select(self, accounts, due_within)
+    def select_then_lose_the_connection(accounts, due_within):
+        rows = selection.select(accounts, due_within)
 
         def stream():
             yield from islice(rows, 3)
@@ -224,10 +223,8 @@ def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_com
 
         return stream()
 
-    monkeypatch.setattr(RefreshTokensCommand, "_select", select_then_lose_the_connection)
-
-    # --force: the ids go straight to the refreshes (a due-only run reads them by blocks first, see _spread).
-    run = run_command("--concurrency", "4", "--force")
+    # --force: the ids go straight to the refreshes (a due-only run reads them by blocks first, see spread).
+    run = run_command("--concurrency", "4", "--force", select=select_then_lose_the_connection)
 
     assert run.code == 1, run
     assert ("The list of account connections and user credentials could not be read (OperationalError): "
