@@ -26,7 +26,6 @@ import signal
 from collections import Counter
 
 from django.conf import settings
-from django.core.management.base import OutputWrapper
 
 from alm_accounts.services import RefreshOutcome
 from kendis_integration.logs import JsonFormatter
@@ -43,19 +42,25 @@ class BadArguments(Exception):
     """Arguments the refresher refuses (exit code 2); the message says why, in the command's words."""
 
 
-class JsonLines(OutputWrapper):
+class JsonLines:
     """The command's output as JSON lines (LOG_FORMAT=json): each write is one object, as a log record would be
-    (logger alm_accounts.refresher, INFO on stdout, ERROR on stderr), so that a log shipper reads every line."""
+    (logger alm_accounts.refresher, INFO on stdout, ERROR on stderr), so that a log shipper reads every line.
+    Written like the command's OutputWrapper (write(msg, style_func, ending)); no style, no colour."""
+
+    style_func = None  # BaseCommand.execute sets it; a JSON line has no colour
 
     def __init__(self, out, *, level: int):
-        super().__init__(out)
+        self.out = out
         self.level = level
 
     def write(self, msg="", style_func=None, ending=None):
         text = msg.rstrip("\n")
         if text.strip():
-            self._out.write(json_line(text, level=self.level) + "\n")
-            self._out.flush()
+            self.out.write(json_line(text, level=self.level) + "\n")
+            self.out.flush()
+
+    def flush(self):
+        self.out.flush()
 
 
 def json_line(text: str, *, level: int) -> str:

@@ -38,13 +38,13 @@ Exit codes of --loop (it only ends on a signal):
 from __future__ import annotations
 
 import logging
+import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from alm_accounts.refresher.loop import SINGLE_RUN_WINDOW
 from alm_accounts.refresher.main import Options, main
-from alm_accounts.refresher.report import BAD_ARGUMENTS, BadArguments, JsonLines, Report
+from alm_accounts.refresher.report import BAD_ARGUMENTS, BadArguments, JsonLines, Report, json_output
 from alm_accounts.refresher.run import Effects
 
 
@@ -72,8 +72,9 @@ class Command(BaseCommand):
     # A cron job every few minutes: skip the full system checks at start.
     requires_system_checks = []
 
-    def __init__(self, *args, effects: Effects | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, stdout=None, stderr=None, no_color=False, force_color=False, *, effects: Effects | None = None):
+        super().__init__(stdout=stdout, stderr=stderr, no_color=no_color, force_color=force_color)
+        self.streams = (stdout or sys.stdout, stderr or sys.stderr)  # where JSON lines go (LOG_FORMAT=json)
         self.effects = effects  # the engine's side effects; None: the real ones (tests give their own)
 
     def add_arguments(self, parser):
@@ -99,9 +100,9 @@ class Command(BaseCommand):
                                  "REFRESHER_INTERVAL_SECONDS, 300).")
 
     def execute(self, *args, **options):
-        if settings.LOG_FORMAT == "json":
-            self.stdout = JsonLines(options.pop("stdout", None) or self.stdout._out, level=logging.INFO)
-            self.stderr = JsonLines(options.pop("stderr", None) or self.stderr._out, level=logging.ERROR)
+        if json_output():  # LOG_FORMAT=json
+            self.stdout = JsonLines(options.pop("stdout", None) or self.streams[0], level=logging.INFO)
+            self.stderr = JsonLines(options.pop("stderr", None) or self.streams[1], level=logging.ERROR)
             if not options.get("force_color"):
                 options["no_color"] = True  # no terminal colours inside JSON
         return super().execute(*args, **options)
