@@ -16,6 +16,7 @@ it (the test database lives in memory, out of another process's reach).
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -27,12 +28,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.core.management.base import OutputWrapper
+from django.core.management.color import no_style
 from django.db import OperationalError, connection
 from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount
 from alm_accounts.refresher import selection
+from alm_accounts.refresher.heartbeat import Heartbeat
+from alm_accounts.refresher.main import Options, main
+from alm_accounts.refresher.report import Report
+from alm_accounts.refresher.run import Effects
 from tests.conftest import Run
 from tests.fake_jira import FakeJira
 
@@ -298,3 +305,29 @@ def test_processes_beyond_the_concurrency_are_refused_and_sqlite_runs_in_one_pro
         assert run.code == 0 and "SQLite serialises refreshes: running in one process." in run.err, run
     else:
         assert run.code == 2 and "--processes must be at most the concurrency (2)" in run.err, run
+
+
+# --------------------------------------------------------------------------
+# The engine without the command
+# --------------------------------------------------------------------------
+
+
+def test_the_refresher_runs_without_the_command_writing_to_the_report_it_is_given(fake_jira):
+    """refresher.main.main is what the command calls: its lines go to the Report given, its heartbeat to the
+    Effects given, and it returns the exit code."""
+    keys = create_accounts(fake_jira, 2)
+    out, err = io.StringIO(), io.StringIO()
+    report = Report(stdout=OutputWrapper(out), stderr=OutputWrapper(err), style=no_style(), verbosity=1)
+    heartbeats = []
+
+    def heartbeat(mode, report):
+        heartbeats.append(mode)
+        return Heartbeat(mode, report)
+
+    code = main(Options(concurrency=1), report=report, effects=Effects(heartbeat=heartbeat))
+
+    assert code == 0, (out.getvalue(), err.getvalue())
+    assert out.getvalue().startswith("Jira 00: refreshed — ")
+    assert "\nSummary: 2 refreshed (2 account connections, 0 user credentials, " in out.getvalue()
+    assert heartbeats == ["once"]
+    assert_every_grant_alive(fake_jira, keys)
