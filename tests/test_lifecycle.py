@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import django.core.management.base as management_base
 import pytest
 import requests
 import responses
@@ -28,7 +27,6 @@ from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from alm_accounts import services
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, AuthEvent
 from tests.conftest import (
     ACCESS_TOKEN,
@@ -59,36 +57,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 
-class _KeepConnections:
-    """Stands in for django.db.connections in management.base: run_from_argv closes every
-    connection when it ends, which would end the test's transaction."""
-
-    @staticmethod
-    def close_all():
-        pass
-
-
 @pytest.fixture
-def manage(monkeypatch, capsys):
-    """Run `manage.py refresh_tokens ARGS` in-process, exactly as manage.py does; return a Run.
-
-    `--concurrency 1` is added unless given: with the `db` fixture the rows live in the test's
-    open transaction, which worker threads (own connections) cannot see on PostgreSQL.
-    """
-    monkeypatch.setattr(management_base, "connections", _KeepConnections)
+def manage(run_command):
+    """Run `manage.py refresh_tokens ARGS` in-process (run_command), `--concurrency 1` added unless given: with
+    the `db` fixture the rows live in the test's open transaction, which worker threads (own connections) cannot
+    see on PostgreSQL."""
 
     def run(*args: str) -> Run:
-        argv = ["manage.py", "refresh_tokens", *args]
-        if "--concurrency" not in args:
-            argv += ["--concurrency", "1"]
-        capsys.readouterr()
-        code = 0
-        try:
-            RefreshTokensCommand().run_from_argv(argv)
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
+        return run_command(*args, *(() if "--concurrency" in args else ("--concurrency", "1")))
 
     return run
 

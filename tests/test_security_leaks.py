@@ -17,7 +17,6 @@ browser is sent to: that is the protocol.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import sys
@@ -27,7 +26,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
 from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
@@ -117,7 +115,7 @@ def webhook():
 
 
 def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, settings, monkeypatch,
-                                             django_capture_on_commit_callbacks, webhook):
+                                             django_capture_on_commit_callbacks, webhook, run_command):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     monkeypatch.setattr(connections["default"], "force_debug_cursor", True)  # SQL with its parameters at DEBUG
@@ -190,13 +188,9 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
         callback(f"{where}: callback", code=code or secrets.new("auth code"), state=state)
 
     def command(where: str, *args):
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            call_command("refresh_tokens", *args, "--concurrency", "1", stdout=out, stderr=err)
-        except SystemExit:
-            pass
-        seen.add(f"{where}: stdout", out.getvalue())
-        seen.add(f"{where}: stderr", err.getvalue())
+        run = run_command(*args, "--concurrency", "1")
+        seen.add(f"{where}: stdout", run.out)
+        seen.add(f"{where}: stderr", run.err)
 
     def status():
         return ALMAccount.objects.get(pk=account.pk).status
