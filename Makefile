@@ -34,6 +34,7 @@ test: $(STAMP)
 	bash scripts/ensure_chromium.sh
 	bash scripts/ensure_nginx.sh
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## The local Jira stand-in on http://127.0.0.1:8090/ (docs/sandbox.md). Another port: make sandbox SANDBOX_PORT=8091
@@ -48,6 +49,7 @@ sandbox: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/refresh_benchmark.py $(BENCH_ARGS)

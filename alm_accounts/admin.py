@@ -12,7 +12,6 @@ from __future__ import annotations
 import shlex
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
@@ -27,9 +26,11 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .admin_records import RecordAdmin
+from .conf import app_settings
 from .forms import ALMAccountForm
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
+from .providers import provider_for
 from .status import GrantHealthFilter, admin_summary
 
 AUDIT_TRAIL_ROWS = 25
@@ -158,7 +159,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Provider", ordering="authentication")
     def provider_display(self, obj):
         site = f" ({obj.cloud_site_name})" if obj.cloud_site_name else ""
-        return f"{obj.provider.label}{site}"
+        return f"{provider_for(obj).label}{site}"
 
     @admin.display(description="Jira Cloud site")
     def cloud_site(self, obj):
@@ -170,7 +171,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Consent ends")
     def consent_ends(self, obj):
         """Jira Cloud ends every grant a year after its consent: when, so that nobody is surprised."""
-        lifetime = obj.provider.consent_lifetime
+        lifetime = provider_for(obj).consent_lifetime
         if lifetime is None or obj.connected_at is None or obj.refresh_token is None:
             return "—"
         ends = obj.connected_at + lifetime
@@ -298,7 +299,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         # One time budget for every revocation of a bulk delete: the request must end.
-        deadline = Deadline(settings.JIRA_REFRESH_DEADLINE)
+        deadline = Deadline(app_settings.JIRA_REFRESH_DEADLINE)
         for account in queryset:
             services.delete_account(account=account, actor=self._actor(request), report=self._reporter(request),
                                     deadline=deadline)
@@ -433,7 +434,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             self.message_user(request, (
                 f"Nothing was refreshed: {count} ALM accounts were selected, and this button refreshes at most "
                 f"{MAX_ACCOUNTS_PER_REFRESH_ACTION} at once (each may wait up to "
-                f"{settings.JIRA_REFRESH_DEADLINE:g} s for Jira). Refresh them on the server instead: "
+                f"{app_settings.JIRA_REFRESH_DEADLINE:g} s for Jira). Refresh them on the server instead: "
                 f"manage.py refresh_tokens --force {accounts}"
             ), messages.ERROR)
             return

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from django.conf import settings
+
+from .conf import app_settings
 
 
 class EgressError(Exception):
@@ -83,11 +84,11 @@ def verify_for(account) -> str | bool:
 
 def proxies_for(base_url: str) -> dict[str, str] | None:
     """JIRA_PROXY_URL for both schemes, unless the Jira host is in JIRA_NO_PROXY."""
-    proxy = getattr(settings, "JIRA_PROXY_URL", "") or ""
+    proxy = app_settings.JIRA_PROXY_URL
     if not proxy:
         return None
     host = (urlsplit(base_url).hostname or "").lower()
-    if bypasses_proxy(host, getattr(settings, "JIRA_NO_PROXY", []) or []):
+    if bypasses_proxy(host, app_settings.JIRA_NO_PROXY):
         return None
     return {"http": proxy, "https": proxy}
 
@@ -103,7 +104,7 @@ def bypasses_proxy(host: str, no_proxy: list[str]) -> bool:
 
 
 def settings_ca_bundle() -> str:
-    return getattr(settings, "JIRA_CA_BUNDLE", "") or ""
+    return app_settings.JIRA_CA_BUNDLE
 
 
 def normalized_certificates(pem: str) -> bytes:

@@ -39,7 +39,7 @@ ADVICE = {
     "Jira Server / Data Center 8.22 or later.",
     ("refresh", "invalid_grant"): "Jira no longer accepts the refresh token (it expired — Jira Data Center's refresh "
     "tokens live 90 days by default, system property refresh.token.expiration.seconds — was revoked, or the "
-    "application link changed). Click Get Auth Token to authorize again.",
+    "application link changed). {authorize_again}.",
     ("refresh", "invalid_client"): f"Jira did not accept the client credentials. Check the Client ID and the Client "
     f"Secret on this account against {LINK}.",
 }
@@ -62,8 +62,7 @@ CLOUD_ADVICE = {
     f"the Callback URL of {CONSOLE} is not exactly the one shown here. Click again to authorize.",
     ("refresh", "invalid_grant"): "Atlassian no longer accepts the refresh token: it was unused for 90 days, the "
     "consent is more than 365 days old (Atlassian ends every grant a year after consent), the app was removed "
-    "under the person's Connected apps, or a replaced refresh token was re-used. Click Get Auth Token to authorize "
-    "again.",
+    "under the person's Connected apps, or a replaced refresh token was re-used. {authorize_again}.",
     ("refresh", "access_denied"): f"Atlassian did not accept the app's credentials. Check them against {CONSOLE} → "
     "Settings.",
     ("refresh", "invalid_client"): f"Atlassian did not accept the app's credentials. Check them against {CONSOLE} → "
@@ -75,9 +74,12 @@ CLOUD_ADVICE = {
 DEFAULT_ADVICE = {
     "authorize": "Jira refused the authorization. Check the account's settings and click Get Auth Token again.",
     "exchange": "Jira refused to issue tokens. Check the account's settings and click Get Auth Token again.",
-    "refresh": "Jira refused to refresh the token. Try again; if it persists, click Get Auth Token.",
+    "refresh": "Jira refused to refresh the token. Try again; if it persists, {mend}.",
     "api": "Jira refused the request.",
 }
+# What mends a refresh failure, filled into the advice above ({authorize_again}, {mend}): by default the
+# administrator's button; messages.refresh_failure gives a person's own words for a person's grant.
+ADMINISTRATOR_MENDS = {"authorize_again": "Click Get Auth Token to authorize again", "mend": "click Get Auth Token"}
 UNAVAILABLE_ADVICE = "Check the Jira base URL and that Jira is running and reachable from this server, then try again."
 
 
@@ -97,18 +99,21 @@ def plain_text(value, limit: int) -> str:
     return text.strip()[:limit]
 
 
-def oauth_error(stage: str, error: str, description: str = "", *, advice: dict | None = None) -> str:
-    """`advice`: the provider's own words where they differ (providers.Cloud.advice)."""
+def oauth_error(stage: str, error: str, description: str = "", *, advice: dict | None = None,
+                mends: dict | None = None) -> str:
+    """`advice`: the provider's own words where they differ (providers.cloud.Cloud.advice); `mends`: what mends
+    it, in the words of whoever must act (ADMINISTRATOR_MENDS unless told)."""
     error, description = plain_text(error, 100), plain_text(description, 500)
     advice = (advice or {}).get((stage, error)) or ADVICE.get((stage, error), DEFAULT_ADVICE[stage])
+    advice = advice.format_map(mends or ADMINISTRATOR_MENDS)
     detail = f" Jira said: {error}" + (f" — {description}" if description else "")
     return advice + (detail + "." if error else "")
 
 
-def describe(stage: str, exc: JiraError, *, advice: dict | None = None) -> str:
+def describe(stage: str, exc: JiraError, *, advice: dict | None = None, mends: dict | None = None) -> str:
     """One sentence or two for a failed call to Jira at `stage`."""
     if isinstance(exc, JiraOAuthError):
-        return oauth_error(stage, exc.error, exc.description, advice=advice)
+        return oauth_error(stage, exc.error, exc.description, advice=advice, mends=mends)
     if isinstance(exc, JiraUnauthorized):
         return (
             "Jira refused the access token (HTTP 401). Click Refresh token now, or Get Auth Token to authorize again."

@@ -29,7 +29,6 @@ import hmac
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import connection, transaction
 from django.db.models import Count, Min, Q, Sum
@@ -41,8 +40,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from .models import Alert, ALMAccount, ALMCredential, GrantStatus, RefresherRun
-from .status import HEALTH, KEPT_ALIVE, HealthCount, StatusSummary, rules_for, status_summary
+from .conf import app_settings
+from .kinds import KINDS
+from .models import Alert, GrantStatus, RefresherRun
+from .status import HEALTH, HealthCount, StatusSummary, rules_for, status_summary
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +171,8 @@ class DeploymentCollector:
 
     def collect(self):
         now = self.now
-        kinds = {
-            ALMAccount.grant_kind: _grant_figures(ALMAccount.objects.all(), kept_alive=KEPT_ALIVE),
-            # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-            ALMCredential.grant_kind: _grant_figures(ALMCredential.objects.all(),
-                                                     kept_alive=KEPT_ALIVE & Q(user__is_active=True)),
-        }
+        kinds = {key: _grant_figures(kind.model.objects.all(), kept_alive=kind.kept_alive())
+                 for key, kind in KINDS.items()}
         last = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("started_at", "finished_at", "outcome", *RUN_RESULTS).first())
         recent = RefresherRun.objects.filter(finished_at__gte=now - RECENT).order_by().aggregate(
@@ -190,7 +187,7 @@ class DeploymentCollector:
             counts={name: HealthCount(kinds["account"][f"health_{name}"], kinds["user"][f"health_{name}"])
                     for name in HEALTH},
             kept_alive=sum(row["kept_alive"] for row in kinds.values()),
-            last_run=last, interval=timedelta(seconds=settings.REFRESHER_INTERVAL_SECONDS), now=now,
+            last_run=last, interval=timedelta(seconds=app_settings.REFRESHER_INTERVAL_SECONDS), now=now,
         )
 
         def per_kind(figure):
@@ -222,7 +219,7 @@ class DeploymentCollector:
         yield _gauge("kendis_refresher_seconds_since_last_run", "Seconds since the last refresher run finished (+Inf: "
                      "none ever did).", {(): float("inf") if last is None else _seconds(now - last.finished_at)})
         yield _gauge("kendis_refresher_interval_seconds", "REFRESHER_INTERVAL_SECONDS: how often the refresher is "
-                     "meant to run.", {(): settings.REFRESHER_INTERVAL_SECONDS})
+                     "meant to run.", {(): app_settings.REFRESHER_INTERVAL_SECONDS})
         if last is not None:
             yield _gauge("kendis_refresher_last_run_finished_timestamp_seconds", "When the last refresher run "
                          "finished (Unix time).", {(): last.finished_at.timestamp()})
@@ -260,7 +257,7 @@ def _unauthorized(*, invalid: bool) -> HttpResponse:
 @require_safe
 def metrics(request):
     """The Prometheus text format (OpenMetrics when the scraper asks for it), for the holder of METRICS_TOKEN."""
-    expected = settings.METRICS_TOKEN
+    expected = app_settings.METRICS_TOKEN
     if not expected:
         raise Http404("Metrics are off.")
     given = _bearer_token(request)

@@ -1,6 +1,6 @@
 """The Jira Server / Data Center client: OAuth 2.0 provider calls and the REST API.
 
-Built against how Jira DC really behaves (see shared/jira-dc-oauth2.md):
+Built against how Jira DC really behaves:
 form-encoded token requests with client_id/client_secret in the body, one scope
 name, PKCE S256, redirect_uri on refresh too, rotating refresh tokens.
 

@@ -1,13 +1,13 @@
 """ALM accounts (one per incoming application link in a Jira), their audit trail, and pending authorizations.
 
 Fields, choices and small derived properties only: no HTTP and no business
-flow here (that is services.py).
+flow here (that is alm_accounts.services), and no import of services or providers
+(callers ask providers.provider_for(account) for what differs between providers).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -16,6 +16,7 @@ from django.db import models
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
+from .conf import app_settings
 from .fields import SecretField, UnreadableSecret
 from .validators import validate_base_url, validate_ca_certificate, validate_callback_id, validate_notify
 
@@ -28,7 +29,7 @@ def new_callback_id() -> str:
 def callback_url_for(callback_id: str) -> str:
     """The one place a callback URL is built: what the admin pastes into Jira's Redirect URL."""
     urlconf = get_urlconf() or settings.ROOT_URLCONF
-    return settings.PUBLIC_BASE_URL + _callback_path(callback_id, get_script_prefix(), urlconf)
+    return app_settings.PUBLIC_BASE_URL + _callback_path(callback_id, get_script_prefix(), urlconf)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -38,10 +39,9 @@ def _callback_path(callback_id: str, script_prefix: str, urlconf) -> str:
     return reverse("alm_accounts:oauth_callback", kwargs={"callback_id": callback_id}, urlconf=urlconf)
 
 
-@functools.cache
-def _providers():
-    # Imported on first use (providers builds on these models), then kept: a refresh asks several times.
-    return importlib.import_module("alm_accounts.providers")
+def cloud_callback_url() -> str:
+    """The one callback URL of this deployment's Atlassian app (the state says which account and grant)."""
+    return app_settings.PUBLIC_BASE_URL + reverse("alm_accounts:atlassian_callback")
 
 
 def is_due(expires_at: datetime | None, *, within: timedelta, now: datetime | None = None) -> bool:
@@ -245,18 +245,14 @@ class ALMAccount(Grant):
         return self.name
 
     @property
-    def provider(self):
-        """What differs between Jira Data Center and Jira Cloud (alm_accounts.providers)."""
-        return _providers().provider_for(self)
-
-    @property
     def is_cloud(self) -> bool:
         return self.authentication == self.Authentication.JIRA_CLOUD_OAUTH2
 
     @property
     def callback_url(self) -> str:
-        """Where the provider sends the browser back after consent (Cloud: this deployment's one URL)."""
-        return self.provider.callback_url(self)
+        """Where the provider sends the browser back after consent: the account's own (Data Center: the Redirect
+        URL of its incoming link), or this deployment's one URL for Jira Cloud (the state says which account)."""
+        return cloud_callback_url() if self.is_cloud else callback_url_for(self.callback_id)
 
     grant_kind = "account"
 
@@ -267,11 +263,6 @@ class ALMAccount(Grant):
     @property
     def grant_owner(self) -> str:
         return ""  # the account's own connection
-
-    @property
-    def is_ready_for_people(self) -> bool:
-        """People can connect their own Jira account once the credentials (the link's, or the Cloud app's) are here."""
-        return self.provider.is_ready(self)
 
     @property
     def unreadable_secrets(self) -> list[str]:

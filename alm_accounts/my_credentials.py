@@ -13,7 +13,6 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
@@ -24,6 +23,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from . import services
+from .conf import app_settings
 from .models import ALMAccount, ALMCredential, GrantStatus
 
 TITLE = "My ALM Credentials"
@@ -48,13 +48,13 @@ REFUSED_NOT_YOUR_OWN = ("Nothing is done in Jira for you until you reconnect as 
 
 
 def ready_accounts() -> QuerySet[ALMAccount]:
-    """The accounts people can connect to, in SQL: ALMAccount.is_ready_for_people (Client ID and Secret present;
+    """The accounts people can connect to, in SQL: providers.Provider.is_ready (Client ID and Secret present;
     for Jira Cloud, the deployment's Atlassian app serves accounts without their own).
 
     The form stores a blank Client Secret as NULL, so "not NULL" is the same rule without decrypting it.
     """
     own_app = ~Q(client_id="") & Q(client_secret__isnull=False)
-    if settings.ATLASSIAN_CLIENT_ID and settings.ATLASSIAN_CLIENT_SECRET:
+    if app_settings.ATLASSIAN_CLIENT_ID and app_settings.ATLASSIAN_CLIENT_SECRET:
         own_app |= Q(authentication=ALMAccount.Authentication.JIRA_CLOUD_OAUTH2, client_id="")
     return ALMAccount.objects.filter(own_app)
 

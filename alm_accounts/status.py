@@ -25,14 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from .models import ALMAccount, ALMCredential, GrantStatus, RefresherRun
+from .conf import app_settings
+from .kinds import KINDS
+from .models import ALMCredential, GrantStatus, RefresherRun
 
 # A run missed now and then is normal (a deploy, a slow pass); three in a row means nobody runs the refresher.
 STALE_AFTER_INTERVALS = 3
@@ -52,14 +53,20 @@ def health_rules(*, account: str = "") -> dict[str, Q]:
 
 
 HEALTH = health_rules()  # of the accounts' own connections
-# People's credentials: one Jira refused stays refused when its person is made inactive (services.connection), but
-# nobody has to re-authorize an inactive person's, so only active people "need re-authorization".
-_PEOPLE = health_rules(account="account__")
-CREDENTIAL_HEALTH = {**_PEOPLE, "needs_reauthorization": _PEOPLE["needs_reauthorization"] & Q(user__is_active=True)}
+
+
+def _rules_of(kind) -> dict[str, Q]:
+    # One Jira refused stays refused when its person is made inactive (services.connection), but nobody has to
+    # re-authorize a grant nobody may use (an inactive person's), so only usable ones "need re-authorization".
+    rules = health_rules(account=kind.account_path)
+    return {**rules, "needs_reauthorization": rules["needs_reauthorization"] & kind.usable()}
+
+
+RULES = {key: _rules_of(kind) for key, kind in KINDS.items()}
 
 
 def rules_for(model) -> dict[str, Q]:
-    return CREDENTIAL_HEALTH if model is ALMCredential else HEALTH
+    return RULES[model.grant_kind]
 
 # (singular, plural) of each health, as the summary says it: "1 needs re-authorization", "2 need ...".
 HEALTH_WORDS = {
@@ -69,8 +76,6 @@ HEALTH_WORDS = {
     "client_refused": ("refused by Jira: link removed or secret changed",
                        "refused by Jira: link removed or secret changed"),
 }
-# The grants the refresher keeps alive (selectors.refreshable_*): what stops working when it does not run.
-KEPT_ALIVE = Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION)
 
 
 class GrantHealthFilter(admin.SimpleListFilter):
@@ -124,16 +129,17 @@ def _aggregate(queryset, *, kept_alive: Q) -> tuple[dict[str, int], int]:
 
 def status_summary(*, now: datetime | None = None) -> StatusSummary:
     """The counts, the last finished run and whether the refresher looks stopped: three queries."""
-    accounts, accounts_alive = _aggregate(ALMAccount.objects.order_by(), kept_alive=KEPT_ALIVE)
-    # An inactive person's credential is never refreshed (selectors.refreshable_credentials).
-    people, people_alive = _aggregate(ALMCredential.objects.order_by(), kept_alive=KEPT_ALIVE & Q(user__is_active=True))
+    # What stops working when the refresher does not run: the grants it keeps alive (kinds.GrantKind.kept_alive).
+    accounts, accounts_alive = _aggregate(KINDS["account"].model.objects.order_by(),
+                                          kept_alive=KINDS["account"].kept_alive())
+    people, people_alive = _aggregate(KINDS["user"].model.objects.order_by(), kept_alive=KINDS["user"].kept_alive())
     last_run = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("finished_at", "host").first())
     return StatusSummary(
         counts={health: HealthCount(accounts[health], people[health]) for health in HEALTH},
         kept_alive=accounts_alive + people_alive,
         last_run=last_run,
-        interval=timedelta(seconds=settings.REFRESHER_INTERVAL_SECONDS),
+        interval=timedelta(seconds=app_settings.REFRESHER_INTERVAL_SECONDS),
         now=now or timezone.now(),
     )
 

@@ -1,10 +1,10 @@
 """The Callback URL box with its Copy URL button."""
 
 from django import forms
-from django.conf import settings
 from django.utils.html import format_html
 
-from .models import ALMAccount, callback_url_for
+from .conf import app_settings
+from .models import ALMAccount, callback_url_for, cloud_callback_url
 from .validators import is_well_formed_callback_id
 
 
@@ -18,10 +18,8 @@ class CallbackURLWidget(forms.Widget):
     def render(self, name, value, attrs=None, renderer=None):
         """Jira Data Center's callback URL (one per account) and this deployment's one Jira Cloud callback URL;
         provider_fields.js shows the one of the chosen authentication."""
-        from .providers import cloud_callback_url  # providers imports the models, as this module does
-
         url = callback_url_for(value) if is_well_formed_callback_id(value) else ""
-        if settings.ATLASSIAN_CLIENT_ID:
+        if app_settings.ATLASSIAN_CLIENT_ID:
             cloud_note = ("This deployment's Atlassian app is configured: nothing to register. Only if this account "
                           "uses its own Atlassian app (Client ID below), register this callback URL in that app.")
         else:

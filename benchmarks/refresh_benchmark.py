@@ -79,7 +79,7 @@ SQL_PER_REFRESH = 3
 # ---------------------------------------------------------------------------
 # The Jira stand-in: a token endpoint that rotates refresh tokens
 # ---------------------------------------------------------------------------
-# Not tests/fake_jira.FakeJira on purpose: that one is a thread per connection in the caller's process holding
+# Not tests/doubles/fake_jira.FakeJira on purpose: that one is a thread per connection in the caller's process holding
 # every grant in one locked table, whereas 10,000 refreshes need an event loop in a process of its own and
 # tokens it can check without state (HMAC), so that the figures measure refresh_tokens and not the stand-in.
 

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+# The app's settings have their one default in alm_accounts/conf.py; this module reads them from the environment.
+from alm_accounts.conf import DEFAULTS
+
 # Strict reading of the values and their one-line errors live in their own module (issue 19).
 from kendis_integration.config import StrictEnv, allowed_hosts, database_config
 
@@ -51,7 +54,7 @@ def required(name, cast=str, debug_default=None):
 def pauses(name, default):
     """Comma-separated seconds, each in [0, 3600)."""
     try:
-        values = [float(part) for part in env_list(name, default=default)]
+        values = [float(part) for part in env_list(name, default=[str(pause) for pause in default])]
     except ValueError:
         values = None
     if values is None or any(not 0 <= value < 3600 for value in values):  # the comparison also refuses nan
@@ -61,7 +64,7 @@ def pauses(name, default):
 
 def ca_bundle(name):
     """The absolute path of a PEM file holding at least one certificate, or ""."""
-    value = env.str(name, default="").strip()
+    value = env.str(name, default=DEFAULTS[name]).strip()
     if not value:
         return ""
     path = os.path.abspath(os.path.expanduser(value))
@@ -82,7 +85,7 @@ def ca_bundle(name):
 
 def proxy_url(name):
     """An http:// or https:// proxy address, or "". The value is never repeated: it may hold a password."""
-    value = env.str(name, default="").strip()
+    value = env.str(name, default=DEFAULTS[name]).strip()
     if not value:
         return ""
     try:
@@ -113,7 +116,7 @@ def atlassian_url(name, default):
 
 def host_list(name):
     """Comma-separated host names or IP addresses; a leading dot is allowed (.example.com)."""
-    hosts = env_list(name)
+    hosts = env_list(name, default=list(DEFAULTS[name]))
     for host in hosts:
         if not re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|[0-9A-Fa-f:]+", host):
             raise ImproperlyConfigured(f"{name} must be comma-separated host names, e.g. jira.example.com,.corp")
@@ -254,8 +257,8 @@ if _proxy_header:
 USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
 
 # --- Jira client tuning ---
-JIRA_CONNECT_TIMEOUT = env.float("JIRA_CONNECT_TIMEOUT", default=5.0)
-JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=30.0)
+JIRA_CONNECT_TIMEOUT = env.float("JIRA_CONNECT_TIMEOUT", default=DEFAULTS["JIRA_CONNECT_TIMEOUT"])
+JIRA_READ_TIMEOUT = env.float("JIRA_READ_TIMEOUT", default=DEFAULTS["JIRA_READ_TIMEOUT"])
 for _name in ("JIRA_CONNECT_TIMEOUT", "JIRA_READ_TIMEOUT"):
     if not 0 < globals()[_name] <= 600:
         raise ImproperlyConfigured(f"{_name} must be a number of seconds above 0 and at most 600.")
@@ -271,32 +274,32 @@ JIRA_PROXY_URL = proxy_url("JIRA_PROXY_URL")
 JIRA_NO_PROXY = host_list("JIRA_NO_PROXY")
 
 # Pauses (seconds) between attempts when a token refresh could not reach Jira.
-JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=["0.5", "2"])
+JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=DEFAULTS["JIRA_RETRY_BACKOFF"])
 # One time budget per token refresh or code exchange: connecting, reading and retries together. The account's
 # row lock is held meanwhile, so it bounds that hold; keep it well under the web server's and proxy's timeouts
 # (gunicorn 30 s, nginx 60 s) so that "Refresh token now" always answers.
-JIRA_REFRESH_DEADLINE = env.float("JIRA_REFRESH_DEADLINE", default=20.0)
+JIRA_REFRESH_DEADLINE = env.float("JIRA_REFRESH_DEADLINE", default=DEFAULTS["JIRA_REFRESH_DEADLINE"])
 if not 1 <= JIRA_REFRESH_DEADLINE <= 300:
     raise ImproperlyConfigured("JIRA_REFRESH_DEADLINE must be a number of seconds between 1 and 300.")
 
 # --- Jira Cloud: the deployment's own OAuth 2.0 (3LO) app, registered once in Atlassian's developer console ---
 # Customers do not create apps on Cloud: one distributable app of this deployment serves every Cloud account whose
 # own Client ID is left blank. Its callback URL is one fixed URL of this deployment (see the README, "Jira Cloud").
-ATLASSIAN_CLIENT_ID = env.str("ATLASSIAN_CLIENT_ID", default="").strip()
-ATLASSIAN_CLIENT_SECRET = env.str("ATLASSIAN_CLIENT_SECRET", default="").strip()
+ATLASSIAN_CLIENT_ID = env.str("ATLASSIAN_CLIENT_ID", default=DEFAULTS["ATLASSIAN_CLIENT_ID"]).strip()
+ATLASSIAN_CLIENT_SECRET = env.str("ATLASSIAN_CLIENT_SECRET", default=DEFAULTS["ATLASSIAN_CLIENT_SECRET"]).strip()
 if bool(ATLASSIAN_CLIENT_ID) != bool(ATLASSIAN_CLIENT_SECRET):
     raise ImproperlyConfigured("Set both ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET (the developer console "
                                "shows them together under Settings), or neither.")
 # Atlassian's authorization server and its API gateway are two hosts: each is configured on its own (development
 # and tests point them at local stand-ins), and one is never derived from the other.
-ATLASSIAN_AUTH_URL = atlassian_url("ATLASSIAN_AUTH_URL", "https://auth.atlassian.com")
-ATLASSIAN_API_URL = atlassian_url("ATLASSIAN_API_URL", "https://api.atlassian.com")
+ATLASSIAN_AUTH_URL = atlassian_url("ATLASSIAN_AUTH_URL", DEFAULTS["ATLASSIAN_AUTH_URL"])
+ATLASSIAN_API_URL = atlassian_url("ATLASSIAN_API_URL", DEFAULTS["ATLASSIAN_API_URL"])
 
 # How long an authorization started with "Get Auth Token" may wait for Jira's redirect.
-OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=600)
+OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=DEFAULTS["OAUTH_STATE_TTL_SECONDS"])
 # How often the refresher runs (refresh_tokens --loop's default interval; match it in a cron schedule). The ALM
 # Accounts list warns that tokens are not being refreshed when no run has finished for three intervals.
-REFRESHER_INTERVAL_SECONDS = env.int("REFRESHER_INTERVAL_SECONDS", default=300)
+REFRESHER_INTERVAL_SECONDS = env.int("REFRESHER_INTERVAL_SECONDS", default=DEFAULTS["REFRESHER_INTERVAL_SECONDS"])
 if not 30 <= REFRESHER_INTERVAL_SECONDS <= 3600:
     raise ImproperlyConfigured("REFRESHER_INTERVAL_SECONDS must be between 30 and 3600 (an hour).")
 
@@ -311,27 +314,27 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [(name.strip(), address) for name, address in
           (parseaddr(entry) for entry in env_list("ADMINS")) if address]
 # A grant that cannot be refreshed for this long is reported broken (needs re-authorization is reported at once).
-ALERT_FAILING_AFTER_MINUTES = env.int("ALERT_FAILING_AFTER_MINUTES", default=30)
+ALERT_FAILING_AFTER_MINUTES = env.int("ALERT_FAILING_AFTER_MINUTES", default=DEFAULTS["ALERT_FAILING_AFTER_MINUTES"])
 if not 1 <= ALERT_FAILING_AFTER_MINUTES <= 7 * 24 * 60:
     raise ImproperlyConfigured("ALERT_FAILING_AFTER_MINUTES must be between 1 and 10080 (a week).")
 # Optional webhook (Slack-compatible JSON with a `text` field), signed with HMAC-SHA256 when a secret is set.
-ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default=DEFAULTS["ALERT_WEBHOOK_URL"])
 if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("ALERT_WEBHOOK_URL must be an http(s):// URL.")
-ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default=DEFAULTS["ALERT_WEBHOOK_SECRET"])
 # A delivery that keeps failing (SMTP down, webhook 500) is retried by every refresher run for this long.
-ALERT_GIVE_UP_HOURS = env.int("ALERT_GIVE_UP_HOURS", default=24)
+ALERT_GIVE_UP_HOURS = env.int("ALERT_GIVE_UP_HOURS", default=DEFAULTS["ALERT_GIVE_UP_HOURS"])
 
 # --- Metrics: /metrics (alm_accounts/health.py) answers Prometheus with `Authorization: Bearer <METRICS_TOKEN>` ---
 # Unset: /metrics is off (404). Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+METRICS_TOKEN = env.str("METRICS_TOKEN", default=DEFAULTS["METRICS_TOKEN"]).strip()
 if METRICS_TOKEN and (len(METRICS_TOKEN) < 24 or not METRICS_TOKEN.isascii() or not METRICS_TOKEN.isprintable()
                       or any(c.isspace() for c in METRICS_TOKEN)):
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 ASCII characters without spaces, e.g. the output of "
                                "python -c \"import secrets; print(secrets.token_urlsafe(32))\".")
 
 # --- Logs: on stderr; LOG_FORMAT=json writes one JSON object per line (kendis_integration/logs.py) for log shippers.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+LOG_FORMAT = env.str("LOG_FORMAT", default=DEFAULTS["LOG_FORMAT"]).strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
 # Django's error mails (an unhandled exception → a 500) go to ADMINS from SERVER_EMAIL, outside DEBUG. What they

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,8 @@ import pytest
 import responses
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import Permission, User
+from django.core.management import base as management_base
+from django.core.management import load_command_class
 from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
@@ -222,8 +225,8 @@ def connected_account(account):
 
 @pytest.fixture
 def fake_jira():
-    """Jira DC on a real local socket (tests/fake_jira.py): rotating grants, identities, scripted answers."""
-    from tests.fake_jira import FakeJira
+    """Jira DC on a real local socket (tests/doubles/fake_jira.py): rotating grants, identities, scripted answers."""
+    from tests.doubles.fake_jira import FakeJira
 
     with FakeJira() as fake:
         yield fake
@@ -251,22 +254,62 @@ class Run:
         return line
 
 
-@pytest.fixture
-def run_command(capfd):
-    """Run `manage.py refresh_tokens ARGS` in this process as manage.py does (real exit codes); a Run."""
-    from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
+class _KeepConnections:
+    """Stands in for django.db.connections in management.base: run_from_argv closes every connection when it
+    ends, which would end a `db` test's transaction."""
 
-    def run(*args: str) -> Run:
-        capfd.readouterr()
+    @staticmethod
+    def close_all():
+        pass
+
+
+class CommandRunner:
+    """Runs a management command in this process as manage.py does (run_from_argv: real exit codes, the
+    "CommandError: ..." line); each run gives a Run."""
+
+    def __init__(self, capfd):
+        self._capfd = capfd
+
+    def __call__(self, *args: str, **effects) -> Run:
+        """`manage.py refresh_tokens ARGS`. Keyword arguments replace the engine's side effects
+        (alm_accounts.refresher.run.Effects: select, deliver_alerts, heartbeat, pause)."""
+        from alm_accounts.management.commands.refresh_tokens import Command
+        from alm_accounts.refresher.run import Effects
+
+        return self._run(Command(effects=Effects(**effects) if effects else None), "refresh_tokens", args)
+
+    def of(self, name: str, *args: str) -> Run:
+        """`manage.py NAME ARGS`, for another command of the project."""
+        return self._run(load_command_class("alm_accounts", name), name, args)
+
+    def _run(self, command, name: str, args) -> Run:
+        def signal_not_handled(signum, frame):
+            raise AssertionError(f"{signal.Signals(signum).name} reached the test: the command did not handle it")
+
+        self._capfd.readouterr()
         code = 0
+        # Tests stop a refresher with SIGTERM to this process: never let it end the test run instead.
+        previous = signal.signal(signal.SIGTERM, signal_not_handled)
         try:
-            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
+            command.run_from_argv(["manage.py", name, *args])
         except SystemExit as exc:
             code = exc.code
-        out, err = capfd.readouterr()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        out, err = self._capfd.readouterr()
         return Run(code, out, err)
 
-    return run
+
+@pytest.fixture
+def run_command(capfd, monkeypatch) -> CommandRunner:
+    """Run `manage.py refresh_tokens ARGS` (or run_command.of("jira_call", ARGS)) in this process; a Run.
+
+    The database connections stay open after the command (unlike manage.py), so that a `db` test's transaction
+    goes on. With the `db` fixture, give `--concurrency 1`: threads have their own connections, which cannot see
+    rows of the test's open transaction on PostgreSQL.
+    """
+    monkeypatch.setattr(management_base, "connections", _KeepConnections)
+    return CommandRunner(capfd)
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import Alert, ALMAccount, ALMCredential
-from tests.servers import free_port
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.servers import free_port
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 

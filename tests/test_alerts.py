@@ -3,7 +3,7 @@
 One alert per transition, decided under the grant's row lock and delivered
 after the commit: by e-mail (Django's `locmem` backend, set by pytest-django,
 so `mail.outbox` holds what was sent) and to a webhook on a real local socket
-(tests/webhook_receiver.py) that checks the HMAC signature as the README
+(tests/doubles/webhook_receiver.py) that checks the HMAC signature as the README
 tells receivers to. Jira is mocked with `responses` (the receiver is let
 through); refreshes and Get Auth Token run the real services and views.
 
@@ -22,7 +22,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
-from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -41,8 +40,8 @@ from tests.conftest import (
     staff_user,
     token_answer,
 )
-from tests.servers import free_port
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.servers import free_port
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -505,13 +504,13 @@ def test_an_alert_raised_while_the_webhook_was_set_is_not_sent_once_it_is_remove
     assert len(webhook.received) == 1
 
 
-def test_every_refresher_run_delivers_what_is_due(alerting, connected_account, mocked_jira, webhook):
+def test_every_refresher_run_delivers_what_is_due(alerting, connected_account, mocked_jira, webhook, run_command):
     webhook.answer(500)
     jira_refuses_the_grant(mocked_jira)
     refresh(connected_account)
     Alert.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # its retry is due
 
-    call_command("refresh_tokens", "-v", "0")
+    assert run_command("-v", "0").code == 0
 
     assert len(webhook.received) == 2
     assert alert_states() == [("broken", Delivery.DELIVERED, Delivery.DELIVERED)]

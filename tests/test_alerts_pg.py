@@ -28,8 +28,8 @@ from django.utils import timezone
 from alm_accounts import services
 from alm_accounts.models import Alert, ALMAccount, ALMCredential
 from alm_accounts.services import GrantRef, RefreshOutcome
-from tests.fake_jira import TOKEN_PATH
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.fake_jira import TOKEN_PATH
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ credentials are edited), counts those grants apart so that its runs do not
 fail for it, tells the account's recipients once what to do in Jira, and
 tells each person to ask their Jira administrator.
 
-Jira is the fake on a real socket (tests/fake_jira.py), which counts every
+Jira is the fake on a real socket (tests/doubles/fake_jira.py), which counts every
 token request; the refresher is the real command, one refresh at a time (with
 several in flight, each grant already on its way to Jira when the first answer
 comes back is refused too: at most one token request per grant, once); mail
@@ -29,7 +29,7 @@ from alm_accounts import services
 from alm_accounts.models import Alert, ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.services import GrantRef, RefreshOutcome
 from tests.conftest import CLOUD_TOKEN_URL, change_form_data
-from tests.fake_jira import TOKEN_PATH
+from tests.doubles.fake_jira import TOKEN_PATH
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -210,8 +210,8 @@ RULES = [
          "with a real password for …", transform=lambda c, s: c.replace("…", s["password"]).replace(
              "USERNAME=admin", "USERNAME=ops")),
     Rule(r"^python manage\.py reencrypt_secrets$", "RUN", "as written (nothing stored yet: counts 0)"),
-    Rule(r"^cd /srv/kendis-integration && \.venv/bin/python manage\.py refresh_tokens -v 0$", "RUN",
-         "the cron line, from the copy instead of /srv/kendis-integration",
+    Rule(r"^cd /srv/kendis-integration && \.venv/bin/python manage\.py refresh_tokens( --window \d+)? -v 0$", "RUN",
+         "the cron lines, from the copy instead of /srv/kendis-integration",
          transform=lambda c, s: c.replace("cd /srv/kendis-integration && ", "")),
     Rule(r"^gunicorn -c deploy/gunicorn\.conf\.py$", "RUN", "gunicorn's --check-config: the configuration loads",
          transform=lambda c, s: ".venv/bin/python -m " + c + " --check-config"),

@@ -38,8 +38,8 @@ from alm_accounts.jira import MYSELF_PATH, JiraClient, JiraUnavailable, session_
 from alm_accounts.models import ALMAccount
 from alm_accounts.services import RefreshOutcome
 from tests.conftest import add_form_data
-from tests.fake_jira import FakeJira
-from tests.servers import free_port
+from tests.doubles.fake_jira import FakeJira
+from tests.doubles.servers import free_port
 from tests.test_security_settings import production_settings, run
 
 REDIRECT_URI = "http://testserver/oauth/jira/callback/egress/"

@@ -1,7 +1,7 @@
 """Issue 10 hardening: what our own side must never do, whatever the caller, the database or Jira does.
 
-Each test here fails on the code before the hardening (alm_accounts/services.py and alm_accounts/jira.py
-of the commit "Models for hardening"); where that is not obvious from the assertions, a comment says how.
+Each test here fails on the code before the hardening (alm_accounts/jira.py and the services module, then one
+file, of the commit "Models for hardening"); where that is not obvious from the assertions, a comment says how.
 
 - REST paths that could leave the Jira host are refused before anything is sent.
 - Frames of alm_accounts/jira.py never show a secret to an error reporter (Sentry's frame capture, Django's
@@ -47,7 +47,7 @@ from tests.conftest import (
     query_of,
     token_answer,
 )
-from tests.servers import free_port
+from tests.doubles.servers import free_port
 
 Status = ALMAccount.Status
 Outcome = services.RefreshOutcome
@@ -103,13 +103,14 @@ REFUSED_PATHS = [
 
 
 @pytest.mark.parametrize("path", REFUSED_PATHS, ids=repr)
-def test_jira_get_refuses_a_path_that_could_leave_jira_before_anything_is_sent(connected_account, mocked_jira, path):
+def test_jira_request_refuses_a_path_that_could_leave_jira_before_anything_is_sent(connected_account, mocked_jira,
+                                                                                   path):
     # Due for a refresh: the old code refreshed (a call to Jira, a rotated token) before it even looked at the path.
     ALMAccount.objects.filter(pk=connected_account.pk).update(token_expires_at=timezone.now() - timedelta(minutes=1))
     mocked_jira.post(TOKEN_URL, json=token_answer())
 
     with pytest.raises(jira.InvalidPath, match="nothing was sent"):
-        services.jira_get(account=stored(connected_account), path=path)
+        services.jira_request(account=stored(connected_account), method="GET", path=path)
 
     assert len(mocked_jira.calls) == 0
     after = stored(connected_account)
@@ -147,7 +148,7 @@ def test_normal_paths_go_to_the_jira_host_with_its_context_path(connected_accoun
     assert JiraClient(JIRA, "client-id", CLIENT_SECRET).rest_url(path) == url
     mocked_jira.get(url.split("?")[0], json={"ok": path})
 
-    assert services.jira_get(account=stored(connected_account), path=path) == {"ok": path}
+    assert services.jira_request(account=stored(connected_account), method="GET", path=path) == {"ok": path}
 
     [call] = mocked_jira.calls
     assert call.request.url == url
@@ -641,13 +642,13 @@ def test_an_access_token_that_cannot_be_decrypted_is_reported_as_a_key_problem(s
 
     # The old code said "refreshed meanwhile by another caller": nothing an admin could act on.
     with pytest.raises(services.ServiceError, match="FIELD_ENCRYPTION_KEY") as after_401:
-        services.jira_get(account=loaded_earlier, path=jira.MYSELF_PATH)
+        services.jira_request(account=loaded_earlier, method="GET", path=jira.MYSELF_PATH)
     assert "refreshed meanwhile" not in str(after_401.value)
     assert [call.request.method for call in mocked_jira.calls] == ["GET"]  # no refresh with an unreadable pair
 
     # Loaded now, the unreadable token is never sent at all.
     with pytest.raises(services.ServiceError, match="FIELD_ENCRYPTION_KEY") as loaded_now:
-        services.jira_get(account=stored(connected_account), path=jira.MYSELF_PATH)
+        services.jira_request(account=stored(connected_account), method="GET", path=jira.MYSELF_PATH)
     assert "refreshed meanwhile" not in str(loaded_now.value)
     assert len(mocked_jira.calls) == 1
 

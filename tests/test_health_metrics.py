@@ -29,7 +29,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts.models import Alert, ALMAccount, ALMCredential, RefresherRun
-from tests.servers import free_port, running_server
+from tests.doubles.servers import free_port, running_server
 from tests.test_security_settings import ROOT, run
 
 Status = ALMAccount.Status

@@ -1,14 +1,14 @@
 """Issue 11 - calling Jira as a person: jira_request, iter_jira_pages and `manage.py jira_call`.
 
 Unit-level with `responses` (Jira's answers scripted per call); where two people must really reach Jira as
-two identities, or a person's grant must really rotate, the fake Jira on a real socket (tests/fake_jira.py).
+two identities, or a person's grant must really rotate, the fake Jira on a real socket (tests/doubles/fake_jira.py).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,11 +16,9 @@ import pytest
 import requests
 import responses
 from django.contrib.auth.models import User
-from django.core.management import base as management_base
 from django.utils import timezone
 
 from alm_accounts import jira, services
-from alm_accounts.management.commands.jira_call import Command as JiraCallCommand
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import jira_calls
 from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, MYSELF_URL, REFRESH_TOKEN, TOKEN_URL, form_of
@@ -664,37 +662,10 @@ def test_an_answer_without_the_list_names_what_it_has(connected_account, mocked_
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-class _KeepConnections:
-    """run_from_argv closes every connection when it ends, which would end the test's transaction."""
-
-    @staticmethod
-    def close_all():
-        pass
-
-
 @pytest.fixture
-def jira_call(monkeypatch, capsys):
-    """Run `manage.py jira_call ARGS` in-process, as manage.py does; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(management_base, "connections", _KeepConnections)
-
-    def run(*args: str) -> Run:
-        capsys.readouterr()
-        code = 0
-        try:
-            JiraCallCommand().run_from_argv(["manage.py", "jira_call", *args])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-
-    return run
+def jira_call(run_command):
+    """Run `manage.py jira_call ARGS` in-process, as manage.py does; a Run (exit code, stdout, stderr)."""
+    return functools.partial(run_command.of, "jira_call")
 
 
 def test_jira_call_prints_jiras_json_acting_as_the_person(connected_account, alice_credential, mocked_jira,

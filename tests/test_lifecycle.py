@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import django.core.management.base as management_base
 import pytest
 import requests
 import responses
@@ -28,8 +27,6 @@ from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from alm_accounts import services
-from alm_accounts.jira import JiraUnauthorized
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, AuthEvent
 from tests.conftest import (
     ACCESS_TOKEN,
@@ -60,36 +57,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 
-class _KeepConnections:
-    """Stands in for django.db.connections in management.base: run_from_argv closes every
-    connection when it ends, which would end the test's transaction."""
-
-    @staticmethod
-    def close_all():
-        pass
-
-
 @pytest.fixture
-def manage(monkeypatch, capsys):
-    """Run `manage.py refresh_tokens ARGS` in-process, exactly as manage.py does; return a Run.
-
-    `--concurrency 1` is added unless given: with the `db` fixture the rows live in the test's
-    open transaction, which worker threads (own connections) cannot see on PostgreSQL.
-    """
-    monkeypatch.setattr(management_base, "connections", _KeepConnections)
+def manage(run_command):
+    """Run `manage.py refresh_tokens ARGS` in-process (run_command), `--concurrency 1` added unless given: with
+    the `db` fixture the rows live in the test's open transaction, which worker threads (own connections) cannot
+    see on PostgreSQL."""
 
     def run(*args: str) -> Run:
-        argv = ["manage.py", "refresh_tokens", *args]
-        if "--concurrency" not in args:
-            argv += ["--concurrency", "1"]
-        capsys.readouterr()
-        code = 0
-        try:
-            RefreshTokensCommand().run_from_argv(argv)
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
+        return run_command(*args, *(() if "--concurrency" in args else ("--concurrency", "1")))
 
     return run
 
@@ -605,7 +580,7 @@ def test_refresh_is_not_retried_when_jira_may_have_used_the_token(connected_acco
 
 
 # --------------------------------------------------------------------------
-# On-demand tokens: valid_access_token and jira_get
+# On-demand tokens: valid_access_token and jira_request as the account's own connection
 # --------------------------------------------------------------------------
 
 
@@ -676,20 +651,20 @@ def test_valid_access_token_never_hands_out_the_kept_tokens_of_a_dead_grant(
     assert ALMAccount.objects.get(pk=connected_account.pk).refresh_token == REFRESH_TOKEN
 
 
-def test_jira_get_sends_the_bearer_token(connected_account, mocked_jira):
+def test_jira_request_as_the_account_sends_its_bearer_token(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin", "displayName": "Jira Admin"})
 
-    assert services.jira_get(account=connected_account, path="/rest/api/2/myself")["name"] == "jadmin"
+    assert services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")["name"] == "jadmin"
     assert mocked_jira.calls[0].request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
-def test_jira_get_on_401_refreshes_once_and_retries_once(connected_account, mocked_jira):
+def test_jira_request_as_the_account_on_401_refreshes_once_and_retries_once(connected_account, mocked_jira):
     """Jira can revoke or rotate a token before its expiry (e.g. a refresh elsewhere)."""
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin", "displayName": "Jira Admin"})
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
 
-    me = services.jira_get(account=connected_account, path="/rest/api/2/myself", actor="kendis-sync")
+    me = services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself", actor="kendis-sync")
 
     assert me["displayName"] == "Jira Admin"
     gets = [c.request for c in mocked_jira.calls if c.request.method == "GET"]
@@ -700,23 +675,25 @@ def test_jira_get_on_401_refreshes_once_and_retries_once(connected_account, mock
     assert stored.refresh_count == 1 and events_of(stored) == []  # routine: counted, not in the audit trail
 
 
-def test_jira_get_retries_only_once(connected_account, mocked_jira):
+def test_jira_request_as_the_account_retries_only_once(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
 
-    with pytest.raises(JiraUnauthorized):
-        services.jira_get(account=connected_account, path="/rest/api/2/myself")
+    with pytest.raises(services.JiraRequestError) as second_401:
+        services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")
+
+    assert second_401.value.status == 401
 
     assert len([c for c in mocked_jira.calls if c.request.method == "GET"]) == 2
     assert len(token_posts(mocked_jira)) == 1
 
 
-def test_jira_get_on_401_with_a_dead_grant_says_so(connected_account, mocked_jira):
+def test_jira_request_as_the_account_on_401_with_a_dead_grant_says_so(connected_account, mocked_jira):
     mocked_jira.get(MYSELF_URL, status=401, json={"message": "Client must be authenticated"})
     mocked_jira.post(TOKEN_URL, **invalid_grant("Refresh token revoked"))
 
     with pytest.raises(services.ServiceError, match="Refresh token revoked"):
-        services.jira_get(account=connected_account, path="/rest/api/2/myself")
+        services.jira_request(account=connected_account, method="GET", path="/rest/api/2/myself")
 
     assert ALMAccount.objects.get(pk=connected_account.pk).status == Status.NEEDS_REAUTHORIZATION
 

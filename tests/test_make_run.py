@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.doubles.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 60

@@ -1,7 +1,7 @@
 """Security review (issue 18), item 3, on real PostgreSQL: one Jira user is bound to one person, even at once.
 
 Two people whose browsers are signed in to Jira as the same Jira user complete their consents at the same
-moment: Jira (tests/fake_jira.py, on a real socket) holds both code exchanges until both are in flight, and both
+moment: Jira (tests/doubles/fake_jira.py, on a real socket) holds both code exchanges until both are in flight, and both
 callbacks then reach the store together whenever the code lets them. Exactly one may end up holding a working
 grant; the other is refused ("already connected by ...") and the tokens Jira issued to them are revoked. And when
 the unique constraint itself answers (a writer that took the Jira user without the account's lock), that answer

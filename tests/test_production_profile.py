@@ -34,7 +34,7 @@ from alm_accounts.jira import JiraClient
 from alm_accounts.models import PendingAuthorization
 from kendis_integration.logs import JsonFormatter, RedactCallbackQuery
 from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, TOKEN_URL, token_answer
-from tests.servers import SMTPSink, free_port
+from tests.doubles.servers import SMTPSink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://kendis.example.com"

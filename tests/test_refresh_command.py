@@ -1,7 +1,7 @@
 """refresh_tokens stopped or broken mid-run (issue 10): no grant lost, no account silently left untried.
 
 - SIGTERM / SIGINT sent to a real `manage.py refresh_tokens` process while its
-  refreshes wait on a slow Jira (tests/fake_jira.py): the refreshes in flight
+  refreshes wait on a slow Jira (tests/doubles/fake_jira.py): the refreshes in flight
   finish and store Jira's new tokens, nothing new is started, the summary says
   it stopped, the exit code is 128 + the signal number.
 - The list of accounts breaking while it is streamed, or a refresh stopped by
@@ -16,6 +16,7 @@ it (the test database lives in memory, out of another process's reach).
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -27,14 +28,20 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.core.management.base import OutputWrapper
+from django.core.management.color import no_style
 from django.db import OperationalError, connection
 from django.utils import timezone
 
 from alm_accounts import services
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount
+from alm_accounts.refresher import selection
+from alm_accounts.refresher.heartbeat import Heartbeat
+from alm_accounts.refresher.main import Options, main
+from alm_accounts.refresher.report import Report
+from alm_accounts.refresher.run import Effects
 from tests.conftest import Run
-from tests.fake_jira import FakeJira
+from tests.doubles.fake_jira import FakeJira
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by worker threads and processes
 
@@ -210,13 +217,12 @@ def test_ctrl_c_during_a_refresh_in_this_process_is_handled_and_the_handlers_are
 # --------------------------------------------------------------------------
 
 
-def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_command, monkeypatch):
+def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_command):
     """The database connection is lost while the ids are streamed: exit 1 and say so, never exit 0."""
     keys = create_accounts(fake_jira, 6)
-    real_select = RefreshTokensCommand._select
 
-    def select_then_lose_the_connection(self, accounts, due_within):
-        rows = real_select(self, accounts, due_within)
+    def select_then_lose_the_connection(accounts, due_within):
+        rows = selection.select(accounts, due_within)
 
         def stream():
             yield from islice(rows, 3)
@@ -224,10 +230,8 @@ def test_a_list_of_accounts_that_breaks_mid_way_fails_the_run(fake_jira, run_com
 
         return stream()
 
-    monkeypatch.setattr(RefreshTokensCommand, "_select", select_then_lose_the_connection)
-
-    # --force: the ids go straight to the refreshes (a due-only run reads them by blocks first, see _spread).
-    run = run_command("--concurrency", "4", "--force")
+    # --force: the ids go straight to the refreshes (a due-only run reads them by blocks first, see spread).
+    run = run_command("--concurrency", "4", "--force", select=select_then_lose_the_connection)
 
     assert run.code == 1, run
     assert ("The list of account connections and user credentials could not be read (OperationalError): "
@@ -301,3 +305,29 @@ def test_processes_beyond_the_concurrency_are_refused_and_sqlite_runs_in_one_pro
         assert run.code == 0 and "SQLite serialises refreshes: running in one process." in run.err, run
     else:
         assert run.code == 2 and "--processes must be at most the concurrency (2)" in run.err, run
+
+
+# --------------------------------------------------------------------------
+# The engine without the command
+# --------------------------------------------------------------------------
+
+
+def test_the_refresher_runs_without_the_command_writing_to_the_report_it_is_given(fake_jira):
+    """refresher.main.main is what the command calls: its lines go to the Report given, its heartbeat to the
+    Effects given, and it returns the exit code."""
+    keys = create_accounts(fake_jira, 2)
+    out, err = io.StringIO(), io.StringIO()
+    report = Report(stdout=OutputWrapper(out), stderr=OutputWrapper(err), style=no_style(), verbosity=1)
+    heartbeats = []
+
+    def heartbeat(mode, report):
+        heartbeats.append(mode)
+        return Heartbeat(mode, report)
+
+    code = main(Options(concurrency=1), report=report, effects=Effects(heartbeat=heartbeat))
+
+    assert code == 0, (out.getvalue(), err.getvalue())
+    assert out.getvalue().startswith("Jira 00: refreshed — ")
+    assert "\nSummary: 2 refreshed (2 account connections, 0 user credentials, " in out.getvalue()
+    assert heartbeats == ["once"]
+    assert_every_grant_alive(fake_jira, keys)

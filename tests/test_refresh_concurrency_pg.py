@@ -2,7 +2,7 @@
 own connections and people's user credentials alike (issue 11).
 
 Real processes (`manage.py refresh_tokens`) and real threads against the shared
-fake Jira (tests/fake_jira.py): every refresh rotates both tokens, an old
+fake Jira (tests/doubles/fake_jira.py): every refresh rotates both tokens, an old
 refresh token gets invalid_grant, and every request is counted. The tests also
 prove that the runners really overlapped: a race that never happened proves
 nothing.
@@ -41,7 +41,7 @@ from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import RefreshOutcome
 from tests.conftest import in_thread
-from tests.fake_jira import CLOUD_TOKEN_PATH, TOKEN_PATH, FakeJira
+from tests.doubles.fake_jira import CLOUD_TOKEN_PATH, TOKEN_PATH, FakeJira
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
@@ -58,7 +58,7 @@ Status = ALMAccount.Status
 
 @pytest.fixture
 def jira():
-    """The shared fake Jira (tests/fake_jira.py), a little slow, as Jira is under load."""
+    """The shared fake Jira (tests/doubles/fake_jira.py), a little slow, as Jira is under load."""
     with FakeJira(latency=LATENCY_SECONDS) as fake:
         yield fake
 

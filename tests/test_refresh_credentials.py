@@ -7,7 +7,7 @@ person's credential is never refreshed. `--account` takes that account's own
 connection and its user credentials; the output names each grant and the
 summary counts both kinds.
 
-Jira is the shared fake on a real socket (tests/fake_jira.py): every refresh
+Jira is the shared fake on a real socket (tests/doubles/fake_jira.py): every refresh
 rotates, a refresh token is valid once, each grant belongs to a Jira user.
 Runs on SQLite and on PostgreSQL (the command's worker threads see the rows:
 transaction=True).
@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
-from tests.fake_jira import TOKEN_PATH, FakeJira
+from tests.doubles.fake_jira import TOKEN_PATH, FakeJira
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,7 +1,7 @@
 """The refresher runs on its own (issue 12): `refresh_tokens --loop`, its heartbeat, `make run`'s Procfile.
 
 - A real `manage.py refresh_tokens --loop --interval 1` process against
-  tests/fake_jira.py: it refreshes a due grant once, leaves a heartbeat row per
+  tests/doubles/fake_jira.py: it refreshes a due grant once, leaves a heartbeat row per
   pass (host, pid, counts), and stops cleanly on SIGTERM or Ctrl-C between
   passes (exit 0, at once even with an interval of an hour) and on SIGTERM
   during a slow refresh (that refresh finishes and is stored, exit 143).
@@ -35,12 +35,11 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from alm_accounts import services
-from alm_accounts.management.commands import refresh_tokens
-from alm_accounts.management.commands.refresh_tokens import Command as RefreshTokensCommand
 from alm_accounts.models import ALMAccount, RefresherRun
+from alm_accounts.refresher import selection
+from alm_accounts.refresher.heartbeat import Heartbeat, prune_heartbeat
 from alm_accounts.services import DeliveryCounts
-from tests.fake_jira import FakeJira
+from tests.doubles.fake_jira import FakeJira
 from tests.test_refresh_command import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -116,30 +115,6 @@ def slow_jira():
     """Jira taking 2 s to answer each token request: a refresh is in flight long enough to be signalled."""
     with FakeJira(latency=2.0) as fake:
         yield fake
-
-
-@pytest.fixture
-def run_in_process(capfd):
-    """Run `manage.py refresh_tokens ARGS` in this process as manage.py does (real exit codes)."""
-
-    def signal_not_handled(signum, frame):
-        raise AssertionError(f"{signal.Signals(signum).name} reached the test: the command did not handle it")
-
-    def run(*args: str) -> Run:
-        capfd.readouterr()
-        code = 0
-        # The loop tests stop the command with SIGTERM to this process: never let it end the test run instead.
-        previous = signal.signal(signal.SIGTERM, signal_not_handled)
-        try:
-            RefreshTokensCommand().run_from_argv(["manage.py", "refresh_tokens", *args])
-        except SystemExit as exc:
-            code = exc.code
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        out, err = capfd.readouterr()
-        return Run(code, out, err)
-
-    return run
 
 
 # --------------------------------------------------------------------------
@@ -243,13 +218,12 @@ def test_sigterm_during_a_slow_refresh_lets_it_finish_then_the_loop_exits_143(sh
 # --------------------------------------------------------------------------
 
 
-def test_passes_that_fail_on_the_database_do_not_end_the_loop(fake_jira, run_in_process, monkeypatch):
+def test_passes_that_fail_on_the_database_do_not_end_the_loop(fake_jira, run_command):
     """Pass 1 cannot even start its list, pass 2 loses the database while reading it; pass 3 does the work."""
     keys = create_accounts(fake_jira, 1)
-    real_select = RefreshTokensCommand._select
     selections = []
 
-    def select_with_the_database_down(self, accounts, due_within):
+    def select_with_the_database_down(accounts, due_within):
         selections.append(1)
         if len(selections) == 1:
             raise OperationalError("could not connect to server: Connection refused")
@@ -259,7 +233,7 @@ def test_passes_that_fail_on_the_database_do_not_end_the_loop(fake_jira, run_in_
                 yield  # a generator: fails when the first row is read
 
             return lost()
-        return real_select(self, accounts, due_within)
+        return selection.select(accounts, due_within)
 
     deliveries = []
 
@@ -269,11 +243,9 @@ def test_passes_that_fail_on_the_database_do_not_end_the_loop(fake_jira, run_in_
             os.kill(os.getpid(), signal.SIGTERM)  # stop the loop after its third pass
         return DeliveryCounts()
 
-    monkeypatch.setattr(RefreshTokensCommand, "_select", select_with_the_database_down)
-    monkeypatch.setattr(services, "deliver_pending", deliver_pending)
-    monkeypatch.setattr(RefreshTokensCommand, "_wait", lambda self, wake_fd, seconds: None)  # no pause needed
-
-    run = run_in_process("--loop", "--interval", "1", "-v", "1", "--concurrency", "1")
+    run = run_command("--loop", "--interval", "1", "-v", "1", "--concurrency", "1",
+                      select=select_with_the_database_down, deliver_alerts=deliver_pending,
+                      pause=lambda interval: 0)  # no pause needed
 
     assert run.code == 0, run
     assert re.search(r"Pass 1 \([^)]*\)\. The pass stopped: unexpected OperationalError\.", run.err), run.err
@@ -291,16 +263,20 @@ def test_passes_that_fail_on_the_database_do_not_end_the_loop(fake_jira, run_in_
     assert "could not be read (OperationalError)" in heartbeat()[1].message
 
 
-def test_a_loop_with_a_long_interval_refreshes_early_enough_for_its_next_pass(fake_jira, run_in_process, monkeypatch):
+def test_a_loop_with_a_long_interval_refreshes_early_enough_for_its_next_pass(fake_jira, run_command):
     """Every 20 minutes: a token expiring in 45 minutes is refreshed now (a window of three intervals), where a
     single run (15 minutes) leaves it; by the next pass it would have had only 25 minutes left, then 5."""
     keys = create_accounts(fake_jira, 1)
     ALMAccount.objects.update(token_expires_at=timezone.now() + timedelta(minutes=45))
-    assert run_in_process("-v", "1").out.startswith("Summary: nothing to refresh"), "a single run found it due"
-    # The loop is stopped after its first pass (SIGTERM to this process, while the loop handles it).
-    monkeypatch.setattr(services, "deliver_pending", lambda: os.kill(os.getpid(), signal.SIGTERM) or DeliveryCounts())
+    assert run_command("-v", "1").out.startswith("Summary: nothing to refresh"), "a single run found it due"
 
-    run = run_in_process("--loop", "--interval", "1200", "-v", "1", "--concurrency", "1")
+    def stop_after_the_first_pass():
+        os.kill(os.getpid(), signal.SIGTERM)  # to this process, while the loop handles it
+        return DeliveryCounts()
+
+    # The loop is stopped after its first pass.
+    run = run_command("--loop", "--interval", "1200", "-v", "1", "--concurrency", "1",
+                      deliver_alerts=stop_after_the_first_pass)
 
     assert run.code == 0, run
     assert run.out.startswith("Refreshing the tokens that expire within 60 minutes, every 1200 s (±10%)."), run.out
@@ -313,16 +289,16 @@ def test_a_loop_with_a_long_interval_refreshes_early_enough_for_its_next_pass(fa
     (["--dry-run"], "run `refresh_tokens --dry-run` once instead"),
     (["--interval", "600", "--window", "10"], "--window 10 is not longer than the interval (600 s"),
 ], ids=["force", "dry-run", "window-shorter-than-interval"])
-def test_the_loop_refuses_arguments_that_make_no_sense_for_it(run_in_process, args, refusal):
-    run = run_in_process("--loop", *args)
+def test_the_loop_refuses_arguments_that_make_no_sense_for_it(run_command, args, refusal):
+    run = run_command("--loop", *args)
 
     assert run.code == 2, run
     assert refusal in run.err, run.err
     assert RefresherRun.objects.count() == 0
 
 
-def test_an_interval_without_the_loop_is_refused(run_in_process):
-    run = run_in_process("--interval", "60")
+def test_an_interval_without_the_loop_is_refused(run_command):
+    run = run_command("--interval", "60")
 
     assert (run.code, run.err.strip()) == (2, "CommandError: --interval goes with --loop."), run
 
@@ -332,11 +308,11 @@ def test_an_interval_without_the_loop_is_refused(run_in_process):
 # --------------------------------------------------------------------------
 
 
-def test_a_single_run_records_its_heartbeat(fake_jira, run_in_process):
+def test_a_single_run_records_its_heartbeat(fake_jira, run_command):
     create_accounts(fake_jira, 2)
     before = timezone.now()
 
-    run = run_in_process("-v", "0")
+    run = run_command("-v", "0")
 
     assert run.code == 0, run
     (row,) = heartbeat()
@@ -346,7 +322,7 @@ def test_a_single_run_records_its_heartbeat(fake_jira, run_in_process):
     assert row.message.startswith("2 refreshed (2 account connections, 0 user credentials, ")
 
 
-def test_a_run_with_a_refused_grant_is_recorded_as_failed(fake_jira, run_in_process):
+def test_a_run_with_a_refused_grant_is_recorded_as_failed(fake_jira, run_command):
     """Jira no longer accepts one account's refresh token: the heartbeat says so in its counts."""
     create_accounts(fake_jira, 1)
     ALMAccount.objects.create(
@@ -354,7 +330,7 @@ def test_a_run_with_a_refused_grant_is_recorded_as_failed(fake_jira, run_in_proc
         client_secret_base_url=fake_jira.base_url, access_token="AT-unknown", refresh_token="RT-unknown",
         token_expires_at=timezone.now() + timedelta(minutes=5), status=ALMAccount.Status.CONNECTED)
 
-    run = run_in_process("-v", "0")
+    run = run_command("-v", "0")
 
     assert run.code == 1, run
     (row,) = heartbeat()
@@ -362,16 +338,16 @@ def test_a_run_with_a_refused_grant_is_recorded_as_failed(fake_jira, run_in_proc
     assert "1 needs re-authorization, 1 refreshed" in row.message
 
 
-def test_a_dry_run_records_nothing(fake_jira, run_in_process):
+def test_a_dry_run_records_nothing(fake_jira, run_command):
     create_accounts(fake_jira, 1)
 
-    run = run_in_process("--dry-run")
+    run = run_command("--dry-run")
 
     assert run.code == 0 and "Jira 00: would refresh" in run.out, run
     assert RefresherRun.objects.count() == 0
 
 
-def test_a_heartbeat_the_database_cannot_take_is_reported_and_the_run_goes_on(fake_jira, run_in_process,
+def test_a_heartbeat_the_database_cannot_take_is_reported_and_the_run_goes_on(fake_jira, run_command,
                                                                               monkeypatch):
     keys = create_accounts(fake_jira, 1)
 
@@ -380,7 +356,7 @@ def test_a_heartbeat_the_database_cannot_take_is_reported_and_the_run_goes_on(fa
 
     monkeypatch.setattr(RefresherRun.objects, "create", down)
 
-    run = run_in_process("-v", "0")
+    run = run_command("-v", "0")
 
     assert run.code == 0, run
     assert ("The start of this run could not be recorded in the refresher's heartbeat (OperationalError): the ALM "
@@ -390,31 +366,30 @@ def test_a_heartbeat_the_database_cannot_take_is_reported_and_the_run_goes_on(fa
     assert_every_grant_alive(fake_jira, keys)
 
 
-def test_heartbeat_rows_older_than_a_week_are_pruned_by_each_run(run_in_process):
+def test_heartbeat_rows_older_than_a_week_are_pruned_by_each_run(run_command):
     now = timezone.now()
     for age in (timedelta(days=30), timedelta(days=7, minutes=1), timedelta(days=6, hours=23)):
         RefresherRun.objects.create(host=f"{age.days}-days", pid=1, started_at=now - age, finished_at=now - age)
 
-    run = run_in_process("-v", "0")
+    run = run_command("-v", "0")
 
     assert run.code == 0, run
     assert [r.host for r in heartbeat()] == ["6-days", socket.gethostname()]
 
 
-def test_the_heartbeat_keeps_at_most_its_newest_rows_with_one_delete(run_in_process, monkeypatch):
+def test_the_heartbeat_keeps_at_most_its_newest_rows_with_one_delete(run_command):
     """Several loops at a short interval: never more than HEARTBEAT_KEEP_AT_MOST rows (here 4), the newest."""
     now = timezone.now()
     for minutes in (50, 40, 30, 20, 10):
         RefresherRun.objects.create(host=f"{minutes}-minutes", pid=2, started_at=now - timedelta(minutes=minutes),
                                     finished_at=now - timedelta(minutes=minutes))
-    monkeypatch.setattr(refresh_tokens, "HEARTBEAT_KEEP_AT_MOST", 4)
 
-    run = run_in_process("-v", "0")
+    run = run_command("-v", "0", heartbeat=lambda mode, report: Heartbeat(mode, report, keep_at_most=4))
 
     assert run.code == 0, run
     assert [r.host for r in heartbeat()] == ["30-minutes", "20-minutes", "10-minutes", socket.gethostname()]
     with CaptureQueriesContext(connection) as queries:
-        refresh_tokens.prune_heartbeat()
+        prune_heartbeat(keep_at_most=4)
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["DELETE"], queries.captured_queries
 

@@ -8,11 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from django.core.exceptions import ValidationError
-from django.core.management import base as management_base
 from django.urls import reverse
 
 from alm_accounts import services
-from alm_accounts.management.commands.jira_call import Command as JiraCallCommand
 from alm_accounts.models import ALMAccount, PendingAuthorization
 from tests.conftest import (
     CLIENT_SECRET,
@@ -54,22 +52,18 @@ def test_a_dot_segment_with_path_parameters_is_refused_on_jira_cloud(connected_c
 # --------------------------------------------------------------------------
 
 
-class _KeepConnections:
-    """run_from_argv closes every connection when it ends, which would end the test's transaction."""
+@pytest.mark.parametrize("account", ["²", "12²", "9" * 20])  # digits to isdigit(), not to int(); beyond any id
+@pytest.mark.parametrize("command", [
+    ("jira_call", "--skip-checks", "{account}", "GET", "/x"),
+    ("refresh_tokens", "--account", "{account}"),
+], ids=["jira_call", "refresh_tokens"])
+def test_an_account_number_no_id_can_have_exits_2_with_one_line(db, run_command, command, account):
+    name, *args = (arg.format(account=account) for arg in command)
 
-    @staticmethod
-    def close_all():
-        pass
+    run = run_command.of(name, *args)
 
-
-@pytest.mark.parametrize("account", ["²", "12²"])  # digits to isdigit(), not to int()
-def test_jira_call_with_an_account_number_no_id_can_have_exits_2_with_one_line(db, account, monkeypatch, capsys):
-    monkeypatch.setattr(management_base, "connections", _KeepConnections)
-    with pytest.raises(SystemExit) as exited:
-        JiraCallCommand().run_from_argv(["manage.py", "jira_call", "--skip-checks", account, "GET", "/x"])
-    err = capsys.readouterr().err
-    assert exited.value.code == 2
-    assert err.strip() == f"CommandError: No ALM account named or numbered {account!r}."
+    assert run.code == 2, run
+    assert run.err.strip() == f"CommandError: No ALM account named or numbered {account!r}."
 
 
 @pytest.mark.parametrize("query", [

@@ -19,7 +19,7 @@ from alm_accounts import services
 from alm_accounts.models import ALMAccount
 from alm_accounts.services import GrantRef, RefreshOutcome
 from tests.conftest import ATLASSIAN_CLIENT_ID, ATLASSIAN_SECRET, CLOUD_SITE, change_form_data
-from tests.fake_jira import FakeJira
+from tests.doubles.fake_jira import FakeJira
 
 
 @pytest.fixture(scope="module")

@@ -377,7 +377,8 @@ def test_wrong_key_refresh_test_connection_and_disconnect_send_nothing(wrong_key
     with pytest.raises(services.ServiceError, match="cannot be decrypted"):
         services.test_connection(account=ALMAccount.objects.get(pk=connected_account.pk), actor="test")
     with pytest.raises(services.ServiceError, match="cannot be decrypted"):
-        services.jira_get(account=ALMAccount.objects.get(pk=connected_account.pk), path="/rest/api/2/myself")
+        services.jira_request(account=ALMAccount.objects.get(pk=connected_account.pk), method="GET",
+                              path="/rest/api/2/myself")
 
     message = services.disconnect(account=ALMAccount.objects.get(pk=connected_account.pk), actor="test")
     assert "did not confirm the revocation" in message
@@ -386,14 +387,13 @@ def test_wrong_key_refresh_test_connection_and_disconnect_send_nothing(wrong_key
     assert raw(ALMAccount, connected_account.pk, "client_secret") == wrong_key["client_secret"]
 
 
-def test_wrong_key_refresh_tokens_command_sends_nothing_and_fails(wrong_key, connected_account, mocked_jira):
+def test_wrong_key_refresh_tokens_command_sends_nothing_and_fails(wrong_key, connected_account, mocked_jira,
+                                                                  run_command):
     mocked_jira.post(TOKEN_URL, json=token_answer())
-    out = io.StringIO()
-    with pytest.raises(SystemExit) as exit_:
-        # One worker: the rows live in this test's open transaction, invisible to other threads' connections.
-        call_command("refresh_tokens", "--force", "--concurrency", "1", stdout=out, stderr=io.StringIO())
-    assert exit_.value.code == 1
-    assert "cannot be decrypted" in out.getvalue()
+    # One worker: the rows live in this test's open transaction, invisible to other threads' connections.
+    run = run_command("--force", "--concurrency", "1")
+    assert run.code == 1
+    assert "cannot be decrypted" in run.out
     assert len(mocked_jira.calls) == 0
     assert raw_account(connected_account) == wrong_key
 

@@ -1,6 +1,6 @@
 """No secret ever leaks: one test drives every flow against a local fake Jira and searches everything.
 
-The fake Jira (tests/fake_jira.py, fixture `fake_jira`) is a real HTTP server
+The fake Jira (tests/doubles/fake_jira.py, fixture `fake_jira`) is a real HTTP server
 on 127.0.0.1, so `requests` and `urllib3` do real work (and log at DEBUG what
 they log); every answer is scripted here, with secrets made to be searched
 for. Searched for every secret: log records at every level (ours, Django's
@@ -17,7 +17,6 @@ browser is sent to: that is the protocol.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import sys
@@ -27,7 +26,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
 from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
@@ -37,8 +35,8 @@ from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
 from alm_accounts.models import Alert, ALMAccount, AuthEvent, PendingAuthorization
 from kendis_integration.logs import JsonFormatter
 from tests.conftest import query_of
-from tests.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
-from tests.webhook_receiver import WebhookReceiver
+from tests.doubles.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
+from tests.doubles.webhook_receiver import WebhookReceiver
 
 CLIENT_SECRET = "CLIENTSECRET-LeakCanary-5d1f0b7a93e2"
 LOGGERS = ["", "django", "django.db.backends", "django.request", "django.security", "django.template",
@@ -117,7 +115,7 @@ def webhook():
 
 
 def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, settings, monkeypatch,
-                                             django_capture_on_commit_callbacks, webhook):
+                                             django_capture_on_commit_callbacks, webhook, run_command):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     monkeypatch.setattr(connections["default"], "force_debug_cursor", True)  # SQL with its parameters at DEBUG
@@ -190,13 +188,9 @@ def test_no_secret_leaks_anywhere_in_any_flow(admin_client, fake_jira, caplog, s
         callback(f"{where}: callback", code=code or secrets.new("auth code"), state=state)
 
     def command(where: str, *args):
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            call_command("refresh_tokens", *args, "--concurrency", "1", stdout=out, stderr=err)
-        except SystemExit:
-            pass
-        seen.add(f"{where}: stdout", out.getvalue())
-        seen.add(f"{where}: stderr", err.getvalue())
+        run = run_command(*args, "--concurrency", "1")
+        seen.add(f"{where}: stdout", run.out)
+        seen.add(f"{where}: stderr", run.err)
 
     def status():
         return ALMAccount.objects.get(pk=account.pk).status

@@ -11,14 +11,14 @@ error reports (DEBUG pages, error e-mails) never show their local variables.
 
 - common: errors, the audit trail, the Jira client of an account, our own transactions
 - authorization: Get Auth Token (start, callback)
-- grants: refresh under the row lock, on-demand tokens, REST calls as the account
+- grants: refresh under the row lock, on-demand tokens
 - connection: Test connection, Disconnect (either kind of grant), what ends a connection
 - jira_calls: REST calls as a person or as the account (jira_request, iter_jira_pages)
 - alerts, alert_delivery: a connection broke or recovered (decided under the row lock), and telling someone
 """
 
-from ..selectors import due_accounts, refreshable_accounts
-from .alert_delivery import ChannelReport, DeliveryCounts, deliver_alert, deliver_pending, send_test_alert
+from .alert_delivery import ChannelReport, DeliveryCounts, deliver_alert, deliver_pending
+from .alerts import send_test_alert
 from .authorization import (
     SESSION_BINDING_KEY,
     CallbackForbidden,
@@ -46,7 +46,6 @@ from .grants import (
     RefreshOutcome,
     RefreshResult,
     grant_name,
-    jira_get,
     refresh_account,
     refresh_grant,
     valid_access_token,
@@ -68,8 +67,8 @@ __all__ = [
     "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackForbidden", "CallbackOutcome", "CallbackRejected",
     "GrantRef", "NestedTransactionError", "Outcome", "RefreshOutcome", "RefreshResult", "ServiceError", "actor_of",
     "client_for", "complete_authorization",
-    "complete_cloud_authorization", "delete_account", "disconnect", "due_accounts", "grant_name", "jira_get",
-    "record_event", "refresh_account", "refresh_grant", "refreshable_accounts", "save_account", "start_authorization",
+    "complete_cloud_authorization", "delete_account", "disconnect", "grant_name",
+    "record_event", "refresh_account", "refresh_grant", "save_account", "start_authorization",
     "started_for_own_credential", "test_connection", "valid_access_token",
     # Test and Disconnect for either kind of grant; a person's credentials ended (connection)
     "disconnect_grant", "end_credentials_of_person", "test_grant",

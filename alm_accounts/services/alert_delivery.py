@@ -75,6 +75,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from ..conf import app_settings
 from ..models import Alert
 
 log = logging.getLogger("alm_accounts.services.alerts")
@@ -185,16 +186,13 @@ class ChannelReport:
     detail: str
 
 
-def send_test_alert(*, account, actor: str) -> list[ChannelReport]:
-    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
-    happened: an admin proves that alerts reach someone before a connection breaks.
+def send_test(*, account, actor: str, recipients: list[str]) -> list[ChannelReport]:
+    """Send a clearly marked test to `recipients` (who the account's alerts reach: services.alerts decides) and
+    the webhook, now, and say per channel what happened (services.alerts.send_test_alert).
 
     Not an outbox row: nothing is retried, and a failed test never holds back (see "In order") a real alert.
     """
-    from .alerts import recipients_for  # alerts builds on this module: imported when used
-
     now = timezone.now()
-    recipients = recipients_for(account)
     alert = Alert(
         created_at=now, event="test", reason="test", account_name=account.name, grant_owner="",
         subject=f"TEST alert, nothing is broken: {account.name}",
@@ -202,14 +200,14 @@ def send_test_alert(*, account, actor: str) -> list[ChannelReport]:
                  "Nothing is wrong with its connection to Jira. When a connection breaks or works again, an alert "
                  "like this one reaches the same recipients: the account's Notify list (else the administrators "
                  "of this deployment), and the alert webhook."),
-        link=settings.PUBLIC_BASE_URL + account.get_admin_url(), recipients="\n".join(recipients),
+        link=app_settings.PUBLIC_BASE_URL + account.get_admin_url(), recipients="\n".join(recipients),
     )
     reports = []
     for channel, configured, not_configured, send, sent in (
         ("E-mail", bool(recipients), "no Notify list on this account, and no ADMINS: nobody gets alert mails",
          _send_email, f"sent to {', '.join(recipients)}"),
-        ("Webhook", bool(settings.ALERT_WEBHOOK_URL), "ALERT_WEBHOOK_URL is not set", _send_webhook,
-         f"delivered to {urlsplit(settings.ALERT_WEBHOOK_URL or '').hostname or ''}"),
+        ("Webhook", bool(app_settings.ALERT_WEBHOOK_URL), "ALERT_WEBHOOK_URL is not set", _send_webhook,
+         f"delivered to {urlsplit(app_settings.ALERT_WEBHOOK_URL or '').hostname or ''}"),
     ):
         if not configured:
             reports.append(ChannelReport(channel, "not configured", not_configured))
@@ -282,7 +280,7 @@ def _when(moment: datetime) -> str:
 
 
 def give_up_time(alert: Alert) -> datetime:
-    return alert.created_at + timedelta(hours=settings.ALERT_GIVE_UP_HOURS)
+    return alert.created_at + timedelta(hours=app_settings.ALERT_GIVE_UP_HOURS)
 
 
 # --------------------------------------------------------------------------
@@ -316,7 +314,7 @@ def _send_and_record(alert: Alert, *, now: datetime, counts: DeliveryCounts, dow
                 fields[state_field] = Delivery.GIVEN_UP
                 counts.given_up += 1
                 log.error("Alert %s (%s): the %s was not delivered within %s hours; given up. Last failure: %s",
-                          alert.pk, alert.subject, channel, settings.ALERT_GIVE_UP_HOURS, exc)
+                          alert.pk, alert.subject, channel, app_settings.ALERT_GIVE_UP_HOURS, exc)
             else:
                 counts.failed += 1
                 log.warning("Alert %s (%s): the %s was not delivered (%s); tried again after %s.",
@@ -355,7 +353,7 @@ def _send_email(alert: Alert) -> str:
     )
     try:
         connection = mail.get_connection(fail_silently=False,
-                                         timeout=getattr(settings, "EMAIL_TIMEOUT", None) or MAIL_TIMEOUT)
+                                         timeout=settings.EMAIL_TIMEOUT or MAIL_TIMEOUT)
         sent = connection.send_messages([message])
     except Exception as exc:  # noqa: BLE001 - any backend, any failure: in words, retried
         raise DeliveryFailed(_mail_failure(exc),
@@ -371,7 +369,7 @@ def email_body(alert: Alert) -> str:
         f"Raised: {_when(alert.created_at)}\n"
         f"Open: {alert.link}\n\n"
         "-- \n"
-        f"Kendis integration, {settings.PUBLIC_BASE_URL}\n"
+        f"Kendis integration, {app_settings.PUBLIC_BASE_URL}\n"
         "You receive this as a recipient of the ALM account's alerts (its Notify list, else the administrators "
         "of this deployment), or because the connection is your own.\n"
     )
@@ -432,14 +430,14 @@ def signature_headers(body: bytes, *, secret: str, timestamp: int) -> dict[str, 
 
 
 def _send_webhook(alert: Alert) -> str:
-    url = settings.ALERT_WEBHOOK_URL
+    url = app_settings.ALERT_WEBHOOK_URL
     if not url:
         return Delivery.NOT_NEEDED  # the webhook was switched off since the alert was raised
     host = urlsplit(url).hostname or "the webhook host"
     body = json.dumps(webhook_payload(alert), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Kendis-Integration-Alerts/1"}
-    if settings.ALERT_WEBHOOK_SECRET:
-        headers.update(signature_headers(body, secret=settings.ALERT_WEBHOOK_SECRET, timestamp=int(time.time())))
+    if app_settings.ALERT_WEBHOOK_SECRET:
+        headers.update(signature_headers(body, secret=app_settings.ALERT_WEBHOOK_SECRET, timestamp=int(time.time())))
     # Only http(s): settings refuse any other ALERT_WEBHOOK_URL, and _opener has no other handler.
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:

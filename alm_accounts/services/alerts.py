@@ -25,19 +25,22 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
-from ..models import Alert, ALMAccount, ALMCredential, Grant, GrantStatus
+from .. import messages
+from ..conf import app_settings
+from ..kinds import kind_of
+from ..models import Alert, ALMAccount, Grant, GrantStatus
+from ..providers import provider_for
 from ..validators import email_addresses
-from .alert_delivery import deliver_alert
+from .alert_delivery import ChannelReport, deliver_alert, send_test
 
 # The reason of the alerts about a removed link (services.client_refused).
 CLIENT_REFUSED = "client_refused"
 
 
 def failing_after() -> timedelta:
-    return timedelta(minutes=settings.ALERT_FAILING_AFTER_MINUTES)
+    return timedelta(minutes=app_settings.ALERT_FAILING_AFTER_MINUTES)
 
 
 def after_failure(grant: Grant, *, now, status: str, message: str, reason: str = "") -> dict:
@@ -50,7 +53,7 @@ def after_failure(grant: Grant, *, now, status: str, message: str, reason: str =
     failing_since = grant.failing_since or now
     reason = reason or broken_reason(grant, now=now, status=status, failing_since=failing_since)
     fields = {"failing_since": failing_since}
-    if reason == CLIENT_REFUSED and grant.grant_kind == "account":
+    if reason == CLIENT_REFUSED and not kind_of(grant).alerts_when_client_refused:
         return fields
     if reason and not grant.alert_open:
         raise_alert(grant, event=Alert.Event.BROKEN, reason=reason, detail=message, now=now)
@@ -84,7 +87,7 @@ def consent_ending(grant: Grant, *, now) -> dict:
     Decided under the grant's row lock with each success; a new consent (store_new_grant clears
     reconsent_warned_at and connected_at is now) starts a new year.
     """
-    provider = grant.grant_account.provider
+    provider = provider_for(grant.grant_account)
     lifetime = provider.consent_lifetime
     if lifetime is None or grant.connected_at is None or grant.reconsent_warned_at is not None:
         return {}
@@ -118,14 +121,14 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
         reason=reason,
         account=account,
         account_name=account.name,
-        credential=grant if isinstance(grant, ALMCredential) else None,
+        credential=kind_of(grant).credential(grant),
         grant_owner=person,
         subject=subject[:255],
         message=body,
         link=link_for(grant),
         recipients="\n".join(recipients),
         email_state=Alert.Delivery.PENDING if recipients else Alert.Delivery.NOT_NEEDED,
-        webhook_state=Alert.Delivery.PENDING if settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
+        webhook_state=Alert.Delivery.PENDING if app_settings.ALERT_WEBHOOK_URL else Alert.Delivery.NOT_NEEDED,
         next_attempt_at=now,
     )
     # Sent once the status change is committed (never for one rolled back), that alert only; a failure is
@@ -134,25 +137,23 @@ def raise_alert(grant: Grant, *, event: str, reason: str, detail: str, now) -> A
     return alert
 
 
+def send_test_alert(*, account: ALMAccount, actor: str) -> list[ChannelReport]:
+    """Send a clearly marked test through every channel the account's alerts use, now, and say per channel what
+    happened: an admin proves that alerts reach someone before a connection breaks."""
+    return send_test(account=account, actor=actor, recipients=recipients_for(account))
+
+
 def recipients_for(grant: Grant, *, reason: str = "") -> list[str]:
     """The account's Notify addresses, else ADMINS; for a person's credential, that person (and the account's
     recipients when the account refuses people without their own connection: their work stops; but not about a
     removed link, which they were told about once for the whole account)."""
     account: ALMAccount = grant.grant_account
     for_account = email_addresses(account.notify) or [email for _, email in settings.ADMINS]
-    if not isinstance(grant, ALMCredential):
-        return _unique(for_account)
-    person = [grant.user.email] if grant.user.email else []
-    if reason == CLIENT_REFUSED:
-        return person
-    if account.unconnected_users == ALMAccount.UnconnectedUsers.REFUSE or not person:
-        return _unique(person + for_account)
-    return person
+    return _unique(kind_of(grant).recipients(grant, for_account=for_account, client_refused=reason == CLIENT_REFUSED))
 
 
 def link_for(grant: Grant) -> str:
-    path = reverse("my_alm_credentials") if isinstance(grant, ALMCredential) else grant.get_admin_url()
-    return settings.PUBLIC_BASE_URL + path
+    return app_settings.PUBLIC_BASE_URL + kind_of(grant).link(grant)
 
 
 def _unique(addresses: list[str]) -> list[str]:
@@ -166,9 +167,8 @@ def _unique(addresses: list[str]) -> list[str]:
 
 def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now) -> tuple[str, str]:
     person = grant.grant_owner
-    where = "My ALM Credentials" if person else "the ALM account's page"
+    where, button = messages.where_to_reconnect(grant)
     if event == Alert.Event.CONSENT_ENDING:
-        button = "Reconnect" if person else "Get Auth Token"
         return (
             f"Jira Cloud consent ends soon: {who}",
             f"Atlassian ends every Jira Cloud grant 365 days after its consent, however often it is refreshed. "
@@ -196,13 +196,13 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
         return f"Jira connection broken: {who}", detail
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."
-        todo = (f"Open {where} and click {'Reconnect' if person else 'Get Auth Token'}." + " "
-                + grant.grant_account.provider.lifetime_hint)
+        todo = (f"Open {where} and click {button}." + " "
+                + provider_for(grant.grant_account).lifetime_hint)
     elif reason == "expired":
         happened = "Its access token has expired and could not be refreshed: calls to Jira with it fail."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     else:
-        minutes = settings.ALERT_FAILING_AFTER_MINUTES
+        minutes = app_settings.ALERT_FAILING_AFTER_MINUTES
         happened = f"Its token could not be refreshed for more than {minutes} minutes."
         todo = "Check that Jira is reachable from this server and that its incoming application link still exists."
     body = f"{happened}\n\nLast error: {detail}\n\nWhat to do: {todo}"

@@ -6,16 +6,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import explain
+from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
 from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
-from ..providers import SiteNotCovered
+from ..providers import SiteNotCovered, provider_for
 from ..validators import is_well_formed_callback_id
 from . import alerts
 from .common import Kind, ServiceError, Status, actor_of, client_for, digest, log, mark, own_transaction, record_event
@@ -39,8 +39,8 @@ def start_authorization(*, account: ALMAccount, user, session, for_own_credentia
     `for_own_credential`: the person connects their own Jira identity (user-based sync) instead of the
     account's connection. Same link, same callback URL: the pending authorization says which grant it is for.
     """
-    provider = account.provider
-    if not account.is_ready_for_people:
+    provider = provider_for(account)
+    if not provider.is_ready(account):
         raise ServiceError(provider.not_ready(account, for_own_credential=for_own_credential))
     if for_own_credential and not (user.is_active and user.is_staff):
         raise ServiceError("Only active staff users can connect their own Jira account.")
@@ -174,7 +174,7 @@ def _complete(account: ALMAccount, *, query, user, session, may_connect_account:
 
     if "error" in params:
         said = explain.oauth_error("authorize", params["error"], params.get("error_description", ""),
-                                   advice=account.provider.advice)
+                                   advice=provider_for(account).advice)
         message = _kept(existing, said)
         _replace_last_error(existing, message)
         record_event(account, actor=actor, kind=Kind.AUTHORIZATION_FAILED, ok=False, message=message,
@@ -267,7 +267,7 @@ def _connect_person(account: ALMAccount, user, *, code: Secret, verifier: Secret
             raise _Refused(_kept(before, str(exc))) from None
         except JiraError as exc:
             stage = "exchange" if issued is None else "api"
-            raise _Refused(_kept(before, explain.describe(stage, exc, advice=account.provider.advice) + (
+            raise _Refused(_kept(before, explain.describe(stage, exc, advice=provider_for(account).advice) + (
                 " Jira issued tokens but could not say which Jira user they belong to, so nothing was stored."
                 if issued is not None else ""))) from None
         name, display = jira_user(me, account)
@@ -416,7 +416,7 @@ def _exchange_and_store(account: ALMAccount, *, code: Secret, verifier: Secret, 
             except (JiraError, ServiceError, SiteNotCovered) as exc:
                 if isinstance(exc, JiraError):
                     said = explain.describe("exchange" if tokens is None else "api", exc,
-                                             advice=locked.provider.advice) + (
+                                             advice=provider_for(locked).advice) + (
                         " Atlassian issued tokens but could not say which sites they reach, so nothing was stored."
                         if tokens is not None else "")
                 else:
@@ -462,7 +462,7 @@ def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, 
             if site_of.cloud_id:
                 ALMAccount.objects.filter(pk=site_of.pk).update(cloud_id=site_of.cloud_id,
                                                                 cloud_site_name=site_of.cloud_site_name)
-                if isinstance(locked, ALMAccount):
+                if locked.grant_account is locked:  # the account's own connection: its row is the account
                     locked.cloud_id, locked.cloud_site_name = site_of.cloud_id, site_of.cloud_site_name
             store_new_grant(locked, tokens)
         return locked
@@ -476,11 +476,11 @@ def _store_issued_grant_again(grant: GrantRef, tokens: TokenSet, *, actor: str, 
 
 
 def state_ttl() -> timedelta:
-    return timedelta(seconds=settings.OAUTH_STATE_TTL_SECONDS)
+    return timedelta(seconds=app_settings.OAUTH_STATE_TTL_SECONDS)
 
 
 def state_ttl_text() -> str:
-    seconds = settings.OAUTH_STATE_TTL_SECONDS
+    seconds = app_settings.OAUTH_STATE_TTL_SECONDS
     if seconds < 120:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     return f"{seconds // 60} minutes"
@@ -542,7 +542,7 @@ def store_new_grant(grant: Grant, tokens: TokenSet, *, name: str = "", display: 
 
 def jira_user(me: dict, account: ALMAccount) -> tuple[str, str]:
     """(unique name, display name) from Jira's /myself answer (Cloud: the Atlassian account ID, no user name)."""
-    return account.provider.identity(me)
+    return provider_for(account).identity(me)
 
 
 @sensitive_variables()
@@ -554,7 +554,8 @@ def _on_consented_site(account: ALMAccount, client, tokens: TokenSet, *, deadlin
     transaction rolls back or stores nothing). Data Center: the client as it is. Without `record` the caller writes
     the site with the grant (a person's consent, decided under the account's lock).
     """
-    site = account.provider.confirm_site(client, access_token=tokens.access_token, account=account, deadline=deadline)
+    site = provider_for(account).confirm_site(client, access_token=tokens.access_token, account=account,
+                                              deadline=deadline)
     if site is None:
         return client
     if (account.cloud_id, account.cloud_site_name) != (site.cloud_id, site.name):
@@ -570,7 +571,7 @@ def _record_jira_user(account: ALMAccount) -> str:
     try:
         me = client_for(account).myself(access_token=Secret(account.access_token))
     except (JiraError, ServiceError) as exc:
-        reason = explain.describe("api", exc, advice=account.provider.advice) if isinstance(exc, JiraError) \
+        reason = explain.describe("api", exc, advice=provider_for(account).advice) if isinstance(exc, JiraError) \
             else str(exc)
         return (
             f"Connected to Jira ({account.token_scope}), but the Jira user could not be read: "

@@ -32,7 +32,9 @@ from __future__ import annotations
 from django.db.models import Q
 
 from ..jira import JiraOAuthError
+from ..kinds import PERSON, kind_of
 from ..models import Alert, ALMAccount, Grant
+from ..providers import provider_for
 from ..selectors import CLIENT_RECHECK
 from . import alerts
 
@@ -40,7 +42,7 @@ from . import alerts
 def confirmed_by(grant: Grant, exc: Exception) -> bool:
     """Jira's answer says it refuses the client itself, and this grant worked before (it is not a typo in
     credentials that never worked: that is an ordinary failure)."""
-    return (isinstance(exc, JiraOAuthError) and exc.error in grant.grant_account.provider.client_refused_errors
+    return (isinstance(exc, JiraOAuthError) and exc.error in provider_for(grant.grant_account).client_refused_errors
             and (grant.connected_at is not None or grant.last_refreshed_at is not None))
 
 
@@ -66,10 +68,10 @@ def record(grant: Grant, *, now) -> None:
     account.client_refused_at = account.client_checked_at = now
     if flipped:
         alerts.raise_alert(account, event=Alert.Event.BROKEN, reason=alerts.CLIENT_REFUSED,
-                           detail=account.provider.client_refused_words(account, for_person=False), now=now)
+                           detail=provider_for(account).client_refused_words(account, for_person=False), now=now)
 
 
 def words_for(grant: Grant) -> str:
     """The grant's last error while its account's client is refused: for the administrator, or for the person."""
     account = grant.grant_account
-    return account.provider.client_refused_words(account, for_person=grant.grant_kind == "user")
+    return provider_for(account).client_refused_words(account, for_person=kind_of(grant).fixed_by == PERSON)

@@ -6,14 +6,16 @@ import contextlib
 import hashlib
 import logging
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from .. import egress
+from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import JiraClient
-from ..models import ALMAccount, ALMCredential, AuthEvent, Grant
+from ..kinds import kind_of
+from ..models import ALMAccount, AuthEvent, Grant
+from ..providers import provider_for
 
 log = logging.getLogger("alm_accounts.services")
 
@@ -36,7 +38,7 @@ def record_event(grant: Grant | None, *, actor: str, kind: str, ok: bool, messag
     account = grant.grant_account if grant is not None else None
     return AuthEvent.objects.create(
         account=account,
-        credential=grant if isinstance(grant, ALMCredential) else None,
+        credential=kind_of(grant).credential(grant) if grant is not None else None,
         grant_owner=(grant_owner or (grant.grant_owner if grant is not None else ""))[:150],
         account_name=(account.name if account is not None else account_name)[:200],
         actor=(actor or "system")[:150],
@@ -53,7 +55,7 @@ def actor_of(user) -> str:
 def client_for(account: ALMAccount) -> JiraClient:
     """The provider's client with the account's credentials (Cloud: the deployment's app unless the account has its
     own), sending the Client Secret only to where it was entered for."""
-    provider = account.provider
+    provider = provider_for(account)
     client_id, secret = provider.credentials(account)
     if isinstance(secret, UnreadableSecret):
         raise ServiceError(
@@ -71,7 +73,7 @@ def client_for(account: ALMAccount) -> JiraClient:
         )
     try:
         return provider.client(account, client_id=client_id, secret=secret,
-                               timeout=(settings.JIRA_CONNECT_TIMEOUT, settings.JIRA_READ_TIMEOUT))
+                               timeout=(app_settings.JIRA_CONNECT_TIMEOUT, app_settings.JIRA_READ_TIMEOUT))
     except egress.EgressError as exc:
         raise ServiceError(str(exc)) from None
 
@@ -112,7 +114,7 @@ def own_transaction(what: str):
 
 
 def _lock_timeout() -> str:
-    return f"{int((settings.JIRA_REFRESH_DEADLINE + 10) * 1000)}ms"
+    return f"{int((app_settings.JIRA_REFRESH_DEADLINE + 10) * 1000)}ms"
 
 
 def _protect(*, local: bool) -> None:

@@ -12,8 +12,8 @@ in one transaction; the revocation at Jira runs after the commit, with the
 tokens held in memory only, so no row lock is held while Jira answers and a
 rolled-back ending (ours or the admin's save around it) revokes nothing.
 
-Jira Data Center documents no revocation endpoint (shared/jira-dc-oauth2.md
-§3): only an HTTP 200 for every token counts as confirmed. Otherwise the admin
+Jira Data Center documents no revocation endpoint (the provider plugin's
+revoke resource is undocumented): only an HTTP 200 for every token counts as confirmed. Otherwise the admin
 (or the person) is told the tokens were deleted here and where in Jira the
 grant can be removed. Revocation goes only to the Jira that issued the tokens,
 with the credentials they were issued for, never to a base URL typed afterwards.
@@ -31,12 +31,14 @@ from django.views.decorators.debug import sensitive_variables
 from .. import egress, explain
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, Secret
+from ..kinds import KINDS, NOT_THEIR_OWN_JIRA_USER, kind_of
 from ..models import ALMAccount, ALMCredential, AuthEvent, Grant, PendingAuthorization
+from ..providers import provider_for
 from ..validators import normalize_base_url
 from .authorization import ACCOUNTS_OWN, identity_holder, jira_user, person_with_the_accounts_identity
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 from .grants import GrantRef, refresh_deadline, valid_access_token
-from .jira_calls import NOT_THEIR_OWN_JIRA_USER, grant_request
+from .jira_calls import grant_request
 
 # What "not connected" looks like: every field of a grant, wiped.
 WIPED = {
@@ -84,7 +86,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
     """
     try:
         if grant.refresh_token is None:
-            raise ServiceError(_not_connected(grant, actor))
+            raise ServiceError(kind_of(grant).not_connected(grant, actor))
         # A grant that yields no token (Jira stopped accepting it, unreadable secrets) says why in its own words.
         valid_access_token(account=grant, actor=actor)
         deadline = refresh_deadline()  # both calls together answer before a web server's timeout
@@ -95,7 +97,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
             raise ServiceError("Jira's answer is not the JSON object its REST API returns: check the Jira base URL "
                                "(a proxy or login page may answer in Jira's place).")
     except ServiceError as exc:
-        message = _test_failure(grant, exc)
+        message = kind_of(grant).test_failed(grant, exc)
         record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=message)
         raise ServiceError(message) from None
     account = grant.grant_account
@@ -105,31 +107,9 @@ def test_grant(*, grant: Grant, actor: str) -> str:
         record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=False, message=refused)
         raise ServiceError(refused)
     display = display or "an unnamed user"
-    if grant.grant_kind == "account":
-        message = f"Connected to {account.provider.describe_site(info, account)} as {display}.{warning}"
-    else:
-        version = explain.plain_text(info.get("version"), 40) or "?"
-        message = f"Connected to Jira {version} as {display}."
+    message = kind_of(grant).test_passed(grant, info=info, display=display, warning=warning)
     record_event(grant, actor=actor, kind=Kind.TEST_CONNECTION, ok=True, message=message)
     return message
-
-
-def _test_failure(grant: Grant, exc: ServiceError) -> str:
-    """A failed Test in the words of whoever clicked it: Jira's error explained to an admin (with the buttons of
-    the account's page), or the call's own message naming the person's connection and what they can do."""
-    jira_error = getattr(exc, "jira_error", None)
-    if grant.grant_kind == "account" and jira_error is not None:
-        return explain.describe("api", jira_error, advice=grant.grant_account.provider.advice)
-    return str(exc)
-
-
-def _not_connected(grant: Grant, actor: str) -> str:
-    if grant.grant_kind == "account":
-        return "This account is not connected to Jira yet: click Get Auth Token."
-    if actor == grant.grant_owner:
-        return (f"Your Jira account is not connected to {grant.grant_account.name} yet: click Connect my Jira "
-                "account under My ALM Credentials.")
-    return f"{grant.grant_owner} has not connected their Jira account to {grant.grant_account.name}."
 
 
 def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
@@ -145,10 +125,10 @@ def _note_jira_user(grant: Grant, name: str, display: str) -> tuple[str, str]:
     """
     who = display or name or "an unnamed user"
     with own_transaction("Test connection"):
-        account = GrantRef("account", grant.grant_account.pk).locked()
+        account = GrantRef.of(grant.grant_account).locked()
         if account is None:
             return "", ""  # deleted meanwhile: nothing left to record
-        if grant.grant_kind == "account":
+        if not kind_of(grant).must_be_own_jira_user:
             mark(account, connected_as_name=name, connected_as_display_name=display)
             account.connected_as_name, account.connected_as_display_name = name, display
             return "", person_with_the_accounts_identity(account) if name else ""
@@ -237,8 +217,8 @@ class HeldGrant:
     @sensitive_variables()
     def revoke(self, *, deadline: Deadline) -> Revocation:
         """Best effort, never raises: the tokens are already deleted here, whatever Jira answers."""
-        if not self.jira.provider.can_revoke:
-            return Revocation(False, f"{self.jira.provider.label} has no revocation endpoint")
+        if not provider_for(self.jira).can_revoke:
+            return Revocation(False, f"{provider_for(self.jira).label} has no revocation endpoint")
         if self.unreadable:
             return Revocation(False, "the stored tokens cannot be decrypted with the configured "
                                      "FIELD_ENCRYPTION_KEY, so they could not be sent to Jira")
@@ -266,7 +246,7 @@ class HeldGrant:
 
     def where_in_jira(self, *, to_owner: bool = False) -> str:
         """Where the grant can be ended in Jira itself; `to_owner`: addressed to the person whose grant it is."""
-        return self.jira.provider.where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
+        return provider_for(self.jira).where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
                                                   to_owner=to_owner)
 
 
@@ -286,30 +266,13 @@ def _wipe(grant: Grant) -> list[str]:
 
 def _wipe_keeping_refusal(grant: Grant) -> list[str]:
     """As _wipe, except that a person's credential Jira stopped accepting stays refused (KEPT_REFUSAL)."""
-    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
+    if not kind_of(grant).refusal_outlives_disconnect(grant):
         return _wipe(grant)
     kept = {name: getattr(grant, name) for name in KEPT_REFUSAL}
     fields = _wipe(grant)
     for name, value in kept.items():
         setattr(grant, name, value)
     return fields
-
-
-def _still_refused(grant: Grant, actor: str) -> str:
-    """What a Disconnect of a credential Jira stopped accepting leaves: the refusal, in the words of who clicked."""
-    if grant.grant_kind != "user" or grant.status != Status.NEEDS_REAUTHORIZATION:
-        return ""
-    account = grant.grant_account.name
-    not_their_own = grant.last_error.startswith(NOT_THEIR_OWN_JIRA_USER)  # Test found another's Jira user
-    if actor == grant.grant_owner:
-        why = ("Your connection acted as a Jira user that is not yours" if not_their_own else
-               "Jira had stopped accepting your connection")
-        return (f" {why}, so until you reconnect nothing is done in Jira for you on {account}: the account's own "
-                "connection is not used instead.")
-    why = (f"{grant.grant_owner}'s connection acted as a Jira user that is not theirs" if not_their_own else
-           f"Jira had stopped accepting {grant.grant_owner}'s connection")
-    return (f" {why}, so until they reconnect nothing is done in Jira for them on {account}: the account's own "
-            "connection is not used instead.")
 
 
 def _complete_event(event: AuthEvent | None, message: str) -> None:
@@ -328,15 +291,6 @@ def disconnect(*, account: ALMAccount, actor: str) -> Outcome:
     return disconnect_grant(grant=account, actor=actor)
 
 
-def _disconnected(grant: Grant, actor: str) -> tuple[str, str, bool]:
-    """How a disconnect is told to whoever clicked: (lead, whose tokens, addressed to the person)."""
-    if grant.grant_kind == "account":
-        return "Disconnected", "the tokens", False
-    if actor == grant.grant_owner:
-        return "Disconnected", "your tokens", True
-    return f"Disconnected {grant.grant_owner}", "their tokens", False
-
-
 @sensitive_variables()
 def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
     """Delete a grant's tokens here (committed first), then revoke them at Jira with the copy held in memory.
@@ -348,11 +302,10 @@ def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
     with own_transaction("Disconnect"):
         locked = ref.locked()
         if locked is None:
-            raise ServiceError("This ALM account no longer exists." if ref.kind == "account" else
-                               "This Jira credential no longer exists: nothing was disconnected.")
-        lead, tokens, to_owner = _disconnected(locked, actor)
+            raise ServiceError(KINDS[ref.kind].gone)
+        lead, tokens, to_owner = kind_of(locked).disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
-        refused = _still_refused(locked, actor)
+        refused = kind_of(locked).still_refused(locked, actor)
         locked.save(update_fields=_wipe_keeping_refusal(locked))
         none_stored = f"{lead}: no tokens were stored.{refused}"
         event = record_event(locked, actor=actor, kind=Kind.DISCONNECTED, ok=True, message=(

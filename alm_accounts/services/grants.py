@@ -21,14 +21,16 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import explain
-from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnauthorized, JiraUnavailable, Secret, TokenSet
+from .. import explain, messages
+from ..conf import app_settings
+from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret, TokenSet
+from ..kinds import KINDS, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
+from ..providers import provider_for
 from . import alerts, client_refused
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
@@ -44,9 +46,6 @@ TOKEN_FIELDS = ["access_token", "refresh_token", "token_expires_at", "last_refre
                 "updated_at"]
 
 
-GRANT_MODELS: dict[str, type[Grant]] = {"account": ALMAccount, "user": ALMCredential}
-
-
 @dataclass(frozen=True)
 class GrantRef:
     """Which grant: the account's own connection ("account", account id) or a person's ("user", credential id)."""
@@ -60,7 +59,7 @@ class GrantRef:
 
     @property
     def model(self) -> type[Grant]:
-        return GRANT_MODELS[self.kind]
+        return KINDS[self.kind].model
 
     def locked(self, *, skip_locked: bool = False) -> Grant | None:
         """The grant under its row lock, in one statement: only the grant's own row is locked (OF self); a
@@ -69,20 +68,18 @@ class GrantRef:
         # inserted elsewhere that references it (the audit event of a person's refresh references the
         # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
         queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
-        if self.kind == "user":
-            queryset = queryset.select_related("account", "user")
-        for grant in queryset.filter(pk=self.pk):  # by primary key: one row or none, no ORDER BY or LIMIT to build
+        # By primary key: one row or none, so no ORDER BY or LIMIT to build (first() would add both).
+        for grant in KINDS[self.kind].locking(queryset).filter(pk=self.pk):
             return grant
         return None
 
     def __str__(self):
-        return f"{'ALM account' if self.kind == 'account' else 'ALM credential'} {self.pk}"
+        return f"{KINDS[self.kind].label} {self.pk}"
 
 
 def grant_name(grant: Grant) -> str:
     """How a grant is named in a command's output and in messages."""
-    account = grant.grant_account
-    return account.name if grant.grant_kind == "account" else f"{account.name} ({grant.grant_owner})"
+    return kind_of(grant).name(grant)
 
 
 class RefreshOutcome(enum.Enum):
@@ -110,7 +107,7 @@ class RefreshResult:
 
 
 def refresh_deadline() -> Deadline:
-    return Deadline(settings.JIRA_REFRESH_DEADLINE)
+    return Deadline(app_settings.JIRA_REFRESH_DEADLINE)
 
 
 def unreadable_message(account: Grant) -> str:
@@ -170,11 +167,11 @@ def refresh_grant(
                 return RefreshResult(account.pk, name, outcome, message, kind=grant.kind)
 
             if account.refresh_token is None:
-                return result(RefreshOutcome.NOT_CONNECTED, f"no refresh token: {reconnect_hint(account)}")
+                return result(RefreshOutcome.NOT_CONNECTED, f"no refresh token: {messages.reconnect_hint(account)}")
             if account.status == Status.NEEDS_REAUTHORIZATION:
                 return result(RefreshOutcome.NOT_CONNECTED,
-                              f"Jira no longer accepts its grant: {reconnect_hint(account)}")
-            if grant.kind == "user" and not account.user.is_active:
+                              f"Jira no longer accepts its grant: {messages.reconnect_hint(account)}")
+            if kind_of(account).is_inactive(account):
                 return result(RefreshOutcome.NOT_CONNECTED, "the person is inactive: never refreshed or used")
             changed_from = unless_access_token_changed_from
             if changed_from is not None and account.access_token != changed_from:
@@ -192,7 +189,7 @@ def refresh_grant(
             try:
                 tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
                                                redirect_uri=account.callback_url, deadline=deadline,
-                                               reuse_leeway=account.grant_account.provider.reuse_leeway)
+                                               reuse_leeway=provider_for(account.grant_account).reuse_leeway)
             except ServiceError as exc:
                 return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
             except JiraOAuthError as exc:
@@ -352,7 +349,7 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
     Retried always: connections that were never made, and 429/502/503 (Jira or
     its proxy refused before processing).
     """
-    pauses = list(settings.JIRA_RETRY_BACKOFF)
+    pauses = list(app_settings.JIRA_RETRY_BACKOFF)
     reused = False
     while True:
         attempt_started = time.monotonic()  # the provider rotated, if at all, after this
@@ -415,34 +412,13 @@ def _log_refresh(level: int, grant: Grant, outcome: RefreshOutcome, message: str
 
 
 def _refresh_advice(grant: Grant, exc) -> str:
-    """Jira's refresh failure in the words of whoever can fix it: the admin's button, or the person's page."""
-    message = explain.describe("refresh", exc, advice=grant.grant_account.provider.advice)
-    if grant.grant_kind == "user":
-        message = (message.replace("Click Get Auth Token to authorize again", "Reconnect under My ALM Credentials")
-                   .replace("click Get Auth Token", "reconnect under My ALM Credentials"))
-    return message
-
-
-def reconnect_hint(grant: Grant) -> str:
-    return "click Get Auth Token" if grant.grant_kind == "account" else "reconnect under My ALM Credentials"
+    return messages.refresh_failure(grant, exc)
 
 
 def expires_text(account: Grant) -> str:
     if account.token_expires_at is None:
         return "expiry unknown"
     return f"expires {timezone.localtime(account.token_expires_at):%Y-%m-%d %H:%M:%S %Z}"
-
-
-def holds_accounts_identity(credential: ALMCredential) -> bool:
-    """Whether a person's credential is the Jira user the account's own connection acts as.
-
-    Connecting as it is refused (services.authorization), but a credential stored before that rule, or an account
-    connected afterwards as a person's Jira user, still holds it: through it the person would act as the account's
-    administrator, whatever the policy for people without a connection. No query when the account was read with
-    the credential (jira_calls, the screens).
-    """
-    name = credential.connected_as_name
-    return bool(name) and name == credential.account.connected_as_name
 
 
 def accounts_identity_refusal(credential: ALMCredential, username: str) -> str:
@@ -463,7 +439,7 @@ def valid_access_token(*, account: Grant, actor: str = "system") -> str:
     Never the token of a person's credential that is the account's own Jira user (holds_accounts_identity): a
     ServiceError says why, before anything is refreshed or sent.
     """
-    if account.grant_kind == "user" and holds_accounts_identity(account):
+    if kind_of(account).holds_accounts_identity(account):
         raise ServiceError(accounts_identity_refusal(account, account.grant_owner))
     token = account.access_token
     if isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
@@ -480,30 +456,12 @@ def token_after(account: Grant, result: RefreshResult) -> str:
     """The access token an on-demand caller may use after `result`, or a ServiceError saying why not."""
     if account.status == Status.NEEDS_REAUTHORIZATION:
         # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
-        raise ServiceError(account.last_error or f"Jira no longer accepts this grant: {reconnect_hint(account)}.")
+        raise ServiceError(account.last_error
+                           or f"Jira no longer accepts this grant: {messages.reconnect_hint(account)}.")
     if result.failed or result.outcome is RefreshOutcome.CLIENT_REFUSED:
         raise ServiceError(result.message)
     if account.unreadable_secrets:
         raise ServiceError(unreadable_message(account))
     if not isinstance(account.access_token, str):
-        raise ServiceError(f"Not connected to Jira: {reconnect_hint(account)}.")
+        raise ServiceError(f"Not connected to Jira: {messages.reconnect_hint(account)}.")
     return account.access_token
-
-
-@sensitive_variables()
-def jira_get(*, account: ALMAccount, path: str, actor: str = "system", deadline: Deadline | None = None) -> dict:
-    """GET a Jira REST resource as the account's own connection; on a 401, refresh once and retry once.
-
-    For a person's credential, or any method, use services.jira_request / grant_request.
-    """
-    if not isinstance(account, ALMAccount):
-        raise TypeError("jira_get acts as an ALM account's own connection; use grant_request for a credential.")
-    client = client_for(account)
-    client.rest_url(path)  # a path that could leave the Jira host is refused before any token is read
-    token = valid_access_token(account=account, actor=actor)
-    try:
-        return client.get(path, access_token=Secret(token), deadline=deadline)
-    except JiraUnauthorized:
-        result = refresh_account(account_id=account.pk, actor=actor, unless_access_token_changed_from=token)
-        account.refresh_from_db()
-        return client.get(path, access_token=Secret(token_after(account, result)), deadline=deadline)

@@ -34,7 +34,7 @@ guarantees every caller needs:
       longer than MAX_RETRY_AFTER_SECONDS is not waited for: the error says
       how long Jira asked for.
     * 502/503/504, a read timeout, a connection broken mid-answer: retried with
-      settings.JIRA_RETRY_BACKOFF only for GET, HEAD and OPTIONS. POST, PUT
+      JIRA_RETRY_BACKOFF only for GET, HEAD and OPTIONS. POST, PUT
       and DELETE are not retried once they may have reached Jira: Jira's PUT
       /issue accepts "update" operations such as adding a comment, which a
       second attempt would do twice, and a DELETE that was carried out answers
@@ -58,10 +58,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.views.decorators.debug import sensitive_variables
 
+from .. import messages
+from ..conf import app_settings
 from ..jira import (
     Deadline,
     DeadlineExceeded,
@@ -73,12 +74,12 @@ from ..jira import (
     JiraUnavailable,
     Secret,
 )
+from ..kinds import NOT_THEIR_OWN_JIRA_USER, holds_accounts_identity, jira_name, kind_of
 from ..models import ALMAccount, ALMCredential, Grant
 from .common import ServiceError, Status, client_for
 from .grants import (
     GrantRef,
     accounts_identity_refusal,
-    holds_accounts_identity,
     refresh_grant,
     token_after,
     valid_access_token,
@@ -138,7 +139,7 @@ class JiraIdentity:
 
     @property
     def is_own_credential(self) -> bool:
-        return self.grant.grant_kind == "user"
+        return kind_of(self.grant).is_persons_own
 
 
 def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
@@ -163,7 +164,7 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
                 f"{username}'s own Jira connection on {account.name} is not used: {credential.last_error} Nothing "
                 "was sent; the account's connection is not used instead.", identity=username, sent=False)
         raise NoJiraIdentity(
-            f"{username}'s own Jira connection on {account.name} (Jira user {_jira_name(credential)}) needs "
+            f"{username}'s own Jira connection on {account.name} (Jira user {jira_name(credential)}) needs "
             f"re-authorization: Jira no longer accepts it. Reconnect under My ALM Credentials ({account.name}). "
             "Nothing was sent; the account's connection is not used instead, so nothing is done in Jira under "
             "another name for someone Jira has stopped accepting.", identity=username, sent=False)
@@ -175,22 +176,12 @@ def jira_identity(*, account: ALMAccount, user=None) -> JiraIdentity:
             f"{username} has not connected their own Jira account, and {account.name} does not act for people "
             f"without one. Connect your Jira account under My ALM Credentials ({account.name}).",
             identity=username, sent=False)
-    return JiraIdentity(account, f"as the account's connection ({_jira_name(account)}; {username} has not connected "
+    return JiraIdentity(account, f"as the account's connection ({jira_name(account)}; {username} has not connected "
                                  "their own Jira account)")
-
-
-# How a person's credential that Test found acting as a Jira user not theirs (the account's own, or another
-# person's) starts its last_error: refused as needing re-authorization, in these words rather than "Jira no longer
-# accepts it" (services.connection, my_credentials).
-NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
 
 
 def _accounts_identity_refused(credential: ALMCredential, username: str) -> NoJiraIdentity:
     return NoJiraIdentity(accounts_identity_refusal(credential, username), identity=username, sent=False)
-
-
-def _jira_name(grant: Grant) -> str:
-    return grant.connected_as_display_name or grant.connected_as_name or "Jira user unknown: not connected"
 
 
 @sensitive_variables()
@@ -215,10 +206,11 @@ def grant_request(*, grant: Grant, method: str, path: str, json=None, params=Non
     grant itself (Test on a person's own connection, Test connection on the account). An inactive person's
     credential is refused all the same."""
     call = _Call.prepare(grant.grant_account, method, path)
-    if grant.grant_kind == "user" and not grant.user.is_active:
+    kind = kind_of(grant)
+    if kind.is_inactive(grant):
         raise NoJiraIdentity(f"{grant.grant_owner} is inactive: their own Jira connection is never used.",
                              identity=grant.grant_owner, sent=False)
-    if grant.grant_kind == "user" and holds_accounts_identity(grant):
+    if kind.holds_accounts_identity(grant):
         raise _accounts_identity_refused(grant, grant.grant_owner)
     return call.send(JiraIdentity(grant, describe_grant(grant)), json=json, params=params, actor=actor,
                      idempotent=idempotent, deadline=deadline)
@@ -226,9 +218,7 @@ def grant_request(*, grant: Grant, method: str, path: str, json=None, params=Non
 
 def describe_grant(grant: Grant) -> str:
     """Who Jira sees acting with this grant, in the words every error uses."""
-    if grant.grant_kind == "user":
-        return f"as Jira user {_jira_name(grant)} ({grant.grant_owner}'s own connection)"
-    return f"as the account's connection ({_jira_name(grant)})"
+    return kind_of(grant).acting(grant)
 
 
 @dataclass(frozen=True)
@@ -288,7 +278,7 @@ class _Call:
             except JiraUnauthorized as exc:
                 if refreshed:
                     raise self.failure(identity, "Jira refused the access token (HTTP 401) again, right after it "
-                                       f"was refreshed; {_reconnect_hint(grant)}.", error=exc, attempts=attempt,
+                                       f"was refreshed; {messages.reconnect_hint(grant)}.", error=exc, attempts=attempt,
                                        status=401) from None
                 refreshed = True
                 token = self._token_after_401(identity, token, actor=actor)
@@ -321,10 +311,7 @@ class _Call:
 def _grant_problem(grant: Grant, exc: ServiceError) -> str:
     """Why a grant gave no token, with what its owner does about it: a person reconnects their own connection
     (the refresh's own words name the admin's Get Auth Token, which is not theirs to click)."""
-    text = str(exc)
-    if grant.grant_kind == "user" and grant.status == Status.NEEDS_REAUTHORIZATION:
-        text += f" For {grant.grant_owner}: {_reconnect_hint(grant)}."
-    return text
+    return messages.grant_problem(grant, str(exc))
 
 
 def _retry_pause(exc: JiraUnavailable, *, may_repeat: bool, attempt: int, budget: Deadline,
@@ -332,7 +319,7 @@ def _retry_pause(exc: JiraUnavailable, *, may_repeat: bool, attempt: int, budget
     """How long to wait before the next attempt, or (None, why not retried; "" when retrying makes no sense)."""
     if isinstance(exc, DeadlineExceeded):
         return None, ""
-    backoff = list(settings.JIRA_RETRY_BACKOFF)
+    backoff = list(app_settings.JIRA_RETRY_BACKOFF)
     rate_limited = isinstance(exc, JiraRESTError) and exc.status == 429
     if rate_limited:
         pass  # refused before Jira did anything: any method
@@ -364,12 +351,6 @@ def _reason(exc: JiraUnavailable) -> str:
     if isinstance(exc, JiraRESTError):
         return f"Jira answered HTTP {exc.status}" + (f" ({'; '.join(exc.messages)[:300]})" if exc.messages else "")
     return str(exc)
-
-
-def _reconnect_hint(grant: Grant) -> str:
-    if grant.grant_kind == "user":
-        return f"reconnect under My ALM Credentials ({grant.grant_account.name})"
-    return "click Get Auth Token on the ALM account"
 
 
 def iter_jira_pages(*, account: ALMAccount, path: str, user=None, params: dict | None = None,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.doubles.servers import free_port, running_server
 from tests.sandbox.conftest import jira_sandbox_factory, jira_sandbox_server  # noqa: F401 - fixtures
-from tests.servers import free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

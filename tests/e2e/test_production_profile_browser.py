@@ -48,8 +48,8 @@ from django.conf import settings
 from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fake_jira import FakeJira
-from tests.servers import free_port
+from tests.doubles.fake_jira import FakeJira
+from tests.doubles.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -1,4 +1,4 @@
-"""The setup walk-through of shared/setup-steps.md, clicked through in a real browser.
+"""The setup walk-through of docs/admin-guide.md ("Connect Jira Data Center"), clicked through in a real browser.
 
 App and Jira sandbox run as real servers; every step uses the labelled
 buttons and fields an administrator sees.

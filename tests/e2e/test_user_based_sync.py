@@ -19,9 +19,9 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
+from tests.doubles.servers import free_port, running_server
 from tests.e2e.conftest import REPO_ROOT, App
 from tests.e2e.test_setup_walkthrough import add_connected_flow_account
-from tests.servers import free_port, running_server
 
 ACCOUNT = "Jira - Core Banking"
 OTHER_ACCOUNT = "Jira - Payments"  # ready, its policy refuses people who have not connected

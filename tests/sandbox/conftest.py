@@ -47,7 +47,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port, running_server
+from tests.doubles.servers import free_port, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANAGE_PY = REPO_ROOT / "jira_sandbox" / "manage.py"

@@ -4,9 +4,9 @@ One Python process refreshes at most one core's worth: with thousands of
 grants, the CPU of storing each refresh (the GIL), not Jira, sets the pace.
 Each worker is a fresh Python process (spawn: it inherits no database
 connection, lock or thread of the main process) that sets Django up and runs
-its share of the concurrency exactly as the command's own threads do
-(refresh_tokens.refresh_one: same row locks, same SKIP LOCKED, same re-check
-under the lock), and sends each RefreshResult back. The main process keeps
+its share of the concurrency exactly as a run's own threads do
+(refresher.refresh.refresh_one: same row locks, same SKIP LOCKED, same
+re-check under the lock), and sends each RefreshResult back. The main process keeps
 everything else: the list of grants and its order, the lines and the summary,
 the heartbeat, signals, exit codes.
 
@@ -20,8 +20,8 @@ and exits once its pipe is closed; it also exits on its own when the main
 process is gone. A worker that dies: its refreshes end as failures, which
 stop the run (exit 1), as a thread that died would.
 
-Nothing of Django is imported here at module level: a worker imports this
-module before it sets Django up.
+Nothing of Django is imported here at module level, nor in the package's
+__init__: a worker imports this module before it sets Django up.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def worker_main(connection, threads: int) -> None:
 
     from django.db import DatabaseError, connections
 
-    from alm_accounts.management.commands.refresh_tokens import refresh_one
+    from alm_accounts.refresher.refresh import refresh_one
 
     send_lock = threading.Lock()
     threads_connections = []

@@ -1,0 +1,161 @@
+"""Which grants the refresher takes, and in what order: the most urgent first, streamed from the database.
+
+Two kinds of grant are kept alive, by the same rules: each ALM account's own
+connection (Get Auth Token) and each person's own user credential (My ALM
+Credentials). An inactive person's credential is never refreshed
+(selectors.refreshable_grants / due_grants say which are).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+from collections import Counter
+from datetime import timedelta
+from itertools import islice
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import F
+
+from alm_accounts import selectors
+from alm_accounts.models import ALMAccount, ALMCredential
+from alm_accounts.services import RefreshOutcome
+
+from .report import GRANT_KINDS, BadArguments
+
+SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see spread
+LONGEST_ID = 18  # digits: a number longer than any id matches none
+
+
+def select(accounts: list[str], due_within: timedelta | None):
+    """(kind, id, name, expiry) of the grants to consider, most urgent first, streamed from the database.
+
+    Two lists, each ordered by expiry (unknown first: it is due), merged as
+    they are read, so that memory stays bounded however many grants there
+    are. With --account: those accounts' own connections and every user
+    credential on them, whatever their state (a real run says why one is
+    not refreshed).
+    """
+    if accounts:
+        ids = named_accounts(accounts)
+        querysets = {"account": ALMAccount.objects.filter(pk__in=ids),
+                     "user": ALMCredential.objects.filter(account__in=ids)}
+    elif due_within is None:
+        querysets = {kind: selectors.refreshable_grants(kind) for kind in GRANT_KINDS}
+    else:
+        querysets = {kind: selectors.due_grants(kind, within=due_within) for kind in GRANT_KINDS}
+    return heapq.merge(*(_rows(kind, queryset) for kind, queryset in querysets.items()), key=_urgency)
+
+
+def named_accounts(accounts: list[str]) -> list[int]:
+    """The ids of the accounts named (by name, else by id); BadArguments for one that does not exist."""
+    ids = []
+    for value in accounts:
+        match = ALMAccount.objects.filter(name=value).values_list("pk", flat=True).first()
+        # isascii(): isdigit() also accepts "²", which int() refuses (as jira_call does).
+        if match is None and value.isascii() and value.isdigit() and len(value) <= LONGEST_ID:
+            match = ALMAccount.objects.filter(pk=int(value)).values_list("pk", flat=True).first()
+        if match is None:
+            raise BadArguments(f"No ALM account named or numbered {value!r}.")
+        ids.append(match)
+    return ids
+
+
+def dry_run_verdict(kind: str, pk: int, due_within) -> str:
+    """What a real run would do with a grant listed by --account --dry-run."""
+    if not selectors.refreshable_grants(kind).filter(pk=pk).exists():
+        return RefreshOutcome.NOT_CONNECTED.value
+    if due_within is not None and not selectors.due_grants(kind, within=due_within).filter(pk=pk).exists():
+        return RefreshOutcome.NOT_DUE.value
+    return "would refresh"
+
+
+class Counted:
+    """An iterator of (kind, ...) rows that counts, by kind, the rows taken (to tell what was left untried)."""
+
+    def __init__(self, iterable):
+        self._iterator = iter(iterable)
+        self.taken: Counter[str] = Counter()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self._iterator)
+        self.taken[item[0]] += 1
+        return item
+
+
+def spread(todo, due_within, *, contended: threading.Event, dropped: Counter[str]):
+    """The due grants, most urgent first; once another runner is met (`contended`), shuffled and filtered.
+
+    Runners started together (cron on several hosts) walk the same list in
+    step: each would try every grant and find most of them locked
+    (skipped) or just refreshed, at three queries apiece. From the first
+    such grant on, the rest of each block of the most urgent grants is
+    shuffled, which keeps the runners apart, and one query per batch and
+    kind drops what another runner has refreshed since the list was read
+    (counted in `dropped`, by kind). A runner alone keeps the order. The row
+    lock and the re-check under it decide.
+    """
+    shuffle = random.Random().shuffle  # noqa: S311 - an order, not a secret
+    todo = iter(todo)
+    while block := list(islice(todo, SPREAD_BLOCK)):
+        shuffled = False
+        for start in range(0, len(block), SPREAD_BATCH):
+            if not contended.is_set():
+                yield from block[start:start + SPREAD_BATCH]
+                continue
+            if not shuffled:
+                rest = block[start:]
+                shuffle(rest)
+                block[start:], shuffled = rest, True
+            batch = block[start:start + SPREAD_BATCH]
+            due = _still_due(batch, due_within)
+            dropped.update(kind for kind, pk, _ in batch if (kind, pk) not in due)
+            yield from (item for item in batch if (item[0], item[1]) in due)
+
+
+def _urgency(row) -> tuple:
+    """The order of _rows: an unknown expiry first (it is due), then by expiry."""
+    expires = row[3]
+    return (0,) if expires is None else (1, expires)
+
+
+def _rows(kind: str, queryset):
+    """(kind, id, name, expiry) of the grants in `queryset`, by _urgency, named as in the command's lines."""
+    if kind == "account":
+        fields = ("pk", "name", "token_expires_at")
+    else:
+        fields = ("pk", "account__name", f"user__{get_user_model().USERNAME_FIELD}", "token_expires_at")
+    rows = queryset.order_by(F("token_expires_at").asc(nulls_first=True), "pk").values_list(*fields)
+    if connection.vendor == "sqlite":
+        # An unfinished SQLite read keeps a lock that stops other runners from committing: read it all at once
+        # (at the first grant, so that a failure to read it is reported like any other, see Run.read).
+        rows = _all_at_once(rows)
+    else:
+        rows = rows.iterator(chunk_size=2000)
+    for row in rows:
+        if kind == "account":
+            pk, name, expires = row
+        else:
+            pk, account_name, owner, expires = row
+            name = f"{account_name} ({owner})"  # as services.grant_name names a person's credential
+        yield kind, pk, name, expires
+
+
+def _still_due(batch, due_within) -> set[tuple[str, int]]:
+    """(kind, id) of the grants in `batch` that are still due: one query per kind present."""
+    due = set()
+    for kind in GRANT_KINDS:
+        pks = [pk for item_kind, pk, _ in batch if item_kind == kind]
+        if pks:
+            due.update((kind, pk) for pk in selectors.due_grants(kind, within=due_within).filter(
+                pk__in=pks).values_list("pk", flat=True))
+    return due
+
+
+def _all_at_once(rows):
+    yield from list(rows)
