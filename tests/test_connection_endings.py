@@ -17,7 +17,6 @@ the revocation waits for that commit (on_commit).
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import timedelta
 from urllib.parse import parse_qs
@@ -25,7 +24,6 @@ from urllib.parse import parse_qs
 import pytest
 import responses
 import trustme
-from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -42,9 +40,14 @@ from tests.conftest import (
     REVOKE_URL,
     TOKEN_URL,
     add_form_data,
+    button_url,
     change_form_data,
+    change_url,
     form_of,
+    messages_of,
+    page_text,
     query_of,
+    texts,
 )
 
 Status = ALMAccount.Status
@@ -67,27 +70,6 @@ NEW_ENDPOINTS = {
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def change_url(account: ALMAccount) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
-
-
-def button_url(name: str, account: ALMAccount) -> str:
-    return reverse(f"admin:alm_accounts_almaccount_{name}", args=[account.pk])
-
-
-def messages_of(response) -> list[tuple[str, str]]:
-    """(level, text) of the messages this request added."""
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)._queued_messages]
-
-
-def texts(response) -> str:
-    return "\n".join(text for _level, text in messages_of(response))
-
-
-def page_text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def revocations(mocked_jira, url: str = REVOKE_URL) -> list[dict[str, str]]:

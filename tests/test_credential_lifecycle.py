@@ -22,7 +22,6 @@ from datetime import timedelta
 import pytest
 import responses
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -39,9 +38,13 @@ from tests.conftest import (
     REFRESH_TOKEN,
     REVOKE_URL,
     change_form_data,
+    change_url,
     form_of,
+    page_text,
     staff_user,
+    texts,
 )
+from tests.factories import UserFactory
 
 Status = ALMAccount.Status
 Kind = AuthEvent.Kind
@@ -55,10 +58,6 @@ SECRET_PATTERN = re.compile(r"ACCESSTOKEN|REFRESHTOKEN|CLIENTSECRET|NEW-LINK-SEC
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def person(username: str, **fields) -> User:
-    return User.objects.create(username=username, is_staff=True, **fields)
 
 
 def credential_of(user: User, account: ALMAccount, *, access: str | None = None, refresh: str | None = None,
@@ -90,35 +89,9 @@ def assert_wiped(credential: ALMCredential):
     assert (credential.status, credential.connected_as) == (Status.NOT_CONNECTED, "")
 
 
-def messages_of(response) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)._queued_messages]
-
-
-def texts(response) -> str:
-    return "\n".join(text for _level, text in messages_of(response))
-
-
-def page_text(response) -> str:
-    return html.unescape(response.content.decode())
-
-
-def change_url(account: ALMAccount) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
-
-
 def revoke_url(credential: ALMCredential, account: ALMAccount | None = None) -> str:
     return reverse("admin:alm_accounts_almaccount_revoke_credential",
                    args=[(account or credential.account).pk, credential.pk])
-
-
-@pytest.fixture
-def alice(db):
-    return person("alice")
-
-
-@pytest.fixture
-def bob(db):
-    return person("bob")
 
 
 @pytest.fixture
@@ -144,8 +117,8 @@ def jira_with_people(fake_jira, db):
     account.connected_as_name, account.connected_as_display_name = "jadmin", "Jira Admin"
     account.save()
     access, refresh = fake_jira.add_grant("alice", **link, user="alice.a", display_name="Alice Anders")
-    credential = credential_of(person("alice"), account, access=access, refresh=refresh, jira_user="alice.a",
-                               display="Alice Anders")
+    credential = credential_of(UserFactory(username="alice"), account, access=access, refresh=refresh,
+                               jira_user="alice.a", display="Alice Anders")
     return fake_jira, account, credential
 
 
@@ -542,13 +515,13 @@ def test_a_credential_is_revoked_only_through_its_own_account(admin_client, conn
 
 
 def test_the_account_page_renders_in_as_many_queries_for_30_credentials_as_for_1(admin_client, connected_account):
-    credential_of(person("person-0"), connected_account)
+    credential_of(UserFactory(username="person-0"), connected_account)
     admin_client.get(change_url(connected_account))  # warm-up: session, content types
 
     with CaptureQueriesContext(connection) as one:
         assert admin_client.get(change_url(connected_account)).status_code == 200
     for n in range(1, 30):
-        credential_of(person(f"person-{n}"), connected_account)
+        credential_of(UserFactory(username=f"person-{n}"), connected_account)
     with CaptureQueriesContext(connection) as thirty:
         page = admin_client.get(change_url(connected_account))
 

@@ -40,14 +40,16 @@ from tests.conftest import (
     REFRESH_TOKEN,
     add_form_data,
     change_form_data,
+    change_url,
     cloud_form_data,
     json_of,
+    land,
+    message_texts,
     query_of,
     staff_user,
     start_cloud_consent,
     token_answer,
 )
-from tests.test_oauth_flow import land, messages_of
 
 Status = ALMAccount.Status
 CLOUD = ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
@@ -62,10 +64,6 @@ ALICE_ME = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def atlassian_consents(mocked, sites, *, me=ATLASSIAN_ME, n: int = 2):
@@ -125,7 +123,7 @@ def test_without_the_deployments_app_nor_an_own_one_get_auth_token_says_what_to_
     response = admin_client.post(change_url(cloud_account), cloud_form_data(cloud_account, _get_auth_token="Get"))
 
     assert response.status_code == 302 and response["Location"] == change_url(cloud_account)
-    assert messages_of(response) == [
+    assert message_texts(response) == [
         "This deployment's Atlassian app is not configured (ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET): register "
         "it in Atlassian's developer console with the Callback URL shown here, or paste the Client ID and Secret of "
         "your own app, save, then click Get Auth Token."]
@@ -282,7 +280,7 @@ def test_a_person_connects_their_own_atlassian_account_to_the_accounts_site(alic
     response = come_back(alice_client, code=CODE, state=q["state"])
 
     assert response["Location"] == MY_PAGE
-    assert messages_of(response) == [f"Connected to Jira as Alice Jones ({SCOPES})."]
+    assert message_texts(response) == [f"Connected to Jira as Alice Jones ({SCOPES})."]
     mine = ALMCredential.objects.get(account=cloud_account)
     assert mine.user.username == "alice" and mine.is_connected
     assert (mine.connected_as_name, mine.refresh_token) == (ALICE_ME["accountId"], "REFRESHTOKEN-2-a9b8c7d6")
@@ -297,7 +295,7 @@ def test_a_persons_consent_that_misses_the_site_stores_nothing(alice_client, clo
 
     response = come_back(alice_client, code=CODE, state=q["state"])
 
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert message.startswith("The consent on Atlassian's page covered kendis-other (https://kendis-other.atlassian"
                               ".net), not https://kendis-demo.atlassian.net: nothing was stored.")
     assert not ALMCredential.objects.filter(refresh_token__isnull=False).exists()
@@ -315,7 +313,7 @@ def test_an_atlassian_account_another_person_holds_is_refused_by_its_account_id(
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OUR_SITE], me=ALICE_ME)
 
-    (message,) = messages_of(come_back(alice_client, code=CODE, state=q["state"]))
+    (message,) = message_texts(come_back(alice_client, code=CODE, state=q["state"]))
 
     assert "The Jira user Alice Jones is already connected to Jira Cloud - Demo by bob." in message
     assert "Nothing was stored." in message
@@ -334,7 +332,7 @@ def test_a_different_account_id_with_the_same_display_name_is_not_refused(alice_
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OUR_SITE], me=ALICE_ME)
 
-    assert messages_of(come_back(alice_client, code=CODE, state=q["state"])) == [
+    assert message_texts(come_back(alice_client, code=CODE, state=q["state"])) == [
         f"Connected to Jira as Alice Jones ({SCOPES})."]
 
 
@@ -393,7 +391,7 @@ def test_changing_data_center_to_cloud_ends_the_connection(admin_client, connect
         client_id="", _continue="Save"))
 
     assert response.status_code == 302, response.content[:3000]
-    (message,) = [m for m in messages_of(response) if "connection to Jira was ended" in m]
+    (message,) = [m for m in message_texts(response) if "connection to Jira was ended" in m]
     assert "the authentication changed from Jira Server / Data Center — Use OAuth 2.0 to Jira Cloud — Use OAuth " \
            "2.0 (3LO)" in message
     connected_account.refresh_from_db()
@@ -442,7 +440,7 @@ def test_changing_cloud_to_data_center_ends_the_connection_and_forgets_the_site(
         _continue="Save"))
 
     assert response.status_code == 302, response.content[:3000]
-    assert any("the authentication changed" in m for m in messages_of(response))
+    assert any("the authentication changed" in m for m in message_texts(response))
     account.refresh_from_db()
     assert (account.access_token, account.refresh_token, account.status) == (None, None, Status.NOT_CONNECTED)
     assert (account.cloud_id, account.cloud_site_name) == ("", "")
@@ -455,7 +453,7 @@ def test_a_new_site_url_ends_the_connection_and_wipes_the_cloud_id(admin_client,
 
     assert response.status_code == 302, response.content[:3000]
     assert any("the Jira base URL changed from https://kendis-demo.atlassian.net to "
-               "https://kendis-other.atlassian.net" in m for m in messages_of(response))
+               "https://kendis-other.atlassian.net" in m for m in message_texts(response))
     account.refresh_from_db()
     assert (account.cloud_id, account.cloud_site_name) == ("", "")
     assert (account.access_token, account.refresh_token, account.status) == (None, None, Status.NOT_CONNECTED)
@@ -522,7 +520,7 @@ def test_the_consent_leaves_no_secret_in_pages_messages_events_or_logs(admin_cli
     page2 = land(admin_client, come_back(admin_client, code=CODE + "-2", state=q2["state"]))
 
     secrets = [ATLASSIAN_SECRET, CODE, verifier, "ACCESSTOKEN-2", "REFRESHTOKEN-2", ACCESS_TOKEN, CLIENT_SECRET]
-    said = [page, page2, response["Location"], caplog.text, *messages_of(response),
+    said = [page, page2, response["Location"], caplog.text, *message_texts(response),
             *AuthEvent.objects.values_list("message", flat=True)]
     for text in said:
         for secret in secrets:

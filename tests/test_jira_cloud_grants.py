@@ -39,12 +39,15 @@ from tests.conftest import (
     OUR_SITE,
     REFRESH_TOKEN,
     TOKEN_URL,
+    broken_connection,
+    button_url,
     json_of,
+    page_text,
+    production_settings,
+    run,
     start_cloud_consent,
     token_answer,
 )
-from tests.test_lifecycle import broken_connection, button_url, page_text
-from tests.test_security_settings import production_settings, run
 
 Status = ALMAccount.Status
 ISSUE_URL = f"{CLOUD_BASE}/rest/api/3/issue/DEMO-1"

@@ -23,6 +23,7 @@ from alm_accounts.management.commands.jira_call import Command as JiraCallComman
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import jira_calls
 from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, MYSELF_URL, REFRESH_TOKEN, TOKEN_URL, form_of
+from tests.factories import UserFactory
 
 Status = ALMAccount.Status
 ISSUE_URL = f"{JIRA}/rest/api/2/issue"
@@ -39,26 +40,12 @@ SECRETS = (ACCESS_TOKEN, REFRESH_TOKEN, CLIENT_SECRET, ALICE_AT, ALICE_RT, BOB_A
 # --------------------------------------------------------------------------
 
 
-def person(username: str, *, active: bool = True) -> User:
-    return User.objects.create_user(username, password="pw-person-123", is_staff=True, is_active=active)
-
-
 def credential(account, user, access: str, refresh: str, *, jira_user: str, display: str,
                status=Status.CONNECTED, expires_in=timedelta(hours=1)) -> ALMCredential:
     return ALMCredential.objects.create(
         account=account, user=user, access_token=access, refresh_token=refresh,
         token_expires_at=timezone.now() + expires_in, status=status,
         connected_as_name=jira_user, connected_as_display_name=display)
-
-
-@pytest.fixture
-def alice(db):
-    return person("alice")
-
-
-@pytest.fixture
-def bob(db):
-    return person("bob")
 
 
 @pytest.fixture
@@ -116,7 +103,7 @@ def jira_with_people(fake_jira, db):
     account.save()
     people = {}
     for username, jira_user, display in (("alice", "ajones", "Alice Jones"), ("bob", "bkeller", "Bob Keller")):
-        user = person(username)
+        user = UserFactory(username=username)
         access, refresh = grant(username, jira_user, display)
         credential(account, user, access, refresh, jira_user=jira_user, display=display)
         people[username] = user
@@ -238,7 +225,7 @@ def test_policy_refuse_still_lets_the_product_act_as_the_account_itself(connecte
 def test_an_inactive_person_is_refused_never_using_their_credential_nor_the_accounts(
         connected_account, mocked_jira, policy, connected):
     set_policy(connected_account, policy)
-    carol = person("carol", active=False)
+    carol = UserFactory(username="carol", is_active=False)
     if connected:
         credential(connected_account, carol, ALICE_AT, ALICE_RT, jira_user="cmiller", display="Carol Miller")
 
@@ -741,7 +728,7 @@ def test_jira_call_prints_the_error_naming_the_identity_and_exits_1(connected_ac
 
 
 def test_jira_call_for_an_inactive_person_exits_1_saying_so(connected_account, mocked_jira, jira_call):
-    person("carol", active=False)
+    UserFactory(username="carol", is_active=False)
 
     run = jira_call(ACCOUNT, "GET", "/rest/api/2/myself", "--as", "carol")
 

@@ -51,12 +51,6 @@ Status = ALMAccount.Status
 
 
 @pytest.fixture
-def alice(db):
-    """A staff user without any ALM permission."""
-    return staff_user("alice")
-
-
-@pytest.fixture
 def alice_client(client, alice):
     client.force_login(alice)
     return client

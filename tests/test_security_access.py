@@ -24,6 +24,7 @@ from tests.conftest import (
     REFRESH_TOKEN,
     SERVER_INFO_URL,
     TOKEN_URL,
+    change_url,
     query_of,
     staff_user,
     token_answer,
@@ -33,10 +34,6 @@ BUTTONS = ["test_connection", "refresh_token", "disconnect"]
 # How each button appears in the page (the labels alone also occur in help texts).
 BUTTON_MARKUP = ['name="_get_auth_token"', ">Test connection</button>", ">Refresh token now</button>",
                  ">Disconnect</button>"]
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def button_url(account, name: str) -> str:

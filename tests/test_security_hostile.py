@@ -26,13 +26,10 @@ from tests.conftest import (
     MYSELF_URL,
     REFRESH_TOKEN,
     TOKEN_URL,
+    change_url,
     query_of,
     token_answer,
 )
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def callback_path(account) -> str:

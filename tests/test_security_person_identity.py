@@ -69,11 +69,6 @@ def either(kind, request) -> ALMAccount:
 
 
 @pytest.fixture
-def alice(db) -> User:
-    return staff_user("alice")
-
-
-@pytest.fixture
 def alice_client(alice) -> Client:
     browser = Client()
     browser.force_login(alice)
