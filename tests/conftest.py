@@ -548,3 +548,54 @@ def connected_cloud_account(cloud_account):
     cloud_account.save()
     return cloud_account
 
+
+# --- One rule, each provider: the `provider` fixture (in the spirit of allauth's OAuth2TestsMixin) ---
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What a test of a rule common to Data Center and Cloud needs to know of one provider: where its token
+    endpoint and /myself are, how its answers look, and the few numbers of its policy the rule depends on."""
+
+    name: str  # "dc" or "cloud"
+    token_url: str
+    myself_url: str
+    identity_field: str  # what /myself names the Jira user by: Data Center's user name, Cloud's account ID
+    me: dict  # /myself of the account's own connection (connected_account / connected_cloud_account)
+    connected_fixture: str  # the conftest fixture of a connected account of this provider
+    lost_answer_retries: int  # a refresh answer lost on the way is asked again this often (Cloud's reuse leeway)
+    unwarned_age_days: int  # a grant connected this many days ago gets no "consent ends soon" (DC's never end)
+
+    def refreshes(self, mocked, n: int = 2) -> None:
+        """The token endpoint answers a refresh with pair n, as this provider does."""
+        if self.name == "cloud":
+            mocked.post(self.token_url, json=token_answer(n, expires_in=3600, scope="read:jira-work offline_access"))
+        else:
+            mocked.post(self.token_url, json=token_answer(n))
+
+    def token_requests(self, mocked) -> list[dict[str, str]]:
+        """The bodies of the requests to the token endpoint (Data Center: a form, Cloud: JSON)."""
+        decode = json_of if self.name == "cloud" else form_of
+        return [decode(call) for call in mocked.calls if call.request.url == self.token_url]
+
+
+PROVIDERS = {
+    "dc": Provider("dc", token_url=TOKEN_URL, myself_url=MYSELF_URL, identity_field="name",
+                   me={"name": "jadmin", "displayName": "Jira Admin"}, connected_fixture="connected_account",
+                   lost_answer_retries=0, unwarned_age_days=400),
+    "cloud": Provider("cloud", token_url=CLOUD_TOKEN_URL, myself_url=CLOUD_MYSELF_URL, identity_field="accountId",
+                      me=ATLASSIAN_ME, connected_fixture="connected_cloud_account", lost_answer_retries=1,
+                      unwarned_age_days=300),
+}
+
+
+@pytest.fixture(params=list(PROVIDERS))
+def provider(request) -> Provider:
+    """Each provider in turn: a test of a rule both keep runs once for Data Center and once for Cloud."""
+    return PROVIDERS[request.param]
+
+
+@pytest.fixture
+def provider_account(provider, request) -> ALMAccount:
+    """The provider's account, connected a day ago as its administrator's Jira user, expiring in 5 minutes."""
+    return request.getfixturevalue(provider.connected_fixture)
