@@ -123,6 +123,7 @@ def new_host(mocked_jira):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_a_new_base_url_ends_the_connection_and_nothing_is_ever_sent_to_the_new_host(
         admin_client, connected_account, new_host):
@@ -164,6 +165,7 @@ def test_a_new_base_url_ends_the_connection_and_nothing_is_ever_sent_to_the_new_
     assert NEW_SECRET not in sent_anywhere(new_host)
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_a_new_base_url_needs_the_client_secret_pasted_again(admin_client, connected_account, new_host):
     response = admin_client.post(change_url(connected_account), change_form_data(connected_account, base_url=NEW))
@@ -211,6 +213,7 @@ def test_a_new_client_id_ends_the_connection_and_revokes_with_the_old_credential
     assert "client-id-of-another-link" not in event.message
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_an_authorization_started_for_the_old_jira_cannot_complete_against_the_new_one(
         admin_client, account, new_host):
@@ -298,6 +301,7 @@ def test_a_client_secret_is_bound_to_the_base_url_it_was_entered_with(admin_clie
     assert (account.base_url, account.client_secret, account.client_secret_base_url) == (NEW, NEW_SECRET, NEW)
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_secret_stored_without_its_base_url_stays_with_its_jira_when_the_url_changes(account, new_host):
     """A row made by a script has no client_secret_base_url; a service-level edit must not unbind it."""
     assert account.client_secret_base_url == ""
@@ -459,6 +463,7 @@ def test_deleting_selected_accounts_revokes_each_grant_and_records_who_did_it(ad
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.stubs_may_go_unused
 def test_the_refresh_action_refuses_more_than_a_few_accounts_and_names_the_command(admin_client, mocked_jira, db):
     accounts = [connect(ALMAccount.objects.create(name=f"Jira {n}", base_url=JIRA, client_id=f"cid-{n}",
                                                   client_secret=CLIENT_SECRET), slug=str(n))

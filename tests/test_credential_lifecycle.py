@@ -217,6 +217,7 @@ def test_an_unconfirmed_revocation_tells_the_person_where_to_remove_the_grant_th
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_a_new_base_url_ends_every_persons_credential_revoked_at_the_old_jira_only(
         admin_client, connected_account, other_account, alice, bob, mocked_jira):

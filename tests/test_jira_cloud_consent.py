@@ -193,6 +193,7 @@ def test_a_consent_whose_first_write_fails_is_stored_again_with_its_site(admin_c
     assert (cloud_account.cloud_id, cloud_account.cloud_site_name) == (CLOUD_ID, "kendis-demo")
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("connected", [False, True], ids=["new account", "working connection"])
 def test_a_consent_that_misses_the_accounts_site_stores_nothing_and_names_the_sites_it_covered(
         admin_client, cloud_account, connected_cloud_account, mocked_jira, connected):
@@ -289,6 +290,7 @@ def test_a_person_connects_their_own_atlassian_account_to_the_accounts_site(alic
     assert tokens_of(cloud_account) == (None, None, Status.NOT_CONNECTED)  # the account's own: untouched
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_persons_consent_that_misses_the_site_stores_nothing(alice_client, cloud_account, mocked_jira):
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OTHER_SITE], me=ALICE_ME)
@@ -421,6 +423,7 @@ def test_the_data_center_secret_never_serves_as_a_cloud_apps_secret(admin_client
     assert len(mocked_jira.calls) == 0 or all("atlassian" not in c.request.url for c in mocked_jira.calls)
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_malformed_site_url_in_atlassians_answer_matches_no_site(admin_client, cloud_account, mocked_jira):
     q = start_cloud_consent(admin_client, cloud_account)
     atlassian_consents(mocked_jira, [{**OUR_SITE, "url": "https://kendis-demo.atlassian.net:notaport"}])

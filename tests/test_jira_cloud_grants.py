@@ -150,6 +150,7 @@ def test_cloud_retries_a_lost_refresh_answer_once_with_the_same_refresh_token(co
     assert stored(connected_cloud_account) == ("ACCESSTOKEN-2-e1d2c3b4", "REFRESHTOKEN-2-a9b8c7d6", Status.CONNECTED)
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("lost", list(LOST_ANSWERS))
 def test_a_lost_refresh_answer_is_asked_again_only_as_often_as_the_provider_allows(provider, provider_account,
                                                                                     mocked_jira, lost):
@@ -186,6 +187,7 @@ def slow_lost_answer(monkeypatch, settings, mocked_jira):
     return lose_after
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_lost_attempt_that_took_longer_than_the_leeway_is_not_retried(connected_cloud_account, mocked_jira,
                                                                         slow_lost_answer):
     slow_lost_answer(6 * 60)  # Atlassian may already treat the replaced token as reused: never send it again

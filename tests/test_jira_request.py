@@ -431,6 +431,7 @@ def test_429_asking_for_more_than_30_seconds_is_not_waited_out(connected_account
                                       "later)")
 
 
+@pytest.mark.stubs_may_go_unused
 def test_429_gives_up_after_three_attempts(connected_account, mocked_jira, waits):
     for _ in range(4):
         mocked_jira.get(MYSELF_URL, status=429, json={}, headers={"Retry-After": "1"})
@@ -466,6 +467,7 @@ def test_5xx_is_retried_with_the_configured_backoff_for_a_get(connected_account,
     assert waits == [0.5, 2.0]
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_5xx_is_not_retried_for_a_write_that_may_have_been_carried_out(
         connected_account, alice_credential, alice, mocked_jira, waits, method):
@@ -495,6 +497,7 @@ def test_a_post_that_is_a_read_may_be_declared_idempotent(connected_account, moc
     assert len(mocked_jira.calls) == 2
 
 
+@pytest.mark.stubs_may_go_unused
 def test_500_is_jiras_own_answer_and_is_not_retried_even_for_a_get(connected_account, mocked_jira, waits):
     mocked_jira.get(MYSELF_URL, status=500, json={"errorMessages": ["NullPointerException"]})
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin"})
@@ -516,6 +519,7 @@ def test_a_connection_never_made_is_retried_for_any_method(connected_account, mo
     assert waits == [0.0]
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_connection_never_made_gives_up_after_three_attempts_saying_so(connected_account, mocked_jira, waits):
     for _ in range(4):
         mocked_jira.post(ISSUE_URL, body=requests.ConnectTimeout("connect timed out"))
@@ -530,6 +534,7 @@ def test_a_connection_never_made_gives_up_after_three_attempts_saying_so(connect
     assert (failed.value.sent, failed.value.status) == (False, None)
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("method, calls", [("GET", 2), ("POST", 1)])
 def test_a_connection_broken_mid_answer_is_retried_only_for_a_get(connected_account, mocked_jira, waits, method,
                                                                    calls):
@@ -614,6 +619,7 @@ def test_pages_without_total_or_is_last_end_at_an_empty_page(connected_account, 
     assert starts_asked(mocked_jira) == [0, 2, 3]
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_jira_that_always_says_more_is_read_up_to_the_page_cap(connected_account, mocked_jira):
     """A broken server answering the same page forever (isLast false, no total) cannot keep us reading."""
     for _ in range(10):

@@ -267,6 +267,7 @@ def test_force_refreshes_every_connected_account_but_not_dead_or_unconnected_one
     assert ALMAccount.objects.get(pk=fleet["new"].pk).refresh_token is None
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_says_what_would_be_refreshed_and_changes_nothing(fleet, rotating, manage):
     run = manage("--dry-run")
 
@@ -281,6 +282,7 @@ def test_dry_run_says_what_would_be_refreshed_and_changes_nothing(fleet, rotatin
     assert not AuthEvent.objects.exists()
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_with_force_lists_every_connected_account(fleet, rotating, manage):
     run = manage("--dry-run", "--force")
 
@@ -290,6 +292,7 @@ def test_dry_run_with_force_lists_every_connected_account(fleet, rotating, manag
         "Due in 5 min", "Expired", "Expiry unknown", "Last refresh failed", "Due in 30 min", "Fresh"}
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_of_a_named_account_that_is_not_due_does_not_claim_it_would_refresh(fleet, rotating, manage):
     run = manage("--dry-run", "--account", "Due in 30 min", "--account", "Dead grant")
 
@@ -304,6 +307,7 @@ def test_dry_run_of_a_named_account_that_is_not_due_does_not_claim_it_would_refr
     assert rotating.used == []
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_of_a_named_due_account_says_it_would_refresh(fleet, rotating, manage):
     run = manage("--dry-run", "--account", "Expired")
 
@@ -334,6 +338,7 @@ def test_named_account_that_is_not_due_is_reported_not_due_unless_forced(fleet, 
     assert refreshed_names(rotating, fleet) == {"Due in 30 min"}
 
 
+@pytest.mark.stubs_may_go_unused
 def test_unknown_account_exits_2_and_refreshes_nothing(fleet, rotating, manage):
     run = manage("--account", "Expired", "--account", "No such account")
 
@@ -342,6 +347,7 @@ def test_unknown_account_exits_2_and_refreshes_nothing(fleet, rotating, manage):
     assert rotating.used == []
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("args", [
     ["--window", "0"], ["--window", "soon"], ["--concurrency", "0"], ["--concurrency", "65"], ["--frobnicate"],
 ])
@@ -560,6 +566,7 @@ NOT_RETRIED = {
 }
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("failure", list(NOT_RETRIED))
 def test_refresh_is_not_retried_when_jira_may_have_used_the_token(connected_account, mocked_jira, manage, failure):
     """The request reached Jira and its answer was lost (read timeout, dropped connection, HTTP 500/504
@@ -717,6 +724,7 @@ def test_test_connection_button_says_version_url_and_user(admin_client, connecte
     assert event.message == "Connected to Jira 9.12.2 at https://jira.example.com/jira as Jane Smith."
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("failure, expected", [
     ({"body": refused()}, "Could not complete the call to Jira: Jira could not be reached (connection refused, or "
                           "the host name does not resolve). Check the Jira base URL"),

@@ -420,6 +420,7 @@ def test_the_buttons_are_post_only(alice_client, alice, mocked_jira, button):
     assert ALMCredential.objects.get(user=alice).refresh_token == "ALICE-1-refresh"
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("button", ["connect", "test", "disconnect"])
 def test_the_buttons_need_the_csrf_token(alice, mocked_jira, button):
     account = ready_account("Jira - Core Banking")

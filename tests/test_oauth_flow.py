@@ -412,6 +412,7 @@ def test_unknown_state_is_rejected(admin_client, connected_account, mocked_jira)
                     "Jira's answer does not match any authorization in progress")
 
 
+@pytest.mark.stubs_may_go_unused
 def test_expired_state_is_rejected(admin_client, connected_account, mocked_jira):
     q = start(admin_client, connected_account)
     PendingAuthorization.objects.update(created_at=timezone.now() - timedelta(minutes=10, seconds=5))

@@ -277,6 +277,7 @@ def csrf_token_of(client, account) -> str:
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("action", [*BUTTONS, "get_auth_token", "refresh_selected"])
 def test_buttons_refuse_a_post_without_csrf_token(action, csrf_client, admin_user, connected_account, mocked_jira):
     mocked_jira.post(TOKEN_URL, json=token_answer())

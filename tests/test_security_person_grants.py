@@ -212,6 +212,7 @@ def test_an_admins_revoke_keeps_jiras_refusal(admin_client, connected_account, a
     assert "until they reconnect nothing is done in Jira for them" in event.message
 
 
+@pytest.mark.stubs_may_go_unused
 def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice_client, mocked_jira):
     jira_refuses_alices_grant(mocked_jira, either, alice, kind)
     alice_client.post(reverse("my_alm_credentials_disconnect", args=[either.pk]))
@@ -377,6 +378,7 @@ def get_auth_token_page(admin_client, account: ALMAccount, kind: str) -> str:
     return admin_client.get(back["Location"]).content.decode()
 
 
+@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, either, alice, admin_client, mocked_jira):
     credential(either, alice, ALICE[kind], token="ALICE-1")
     jira_consents(mocked_jira, kind, ALICE[kind])  # the admin consented in a browser signed in to Jira as alice
@@ -393,6 +395,7 @@ def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, eithe
     assert "Warning: Alice Jones is also the Jira user of alice's own connection" in event.message
 
 
+@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_as_its_own_jira_user_has_no_warning(kind, either, alice, admin_client,
                                                                      mocked_jira):
     credential(either, alice, ALICE[kind], token="ALICE-1")

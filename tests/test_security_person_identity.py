@@ -303,6 +303,7 @@ def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: st
     return mine
 
 
+@pytest.mark.stubs_may_go_unused
 def test_jiras_refusal_survives_deactivation_and_reactivation(kind, either, alice, mocked_jira,
                                                              django_capture_on_commit_callbacks):
     mine = jira_refuses_alices_grant(mocked_jira, either, alice, kind)
