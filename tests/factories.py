@@ -12,7 +12,8 @@ encrypted as in real rows (SecretField), and every field a test does not name ha
   refreshes failing since 12 minutes. `connected=False`: never connected, no token. `provider="cloud"`: a Jira
   Cloud site using the deployment's Atlassian app.
 - `CredentialFactory(account=..., user__username="alice")`: a person's own grant on an account, the same way
-  (tokens ACCESSTOKEN-<username> / REFRESHTOKEN-<username>, Jira user "<username>.j" unless given);
+  (tokens ACCESSTOKEN-<username> / REFRESHTOKEN-<username>, or `tokens="X"`: X-access / X-refresh; Jira user
+  "<username>.j", or who `me=<Jira's /myself answer>` names);
   `needs_reauthorization=True` is the grant Jira refused.
 - `jira=<FakeJira>` on either: the grant is also made at the fake Jira (tests/doubles/fake_jira.py), and the row
   holds the pair Jira issued, so a refresh really rotates it.
@@ -39,6 +40,11 @@ CLOUD_SITE = "https://kendis-demo.atlassian.net"  # tests/conftest.py CLOUD_SITE
 
 def slug(name: str) -> str:
     return re.sub(r"\W+", "", name)
+
+
+def identity(me: dict) -> str:
+    """Who Jira's /myself answer names: Cloud's account ID, or Data Center's user name."""
+    return me.get("accountId") or me["name"]
 
 
 def _holds_tokens(o) -> bool:
@@ -140,14 +146,23 @@ class CredentialFactory(_GrantFactory):
     class Meta:
         model = ALMCredential
 
+    class Params:
+        me = None  # Jira's /myself answer for this grant: who it acts as
+        tokens = None  # "X": the pair is X-access / X-refresh
+
     account = factory.SubFactory(AccountFactory)
     user = factory.SubFactory(UserFactory)
-    access_token = factory.LazyAttribute(lambda o: f"ACCESSTOKEN-{o.user.username}" if _holds_tokens(o) else None)
+    access_token = factory.LazyAttribute(
+        lambda o: None if not _holds_tokens(o) else f"{o.tokens}-access" if o.tokens
+        else f"ACCESSTOKEN-{o.user.username}")
     refresh_token = factory.LazyAttribute(
-        lambda o: f"REFRESHTOKEN-{o.user.username}" if _holds_tokens(o) else None)
+        lambda o: None if not _holds_tokens(o) else f"{o.tokens}-refresh" if o.tokens
+        else f"REFRESHTOKEN-{o.user.username}")
     token_scope = factory.LazyAttribute(lambda o: "WRITE" if _holds_tokens(o) else "")
-    connected_as_name = factory.LazyAttribute(lambda o: o.jira_user or f"{o.user.username}.j")
-    connected_as_display_name = factory.LazyAttribute(lambda o: o.user.username.title())
+    connected_as_name = factory.LazyAttribute(
+        lambda o: o.jira_user or (identity(o.me) if o.me else f"{o.user.username}.j"))
+    connected_as_display_name = factory.LazyAttribute(
+        lambda o: o.me["displayName"] if o.me else o.user.username.title())
     # The fake Jira's grant of a person: "<account name>/<username>", as Jira's user of the same name.
     at_jira = factory.LazyAttribute(
         lambda o: (o.jira, f"{o.account.name}/{o.user.username}",

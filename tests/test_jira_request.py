@@ -23,7 +23,7 @@ from alm_accounts.management.commands.jira_call import Command as JiraCallComman
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import jira_calls
 from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, MYSELF_URL, REFRESH_TOKEN, TOKEN_URL, form_of
-from tests.factories import UserFactory
+from tests.factories import CredentialFactory, UserFactory
 
 Status = ALMAccount.Status
 ISSUE_URL = f"{JIRA}/rest/api/2/issue"
@@ -40,17 +40,10 @@ SECRETS = (ACCESS_TOKEN, REFRESH_TOKEN, CLIENT_SECRET, ALICE_AT, ALICE_RT, BOB_A
 # --------------------------------------------------------------------------
 
 
-def credential(account, user, access: str, refresh: str, *, jira_user: str, display: str,
-               status=Status.CONNECTED, expires_in=timedelta(hours=1)) -> ALMCredential:
-    return ALMCredential.objects.create(
-        account=account, user=user, access_token=access, refresh_token=refresh,
-        token_expires_at=timezone.now() + expires_in, status=status,
-        connected_as_name=jira_user, connected_as_display_name=display)
-
-
 @pytest.fixture
 def alice_credential(connected_account, alice):
-    return credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones")
+    return CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                             jira_user="ajones", connected_as_display_name="Alice Jones")
 
 
 @pytest.fixture
@@ -105,7 +98,8 @@ def jira_with_people(fake_jira, db):
     for username, jira_user, display in (("alice", "ajones", "Alice Jones"), ("bob", "bkeller", "Bob Keller")):
         user = UserFactory(username=username)
         access, refresh = grant(username, jira_user, display)
-        credential(account, user, access, refresh, jira_user=jira_user, display=display)
+        CredentialFactory(account=account, user=user, access_token=access, refresh_token=refresh, jira_user=jira_user,
+                          connected_as_display_name=display)
         people[username] = user
     return account, people
 
@@ -162,8 +156,8 @@ def test_a_connected_person_acts_with_their_own_token(connected_account, alice_c
 
 def test_a_persons_token_expiring_within_a_minute_is_refreshed_first_with_their_refresh_token(
         connected_account, alice, mocked_jira):
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               expires_in=timedelta(seconds=30))
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", expires_in=timedelta(seconds=30))
     mocked_jira.post(TOKEN_URL, json=refreshed_answer("ALICE", 2))
     mocked_jira.get(MYSELF_URL, json={"name": "ajones"})
 
@@ -227,7 +221,8 @@ def test_an_inactive_person_is_refused_never_using_their_credential_nor_the_acco
     set_policy(connected_account, policy)
     carol = UserFactory(username="carol", is_active=False)
     if connected:
-        credential(connected_account, carol, ALICE_AT, ALICE_RT, jira_user="cmiller", display="Carol Miller")
+        CredentialFactory(account=connected_account, user=carol, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                          jira_user="cmiller", connected_as_display_name="Carol Miller")
 
     with pytest.raises(services.NoJiraIdentity) as refused:
         services.jira_request(account=connected_account, method="GET", path=jira.MYSELF_PATH, user=carol)
@@ -243,8 +238,8 @@ def test_a_credential_needing_reauthorization_is_refused_whatever_the_policy(
     """Jira stopped accepting alice's grant (e.g. her Jira user was deactivated): the product does not go on
     acting for her under the admin's name; she is told to reconnect, and nothing reaches Jira."""
     set_policy(connected_account, policy)
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               status=Status.NEEDS_REAUTHORIZATION)
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", status=Status.NEEDS_REAUTHORIZATION)
 
     with pytest.raises(services.NoJiraIdentity) as refused:
         services.jira_request(account=connected_account, method="GET", path=jira.MYSELF_PATH, user=alice)
@@ -321,8 +316,8 @@ def test_errors_name_the_identity_and_carry_jiras_status_and_messages_never_a_se
 
 
 def test_an_unusable_token_is_an_error_naming_the_identity_and_nothing_is_sent(connected_account, alice, mocked_jira):
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               expires_in=timedelta(seconds=-60))
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", expires_in=timedelta(seconds=-60))
     mocked_jira.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
 
     with pytest.raises(services.JiraRequestError) as failed:
@@ -361,8 +356,9 @@ def test_grant_request_refuses_an_inactive_persons_credential(connected_account,
 
 
 def test_grant_request_on_a_dead_credential_says_to_reconnect(connected_account, alice, mocked_jira):
-    dead = credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-                      status=Status.NEEDS_REAUTHORIZATION)
+    dead = CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                             jira_user="ajones", connected_as_display_name="Alice Jones",
+                             status=Status.NEEDS_REAUTHORIZATION)
 
     with pytest.raises(services.JiraRequestError) as failed:
         services.grant_request(grant=dead, method="GET", path=jira.MYSELF_PATH)
