@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import secrets
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+import requests
 import responses
 from cryptography.fernet import Fernet
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
+from django.contrib.messages import get_messages
 from django.core.management import base as management_base
 from django.core.management import load_command_class
-from django.db import connections
+from django.db import connection, connections
 from django.urls import reverse
 from django.utils import timezone
 from responses.registries import FirstMatchRegistry
+from urllib3.exceptions import ProtocolError
 
 from alm_accounts.models import ALMAccount
 
@@ -107,8 +115,13 @@ class JiraMock(responses.RequestsMock):
 
 
 @pytest.fixture
-def mocked_jira():
-    with JiraMock(assert_all_requests_are_fired=False, registry=_WithFallbacks) as rsps:
+def mocked_jira(request):
+    """Jira's answers mocked with `responses`. Every answer a test registers must be asked for: an unused one fails
+    the test (a stub the code never reached proves nothing). A test whose answers are there in case, or stand for
+    a request that must NOT be made, says so with `@pytest.mark.stubs_may_go_unused` (the anonymous serverInfo
+    fallback is never counted)."""
+    strict = request.node.get_closest_marker("stubs_may_go_unused") is None
+    with JiraMock(assert_all_requests_are_fired=strict, registry=_WithFallbacks) as rsps:
         answer_server_info_anonymously(rsps)
         yield rsps
 
@@ -193,10 +206,74 @@ def change_form_data(account: ALMAccount, **overrides) -> dict:
 
 
 def staff_user(username: str, *perms: str) -> User:
-    user = User.objects.create_user(username, password="pw-staff-123", is_staff=True)
-    for codename in perms:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    return user
+    """A staff person with these permissions (codenames) only (tests/factories.py UserFactory)."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username=username, permissions=perms)
+
+
+@pytest.fixture
+def alice(db) -> User:
+    """A staff person without any ALM permission, with an address for the mail about her own grants."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username="alice", email="alice@bank.example")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """Another staff person without any ALM permission."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username="bob")
+
+
+# --- The admin's pages, as a test reads them ---
+
+
+def change_url(account: ALMAccount) -> str:
+    """The admin's change page of an ALM account."""
+    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+
+
+def button_url(name: str, account: ALMAccount) -> str:
+    """Where one of an account page's buttons posts ("test_connection", "refresh_token", "disconnect"...)."""
+    return reverse(f"admin:alm_accounts_almaccount_{name}", args=[account.pk])
+
+
+def page_text(response) -> str:
+    """A page's HTML with its entities decoded, as the words a person reads."""
+    return html.unescape(response.content.decode())
+
+
+def messages_of(response) -> list[tuple[str, str]]:
+    """(level, text) of the messages this request added (not older ones still waiting in the cookie)."""
+    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)._queued_messages]
+
+
+def message_texts(response) -> list[str]:
+    """The texts of the messages this request added."""
+    return [text for _level, text in messages_of(response)]
+
+
+def texts(response) -> str:
+    """The messages this request added, one a line."""
+    return "\n".join(message_texts(response))
+
+
+def land(client, response) -> str:
+    """Follow the callback's redirect to the account page; return its HTML (where the messages show)."""
+    assert response.status_code == 302
+    location = response["Location"]
+    assert "code=" not in location and "state=" not in location
+    followed = client.get(location)
+    assert followed.status_code == 200
+    return html.unescape(followed.content.decode())
+
+
+def broken_connection() -> requests.ConnectionError:
+    """The connection was made, the request sent, and the connection dropped before the answer."""
+    return requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
 
 
 @pytest.fixture
@@ -330,6 +407,67 @@ def postgresql_only():
     pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://kendis:kendis@127.0.0.1:5432/kendis")
 
 
+def assert_holds_jiras_current_pair(grant, fake) -> None:
+    """A factory-made grant (tests/factories.py) holds the pair the fake Jira accepts now, and is connected."""
+    from tests.factories import grant_key
+
+    grant.refresh_from_db()
+    assert (grant.access_token, grant.refresh_token) == fake.current_tokens(grant_key(grant)), grant_key(grant)
+    assert grant.status == ALMAccount.Status.CONNECTED
+
+
+def assert_every_grant_alive(fake, keys: dict[int, str]) -> None:
+    """Each account made by factories.create_accounts holds the pair Jira currently accepts (refreshed or
+    untouched), and is still connected."""
+    assert fake.rejected == [], fake.rejected
+    stored = {pk: (access, refresh, status) for pk, access, refresh, status in ALMAccount.objects.values_list(
+        "pk", "access_token", "refresh_token", "status")}
+    lost = {pk: (keys[pk], refresh, fake.current_tokens(keys[pk])[1], status)
+            for pk, (access, refresh, status) in stored.items()
+            if (access, refresh) != fake.current_tokens(keys[pk]) or status != ALMAccount.Status.CONNECTED}
+    assert lost == {}, f"account: (grant, stored refresh token, Jira's live one, status): {lost}"
+
+
+@pytest.fixture
+def shared_database(transactional_db, tmp_path):
+    """The environment of a `manage.py` process that sees this test's database.
+
+    PostgreSQL: the test database itself. SQLite: the in-memory test database
+    is copied (SQLite's backup) to a file, and this test's connection uses
+    that file until the test ends, so the test and the process share it.
+    """
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "kendis_integration.settings_test"}
+    db = connection.settings_dict
+    if connection.vendor != "sqlite":
+        auth = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+        env["DATABASE_URL"] = (f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+                               f"{quote(db['NAME'], safe='')}")
+        yield env
+        return
+    path = tmp_path / "shared.sqlite3"
+    connection.ensure_connection()
+    in_memory, name = connection.connection, db["NAME"]
+    copy = sqlite3.connect(path)
+    in_memory.backup(copy)
+    copy.close()
+    connection.connection, db["NAME"] = None, str(path)  # the next query connects to the file
+    env["DATABASE_URL"] = f"sqlite:///{path}"
+    try:
+        yield env
+    finally:
+        connection.close()
+        connection.connection, db["NAME"] = in_memory, name
+
+
+@pytest.fixture
+def slow_jira():
+    """Jira taking 2 s to answer each token request: refreshes are in flight long enough to be signalled."""
+    from tests.doubles.fake_jira import FakeJira
+
+    with FakeJira(latency=2.0) as fake:
+        yield fake
+
+
 def in_thread(target, *args):
     """Run target in a thread with its own database connection, closed at the end; (thread, outcome dict)."""
     outcome = {}
@@ -364,6 +502,24 @@ def production_env(tmp_path) -> dict[str, str]:
         "DATABASE_URL": "postgres://kendis:kendis@127.0.0.1:1/kendis",
         "STATIC_ROOT": str(tmp_path / "staticfiles"),
     }
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: where manage.py is
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` in a subprocess of the repository with exactly `env` (e.g. production_env)."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def production_settings(env: dict[str, str], expression: str):
+    """Evaluate `expression` (JSON-serialisable) with the production settings loaded."""
+    code = ("import json, django; django.setup(); from django.conf import settings; "
+            "from alm_accounts.models import callback_url_for; "
+            f"print(json.dumps({expression}))")
+    result = run(env, "-c", code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # --- Jira Cloud (issue 14): Atlassian's authorization server and API gateway are two distinct stand-in hosts ---
@@ -439,3 +595,55 @@ def connected_cloud_account(cloud_account):
         setattr(cloud_account, field, value)
     cloud_account.save()
     return cloud_account
+
+
+# --- One rule, each provider: the `provider` fixture (in the spirit of allauth's OAuth2TestsMixin) ---
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What a test of a rule common to Data Center and Cloud needs to know of one provider: where its token
+    endpoint and /myself are, how its answers look, and the few numbers of its policy the rule depends on."""
+
+    name: str  # "dc" or "cloud"
+    token_url: str
+    myself_url: str
+    identity_field: str  # what /myself names the Jira user by: Data Center's user name, Cloud's account ID
+    me: dict  # /myself of the account's own connection (connected_account / connected_cloud_account)
+    connected_fixture: str  # the conftest fixture of a connected account of this provider
+    lost_answer_retries: int  # a refresh answer lost on the way is asked again this often (Cloud's reuse leeway)
+    unwarned_age_days: int  # a grant connected this many days ago gets no "consent ends soon" (DC's never end)
+
+    def refreshes(self, mocked, n: int = 2) -> None:
+        """The token endpoint answers a refresh with pair n, as this provider does."""
+        if self.name == "cloud":
+            mocked.post(self.token_url, json=token_answer(n, expires_in=3600, scope="read:jira-work offline_access"))
+        else:
+            mocked.post(self.token_url, json=token_answer(n))
+
+    def token_requests(self, mocked) -> list[dict[str, str]]:
+        """The bodies of the requests to the token endpoint (Data Center: a form, Cloud: JSON)."""
+        decode = json_of if self.name == "cloud" else form_of
+        return [decode(call) for call in mocked.calls if call.request.url == self.token_url]
+
+
+PROVIDERS = {
+    "dc": Provider("dc", token_url=TOKEN_URL, myself_url=MYSELF_URL, identity_field="name",
+                   me={"name": "jadmin", "displayName": "Jira Admin"}, connected_fixture="connected_account",
+                   lost_answer_retries=0, unwarned_age_days=400),
+    "cloud": Provider("cloud", token_url=CLOUD_TOKEN_URL, myself_url=CLOUD_MYSELF_URL, identity_field="accountId",
+                      me=ATLASSIAN_ME, connected_fixture="connected_cloud_account", lost_answer_retries=1,
+                      unwarned_age_days=300),
+}
+
+
+@pytest.fixture(params=list(PROVIDERS))
+def provider(request) -> Provider:
+    """Each provider in turn: a test of a rule both keep runs once for Data Center and once for Cloud."""
+    return PROVIDERS[request.param]
+
+
+@pytest.fixture
+def provider_account(provider, request) -> ALMAccount:
+    """The provider's account, connected a day ago as its administrator's Jira user, expiring in 5 minutes."""
+    return request.getfixturevalue(provider.connected_fixture)

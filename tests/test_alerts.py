@@ -19,7 +19,6 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import User
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
@@ -120,11 +119,6 @@ def sent() -> list[tuple[str, list[str]]]:
 
 def alert_states() -> list[tuple[str, str, str]]:
     return list(Alert.objects.order_by("pk").values_list("event", "email_state", "webhook_state"))
-
-
-@pytest.fixture
-def alice(db):
-    return User.objects.create_user("alice", "alice@bank.example", "pw-alice-123", is_staff=True)
 
 
 def connected_credential(account, user) -> ALMCredential:

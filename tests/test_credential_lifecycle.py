@@ -22,7 +22,6 @@ from datetime import timedelta
 import pytest
 import responses
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -39,9 +38,13 @@ from tests.conftest import (
     REFRESH_TOKEN,
     REVOKE_URL,
     change_form_data,
+    change_url,
     form_of,
+    page_text,
     staff_user,
+    texts,
 )
+from tests.factories import CredentialFactory, UserFactory
 
 Status = ALMAccount.Status
 Kind = AuthEvent.Kind
@@ -55,22 +58,6 @@ SECRET_PATTERN = re.compile(r"ACCESSTOKEN|REFRESHTOKEN|CLIENTSECRET|NEW-LINK-SEC
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def person(username: str, **fields) -> User:
-    return User.objects.create(username=username, is_staff=True, **fields)
-
-
-def credential_of(user: User, account: ALMAccount, *, access: str | None = None, refresh: str | None = None,
-                  jira_user: str = "", display: str = "", status=Status.CONNECTED) -> ALMCredential:
-    """A person's connected credential (tokens named after the person unless given)."""
-    name = user.get_username()
-    now = timezone.now()
-    return ALMCredential.objects.create(
-        account=account, user=user, access_token=access or f"ACCESSTOKEN-{name}",
-        refresh_token=refresh or f"REFRESHTOKEN-{name}", token_expires_at=now + timedelta(minutes=30),
-        token_scope="WRITE", status=status, connected_at=now - timedelta(days=1), last_refreshed_at=now,
-        connected_as_name=jira_user or f"{name}.j", connected_as_display_name=display or name.title())
 
 
 def revoked(mocked_jira, url: str = REVOKE_URL) -> list[tuple[str, str, str]]:
@@ -90,35 +77,9 @@ def assert_wiped(credential: ALMCredential):
     assert (credential.status, credential.connected_as) == (Status.NOT_CONNECTED, "")
 
 
-def messages_of(response) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)._queued_messages]
-
-
-def texts(response) -> str:
-    return "\n".join(text for _level, text in messages_of(response))
-
-
-def page_text(response) -> str:
-    return html.unescape(response.content.decode())
-
-
-def change_url(account: ALMAccount) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
-
-
 def revoke_url(credential: ALMCredential, account: ALMAccount | None = None) -> str:
     return reverse("admin:alm_accounts_almaccount_revoke_credential",
                    args=[(account or credential.account).pk, credential.pk])
-
-
-@pytest.fixture
-def alice(db):
-    return person("alice")
-
-
-@pytest.fixture
-def bob(db):
-    return person("bob")
 
 
 @pytest.fixture
@@ -144,8 +105,8 @@ def jira_with_people(fake_jira, db):
     account.connected_as_name, account.connected_as_display_name = "jadmin", "Jira Admin"
     account.save()
     access, refresh = fake_jira.add_grant("alice", **link, user="alice.a", display_name="Alice Anders")
-    credential = credential_of(person("alice"), account, access=access, refresh=refresh, jira_user="alice.a",
-                               display="Alice Anders")
+    credential = CredentialFactory(user=UserFactory(username="alice"), account=account, access_token=access,
+                                   refresh_token=refresh, jira_user="alice.a", connected_as_display_name="Alice Anders")
     return fake_jira, account, credential
 
 
@@ -190,7 +151,7 @@ def test_testing_a_credential_that_is_not_connected_says_so_in_the_persons_words
 
 
 def test_testing_the_credential_of_an_inactive_person_sends_nothing(alice, connected_account, mocked_jira):
-    mine = credential_of(alice, connected_account)
+    mine = CredentialFactory(user=alice, account=connected_account)
     User.objects.filter(pk=alice.pk).update(is_active=False)  # bypasses the signal: the tokens are still here
     mine = ALMCredential.objects.select_related("account", "user").get(pk=mine.pk)
 
@@ -203,7 +164,8 @@ def test_testing_the_credential_of_an_inactive_person_sends_nothing(alice, conne
 
 def test_a_person_disconnecting_revokes_their_tokens_only_and_the_account_is_untouched(
         alice, bob, connected_account, mocked_jira):
-    mine, bobs = credential_of(alice, connected_account), credential_of(bob, connected_account)
+    mine = CredentialFactory(user=alice, account=connected_account)
+    bobs = CredentialFactory(user=bob, account=connected_account)
     mocked_jira.post(REVOKE_URL, status=200)
 
     outcome = services.disconnect_grant(grant=mine, actor="alice")
@@ -225,7 +187,8 @@ def test_a_person_disconnecting_revokes_their_tokens_only_and_the_account_is_unt
 
 def test_an_unconfirmed_revocation_tells_the_person_where_to_remove_the_grant_themselves(
         alice, connected_account, mocked_jira):
-    mine = credential_of(alice, connected_account, jira_user="alice.a", display="Alice Anders")
+    mine = CredentialFactory(user=alice, account=connected_account, jira_user="alice.a",
+                             connected_as_display_name="Alice Anders")
     mocked_jira.post(REVOKE_URL, status=404)
 
     outcome = services.disconnect_grant(grant=mine, actor="alice")
@@ -244,12 +207,14 @@ def test_an_unconfirmed_revocation_tells_the_person_where_to_remove_the_grant_th
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_a_new_base_url_ends_every_persons_credential_revoked_at_the_old_jira_only(
         admin_client, connected_account, other_account, alice, bob, mocked_jira):
-    alices, bobs = credential_of(alice, connected_account), credential_of(bob, connected_account)
-    elsewhere = credential_of(alice, other_account, access="ACCESSTOKEN-alice-other",
-                              refresh="REFRESHTOKEN-alice-other")
+    alices = CredentialFactory(user=alice, account=connected_account)
+    bobs = CredentialFactory(user=bob, account=connected_account)
+    elsewhere = CredentialFactory(user=alice, account=other_account, access_token="ACCESSTOKEN-alice-other",
+                                  refresh_token="REFRESHTOKEN-alice-other")
     mocked_jira.post(REVOKE_URL, status=200)
     mocked_jira.post(f"{NEW}/rest/oauth2/latest/revoke", status=200)  # would "work": must never be asked
 
@@ -280,7 +245,7 @@ def test_a_new_base_url_ends_every_persons_credential_revoked_at_the_old_jira_on
 @pytest.mark.django_db(transaction=True)
 def test_a_new_client_id_ends_the_credentials_even_when_the_account_itself_is_not_connected(
         admin_client, account, alice, mocked_jira):
-    alices = credential_of(alice, account)
+    alices = CredentialFactory(user=alice, account=account)
     mocked_jira.post(REVOKE_URL, status=200)
 
     response = admin_client.post(change_url(account), change_form_data(account, client_id="client-id-new"))
@@ -295,7 +260,7 @@ def test_a_new_client_id_ends_the_credentials_even_when_the_account_itself_is_no
 
 def test_an_edit_that_keeps_the_jira_and_link_keeps_the_credentials(admin_client, connected_account, alice,
                                                                     mocked_jira):
-    alices = credential_of(alice, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
 
     admin_client.post(change_url(connected_account), change_form_data(connected_account, name="Jira - Renamed"))
 
@@ -311,8 +276,8 @@ def test_an_edit_that_keeps_the_jira_and_link_keeps_the_credentials(admin_client
 @pytest.mark.django_db(transaction=True)
 def test_deleting_an_account_revokes_every_credential_and_keeps_whose_they_were(
         admin_client, connected_account, alice, bob, mocked_jira):
-    alices = credential_of(alice, connected_account)
-    credential_of(bob, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
+    CredentialFactory(user=bob, account=connected_account)
     services.record_event(alices, actor="alice", kind=Kind.CONNECTED, ok=True, message="Connected to Jira as Alice.")
     seen_by_jira = []
 
@@ -355,9 +320,10 @@ def test_deleting_an_account_revokes_every_credential_and_keeps_whose_they_were(
 @pytest.mark.django_db(transaction=True)
 def test_making_a_person_inactive_revokes_and_wipes_their_credentials_and_not_others(
         connected_account, other_account, alice, bob, mocked_jira):
-    alices = credential_of(alice, connected_account)
-    alices_other = credential_of(alice, other_account, access="ACCESSTOKEN-alice-o", refresh="REFRESHTOKEN-alice-o")
-    bobs = credential_of(bob, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
+    alices_other = CredentialFactory(user=alice, account=other_account, access_token="ACCESSTOKEN-alice-o",
+                                     refresh_token="REFRESHTOKEN-alice-o")
+    bobs = CredentialFactory(user=bob, account=connected_account)
     seen_by_jira = []
 
     def revoke(request):
@@ -397,7 +363,7 @@ def test_making_a_person_inactive_revokes_and_wipes_their_credentials_and_not_ot
 @pytest.mark.django_db(transaction=True)
 def test_deactivating_a_person_in_the_admin_ends_their_credentials(admin_client, connected_account, alice,
                                                                   mocked_jira):
-    alices = credential_of(alice, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
     mocked_jira.post(REVOKE_URL, status=200)
     page = admin_client.get(reverse("admin:auth_user_change", args=[alice.pk]))
     assert page.status_code == 200
@@ -417,8 +383,8 @@ def test_deactivating_a_person_in_the_admin_ends_their_credentials(admin_client,
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_person_revokes_their_credentials_and_the_trail_keeps_their_name(
         admin_client, connected_account, alice, bob, mocked_jira):
-    credential_of(alice, connected_account)
-    bobs = credential_of(bob, connected_account)
+    CredentialFactory(user=alice, account=connected_account)
+    bobs = CredentialFactory(user=bob, account=connected_account)
     mocked_jira.post(REVOKE_URL, status=200)
 
     # Through Django's own user admin: their credentials must not stop the deletion.
@@ -438,7 +404,7 @@ def test_deleting_a_person_revokes_their_credentials_and_the_trail_keeps_their_n
 
 def test_a_rolled_back_deactivation_revokes_nothing(connected_account, alice, mocked_jira,
                                                    django_capture_on_commit_callbacks):
-    alices = credential_of(alice, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
 
     with django_capture_on_commit_callbacks() as callbacks:
         try:
@@ -460,7 +426,8 @@ def test_a_rolled_back_deactivation_revokes_nothing(connected_account, alice, mo
 
 
 def test_the_account_page_lists_who_connected_as_whom_without_any_token(admin_client, connected_account, alice, bob):
-    credential_of(alice, connected_account, jira_user="alice.a", display="Alice Anders")
+    CredentialFactory(user=alice, account=connected_account, jira_user="alice.a",
+                      connected_as_display_name="Alice Anders")
     ALMCredential.objects.create(account=connected_account, user=bob, status=Status.NEEDS_REAUTHORIZATION,
                                  connected_as_name="bob.b", connected_as_display_name="Bob Brown",
                                  refresh_token="REFRESHTOKEN-bob-dead")
@@ -485,7 +452,7 @@ def test_the_policy_for_people_without_a_connection_is_edited_on_the_account_pag
 
 
 def test_view_only_staff_see_the_credentials_but_cannot_revoke(client, connected_account, alice, mocked_jira):
-    alices = credential_of(alice, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
     viewer = staff_user("viewer", "view_almaccount", "view_almcredential")
     client.force_login(viewer)
 
@@ -499,7 +466,8 @@ def test_view_only_staff_see_the_credentials_but_cannot_revoke(client, connected
 
 
 def test_revoke_needs_the_csrf_token_and_is_audited(admin_user, connected_account, alice, bob, mocked_jira):
-    alices, bobs = credential_of(alice, connected_account), credential_of(bob, connected_account)
+    alices = CredentialFactory(user=alice, account=connected_account)
+    bobs = CredentialFactory(user=bob, account=connected_account)
     mocked_jira.post(REVOKE_URL, status=200)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(admin_user)
@@ -531,7 +499,7 @@ def test_revoke_needs_the_csrf_token_and_is_audited(admin_user, connected_accoun
 
 def test_a_credential_is_revoked_only_through_its_own_account(admin_client, connected_account, other_account, alice,
                                                               mocked_jira):
-    elsewhere = credential_of(alice, other_account)
+    elsewhere = CredentialFactory(user=alice, account=other_account)
 
     response = admin_client.post(revoke_url(elsewhere, account=connected_account))
 
@@ -542,13 +510,13 @@ def test_a_credential_is_revoked_only_through_its_own_account(admin_client, conn
 
 
 def test_the_account_page_renders_in_as_many_queries_for_30_credentials_as_for_1(admin_client, connected_account):
-    credential_of(person("person-0"), connected_account)
+    CredentialFactory(user=UserFactory(username="person-0"), account=connected_account)
     admin_client.get(change_url(connected_account))  # warm-up: session, content types
 
     with CaptureQueriesContext(connection) as one:
         assert admin_client.get(change_url(connected_account)).status_code == 200
     for n in range(1, 30):
-        credential_of(person(f"person-{n}"), connected_account)
+        CredentialFactory(user=UserFactory(username=f"person-{n}"), account=connected_account)
     with CaptureQueriesContext(connection) as thirty:
         page = admin_client.get(change_url(connected_account))
 
@@ -563,8 +531,9 @@ def test_the_account_page_renders_in_as_many_queries_for_30_credentials_as_for_1
 
 def test_the_credentials_list_is_read_only_and_shows_no_token(admin_client, connected_account, other_account,
                                                              alice, bob):
-    alices = credential_of(alice, connected_account, jira_user="alice.a", display="Alice Anders")
-    credential_of(bob, other_account)
+    alices = CredentialFactory(user=alice, account=connected_account, jira_user="alice.a",
+                               connected_as_display_name="Alice Anders")
+    CredentialFactory(user=bob, account=other_account)
     changelist = reverse("admin:alm_accounts_almcredential_changelist")
 
     listed = page_text(admin_client.get(changelist))

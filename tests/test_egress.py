@@ -37,10 +37,9 @@ from alm_accounts import egress, services
 from alm_accounts.jira import MYSELF_PATH, JiraClient, JiraUnavailable, session_for
 from alm_accounts.models import ALMAccount
 from alm_accounts.services import RefreshOutcome
-from tests.conftest import add_form_data
+from tests.conftest import add_form_data, production_settings, run
 from tests.doubles.fake_jira import FakeJira
 from tests.doubles.servers import free_port
-from tests.test_security_settings import production_settings, run
 
 REDIRECT_URI = "http://testserver/oauth/jira/callback/egress/"
 

@@ -22,16 +22,20 @@ from django.test import Client
 from django.urls import reverse
 
 from alm_accounts.models import ALMAccount
-from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, add_form_data, change_form_data, staff_user
+from tests.conftest import (
+    ACCESS_TOKEN,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    add_form_data,
+    change_form_data,
+    change_url,
+    staff_user,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD_URL = reverse("admin:alm_accounts_almaccount_add")
 LIST_URL = reverse("admin:alm_accounts_almaccount_changelist")
 TEST_KEY = "n8kL0dTb8K3xQ5Nf4o9hZ2Yp6Wq1Rj7Vc0Sa3Ue5Gm8="
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def page(response) -> str:

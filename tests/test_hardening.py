@@ -102,6 +102,7 @@ REFUSED_PATHS = [
 ]
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("path", REFUSED_PATHS, ids=repr)
 def test_jira_request_refuses_a_path_that_could_leave_jira_before_anything_is_sent(connected_account, mocked_jira,
                                                                                    path):
@@ -627,6 +628,7 @@ def test_a_state_ttl_under_a_minute_is_said_in_seconds(settings, account, admin_
     assert "0 minutes" not in str(unknown.value) + str(expired.value)
 
 
+@pytest.mark.stubs_may_go_unused
 def test_an_access_token_that_cannot_be_decrypted_is_reported_as_a_key_problem(settings, connected_account,
                                                                                mocked_jira):
     # A caller loaded the account while its access token was readable; then another process, configured with

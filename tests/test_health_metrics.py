@@ -21,16 +21,16 @@ from datetime import timedelta
 
 import pytest
 import requests
-from django.contrib.auth.models import User
 from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from alm_accounts.models import Alert, ALMAccount, ALMCredential, RefresherRun
+from alm_accounts.models import Alert, ALMAccount, RefresherRun
+from tests.conftest import ROOT, run
 from tests.doubles.servers import free_port, running_server
-from tests.test_security_settings import ROOT, run
+from tests.factories import AccountFactory, CredentialFactory
 
 Status = ALMAccount.Status
 TOKEN = "metrics-token-5d1f0b7e3a9c4e2f8b6d"
@@ -42,7 +42,7 @@ SECRET_PERSON = "quentin-zanzibar"
 SECRET_JIRA_USER = "qzanzibar-jira"
 SECRET_HOST = "refresher-host-zanzibar"
 SECRETS = (SECRET_NAME, "Zanzibar", SECRET_URL, "jira-zanzibar", SECRET_PERSON, SECRET_JIRA_USER, SECRET_HOST,
-           "ACCESS-Z", "REFRESH-Z")
+           "ACCESSTOKEN-", "REFRESHTOKEN-")  # the tokens tests/factories.py gives
 
 
 @pytest.fixture(autouse=True)
@@ -55,33 +55,6 @@ def _settings(settings):
 # helpers
 # --------------------------------------------------------------------------
 
-_serial = iter(range(1, 10**6))
-
-
-def grant_fields(status: str = Status.CONNECTED, *, expires_in: timedelta | None = timedelta(hours=1),
-                 failing: bool = False) -> dict:
-    n = next(_serial)
-    holds_tokens = status != Status.NOT_CONNECTED
-    return {
-        "status": status,
-        "access_token": f"ACCESS-Z{n}" if holds_tokens else None,
-        "refresh_token": f"REFRESH-Z{n}" if holds_tokens else None,
-        "token_expires_at": timezone.now() + expires_in if holds_tokens and expires_in is not None else None,
-        "failing_since": timezone.now() - timedelta(minutes=40) if failing else None,
-    }
-
-
-def make_account(name: str, status: str = Status.CONNECTED, **fields) -> ALMAccount:
-    return ALMAccount.objects.create(name=name, base_url=f"https://jira-{next(_serial)}.example.com",
-                                     client_id=f"client-{name}", client_secret="s3cret",
-                                     **grant_fields(status, **fields))
-
-
-def make_credential(account: ALMAccount, username: str, status: str = Status.CONNECTED, *, active: bool = True,
-                    **fields) -> ALMCredential:
-    user = User.objects.create_user(username, is_staff=True, is_active=active)
-    return ALMCredential.objects.create(account=account, user=user, connected_as_name=f"jira-{username}",
-                                        **grant_fields(status, **fields))
 
 
 def finished_run(ago: timedelta, *, outcome: str = "ok", took: timedelta = timedelta(seconds=4), host="worker-1",
@@ -176,7 +149,7 @@ def test_readyz_without_grants_is_ready_even_if_no_refresher_ever_ran(client, db
 
 
 def test_readyz_is_ready_while_the_refresher_runs(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     finished_run(timedelta(minutes=2))
     response = client.get("/readyz")
     assert response.status_code == 200
@@ -186,7 +159,7 @@ def test_readyz_is_ready_while_the_refresher_runs(client, db):
 
 
 def test_readyz_says_refresher_stale_after_three_intervals_without_a_run(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     run_ = finished_run(timedelta(minutes=14))
     assert client.get("/readyz").status_code == 200  # two intervals and more: not yet
 
@@ -200,7 +173,7 @@ def test_readyz_says_refresher_stale_after_three_intervals_without_a_run(client,
 
 
 def test_readyz_says_refresher_stale_when_grants_depend_on_one_that_never_ran(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "refresher stale", "seconds_since_last_refresh_run": None}
@@ -208,9 +181,9 @@ def test_readyz_says_refresher_stale_when_grants_depend_on_one_that_never_ran(cl
 
 def test_grants_nobody_refreshes_do_not_make_the_refresher_stale(client, db):
     """Not connected, needing re-authorization, or an inactive person's: the refresher has nothing to keep alive."""
-    account = make_account("A", Status.NOT_CONNECTED)
-    make_account("B", Status.NEEDS_REAUTHORIZATION)
-    make_credential(account, "gone", active=False)
+    account = AccountFactory(name="A", status=Status.NOT_CONNECTED)
+    AccountFactory(name="B", status=Status.NEEDS_REAUTHORIZATION)
+    CredentialFactory(account=account, user__username="gone", user__is_active=False)
     assert client.get("/readyz").status_code == 200
 
 
@@ -237,7 +210,7 @@ def test_readyz_says_database_unavailable_when_the_database_fails(client, db, ca
 @pytest.mark.django_db(transaction=True)
 def test_readyz_gives_up_on_a_database_that_does_not_answer(client):
     """A table locked by another session: readyz answers 503 after its statement timeout instead of hanging."""
-    make_account("A")
+    AccountFactory(name="A")
     finished_run(timedelta(minutes=1))
     locked, release = threading.Event(), threading.Event()
 
@@ -279,10 +252,9 @@ def test_readyz_gives_up_on_a_database_that_does_not_answer(client):
 
 
 def test_no_answer_names_an_account_a_url_a_person_or_a_host(client, db):
-    account = ALMAccount.objects.create(name=SECRET_NAME, base_url=SECRET_URL, client_id="zanzibar-client",
-                                        client_secret="s3cret", connected_as_name=SECRET_JIRA_USER,
-                                        **grant_fields(Status.CONNECTED, failing=True))
-    make_credential(account, SECRET_PERSON, Status.ERROR)
+    account = AccountFactory(name=SECRET_NAME, base_url=SECRET_URL, client_id="zanzibar-client",
+                             client_secret="s3cret", connected_as_name=SECRET_JIRA_USER, failing=True)
+    CredentialFactory(account=account, user__username=SECRET_PERSON, status=Status.ERROR)
     Alert.objects.create(event=Alert.Event.BROKEN, account=account, account_name=SECRET_NAME, grant_owner=SECRET_PERSON,
                          subject=f"{SECRET_NAME} broke", message=SECRET_URL, link=SECRET_URL, recipients="a@b.c")
     run_ = finished_run(timedelta(minutes=1), host=SECRET_HOST, outcome="failed", tried=2, failed=1,
@@ -348,16 +320,17 @@ def test_metrics_are_never_cached(client, db):
 
 
 def test_metrics_count_grants_by_kind_status_and_health(client, db):
-    core = make_account("Core")
-    make_account("Payments")
-    make_account("Loans", failing=True)
-    make_account("Cards", Status.NEEDS_REAUTHORIZATION)
-    make_account("Treasury", Status.ERROR)
-    make_account("Not yet", Status.NOT_CONNECTED)
-    make_credential(core, "alice")
-    make_credential(core, "bob", Status.NEEDS_REAUTHORIZATION)
-    make_credential(core, "carol", Status.ERROR)
-    make_credential(core, "dave", active=False)  # connected, but an inactive person's: nobody refreshes it
+    core = AccountFactory(name="Core")
+    AccountFactory(name="Payments")
+    AccountFactory(name="Loans", failing=True)
+    AccountFactory(name="Cards", status=Status.NEEDS_REAUTHORIZATION)
+    AccountFactory(name="Treasury", status=Status.ERROR)
+    AccountFactory(name="Not yet", status=Status.NOT_CONNECTED)
+    CredentialFactory(account=core, user__username="alice")
+    CredentialFactory(account=core, user__username="bob", status=Status.NEEDS_REAUTHORIZATION)
+    CredentialFactory(account=core, user__username="carol", status=Status.ERROR)
+    # connected, but an inactive person's: nobody refreshes it
+    CredentialFactory(account=core, user__username="dave", user__is_active=False)
 
     found = samples(scrape(client))
     assert {status: value(found, "kendis_grants", kind="account", status=status)
@@ -376,12 +349,15 @@ def test_metrics_count_grants_by_kind_status_and_health(client, db):
 
 
 def test_metrics_give_the_earliest_expiry_of_a_live_access_token(client, db):
-    soon = make_account("Soon", expires_in=timedelta(minutes=7))
-    make_account("Later", expires_in=timedelta(hours=2))
-    make_account("Broken", Status.NEEDS_REAUTHORIZATION, expires_in=timedelta(minutes=-30))  # not counted: dead
-    make_account("Error", Status.ERROR, expires_in=timedelta(minutes=1))  # not connected: not counted
-    make_credential(soon, "alice", expires_in=timedelta(minutes=-3))  # expired: the refresher is behind
-    make_credential(soon, "gone", active=False, expires_in=timedelta(minutes=-90))  # nobody refreshes it
+    soon = AccountFactory(name="Soon", expires_in=timedelta(minutes=7))
+    AccountFactory(name="Later", expires_in=timedelta(hours=2))
+    # not counted: dead
+    AccountFactory(name="Broken", status=Status.NEEDS_REAUTHORIZATION, expires_in=timedelta(minutes=-30))
+    AccountFactory(name="Error", status=Status.ERROR, expires_in=timedelta(minutes=1))  # not connected: not counted
+    # expired: the refresher is behind
+    CredentialFactory(account=soon, user__username="alice", expires_in=timedelta(minutes=-3))
+    # nobody refreshes it
+    CredentialFactory(account=soon, user__username="gone", user__is_active=False, expires_in=timedelta(minutes=-90))
 
     before = time.time()
     found = samples(scrape(client))
@@ -393,13 +369,13 @@ def test_metrics_give_the_earliest_expiry_of_a_live_access_token(client, db):
 
 
 def test_without_a_connected_grant_the_expiry_is_absent(client, db):
-    make_account("Not yet", Status.NOT_CONNECTED)
+    AccountFactory(name="Not yet", status=Status.NOT_CONNECTED)
     found = samples(scrape(client))
     assert not [key for key in found if key[0].startswith("kendis_access_token_earliest_expiry")]
 
 
 def test_metrics_describe_the_last_and_the_recent_refresher_runs(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     finished_run(timedelta(hours=3), outcome="crashed", tried=9, failed=9)  # too old to be recent
     finished_run(timedelta(minutes=50), outcome="failed", tried=5, refreshed=3, failed=1, needs_reauthorization=1)
     finished_run(timedelta(minutes=20), outcome="stopped", tried=2, refreshed=2)
@@ -426,7 +402,7 @@ def test_metrics_describe_the_last_and_the_recent_refresher_runs(client, db):
 
 
 def test_metrics_say_when_the_refresher_is_stale(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     found = samples(scrape(client))
     assert value(found, "kendis_refresher_stale") == 1
     assert value(found, "kendis_refresher_seconds_since_last_run") == float("inf")  # none ever finished
@@ -455,7 +431,7 @@ def test_metrics_count_the_alerts_waiting_for_delivery(client, db):
 
 
 def test_metrics_speak_openmetrics_to_a_scraper_that_asks(client, db):
-    make_account("A")
+    AccountFactory(name="A")
     response = scrape(client, HTTP_ACCEPT="application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/openmetrics-text")
@@ -471,14 +447,14 @@ def test_the_number_of_queries_does_not_grow_with_the_grants(client, db):
             assert scrape(client).status_code == 200
         return len(captured)
 
-    account = make_account("First")
-    make_credential(account, "first")
+    account = AccountFactory(name="First")
+    CredentialFactory(account=account, user__username="first")
     finished_run(timedelta(minutes=1))
     make_alert()
     few = queries()
     for n in range(49):
-        other = make_account(f"Account {n}", Status.ERROR if n % 7 == 0 else Status.CONNECTED)
-        make_credential(other, f"person-{n}")
+        other = AccountFactory(name=f"Account {n}", status=Status.ERROR if n % 7 == 0 else Status.CONNECTED)
+        CredentialFactory(account=other, user__username=f"person-{n}")
         finished_run(timedelta(minutes=2 + n))
         make_alert()
     assert queries() == few
@@ -487,9 +463,9 @@ def test_the_number_of_queries_does_not_grow_with_the_grants(client, db):
 
 def test_each_scrape_counts_afresh(client, db):
     """A fresh registry per scrape: nothing is remembered by the process (several workers answer alike)."""
-    make_account("A")
+    AccountFactory(name="A")
     first = samples(scrape(client))
-    make_account("B")
+    AccountFactory(name="B")
     ALMAccount.objects.filter(name="A").delete()
     second = samples(scrape(client))
     assert value(first, "kendis_grants", kind="account", status="connected") == 1

@@ -40,14 +40,16 @@ from tests.conftest import (
     REFRESH_TOKEN,
     add_form_data,
     change_form_data,
+    change_url,
     cloud_form_data,
     json_of,
+    land,
+    message_texts,
     query_of,
     staff_user,
     start_cloud_consent,
     token_answer,
 )
-from tests.test_oauth_flow import land, messages_of
 
 Status = ALMAccount.Status
 CLOUD = ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
@@ -62,10 +64,6 @@ ALICE_ME = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def atlassian_consents(mocked, sites, *, me=ATLASSIAN_ME, n: int = 2):
@@ -125,7 +123,7 @@ def test_without_the_deployments_app_nor_an_own_one_get_auth_token_says_what_to_
     response = admin_client.post(change_url(cloud_account), cloud_form_data(cloud_account, _get_auth_token="Get"))
 
     assert response.status_code == 302 and response["Location"] == change_url(cloud_account)
-    assert messages_of(response) == [
+    assert message_texts(response) == [
         "This deployment's Atlassian app is not configured (ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET): register "
         "it in Atlassian's developer console with the Callback URL shown here, or paste the Client ID and Secret of "
         "your own app, save, then click Get Auth Token."]
@@ -195,6 +193,7 @@ def test_a_consent_whose_first_write_fails_is_stored_again_with_its_site(admin_c
     assert (cloud_account.cloud_id, cloud_account.cloud_site_name) == (CLOUD_ID, "kendis-demo")
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("connected", [False, True], ids=["new account", "working connection"])
 def test_a_consent_that_misses_the_accounts_site_stores_nothing_and_names_the_sites_it_covered(
         admin_client, cloud_account, connected_cloud_account, mocked_jira, connected):
@@ -282,7 +281,7 @@ def test_a_person_connects_their_own_atlassian_account_to_the_accounts_site(alic
     response = come_back(alice_client, code=CODE, state=q["state"])
 
     assert response["Location"] == MY_PAGE
-    assert messages_of(response) == [f"Connected to Jira as Alice Jones ({SCOPES})."]
+    assert message_texts(response) == [f"Connected to Jira as Alice Jones ({SCOPES})."]
     mine = ALMCredential.objects.get(account=cloud_account)
     assert mine.user.username == "alice" and mine.is_connected
     assert (mine.connected_as_name, mine.refresh_token) == (ALICE_ME["accountId"], "REFRESHTOKEN-2-a9b8c7d6")
@@ -291,13 +290,14 @@ def test_a_person_connects_their_own_atlassian_account_to_the_accounts_site(alic
     assert tokens_of(cloud_account) == (None, None, Status.NOT_CONNECTED)  # the account's own: untouched
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_persons_consent_that_misses_the_site_stores_nothing(alice_client, cloud_account, mocked_jira):
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OTHER_SITE], me=ALICE_ME)
 
     response = come_back(alice_client, code=CODE, state=q["state"])
 
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert message.startswith("The consent on Atlassian's page covered kendis-other (https://kendis-other.atlassian"
                               ".net), not https://kendis-demo.atlassian.net: nothing was stored.")
     assert not ALMCredential.objects.filter(refresh_token__isnull=False).exists()
@@ -315,7 +315,7 @@ def test_an_atlassian_account_another_person_holds_is_refused_by_its_account_id(
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OUR_SITE], me=ALICE_ME)
 
-    (message,) = messages_of(come_back(alice_client, code=CODE, state=q["state"]))
+    (message,) = message_texts(come_back(alice_client, code=CODE, state=q["state"]))
 
     assert "The Jira user Alice Jones is already connected to Jira Cloud - Demo by bob." in message
     assert "Nothing was stored." in message
@@ -334,7 +334,7 @@ def test_a_different_account_id_with_the_same_display_name_is_not_refused(alice_
     q = connect_myself(alice_client, cloud_account)
     atlassian_consents(mocked_jira, [OUR_SITE], me=ALICE_ME)
 
-    assert messages_of(come_back(alice_client, code=CODE, state=q["state"])) == [
+    assert message_texts(come_back(alice_client, code=CODE, state=q["state"])) == [
         f"Connected to Jira as Alice Jones ({SCOPES})."]
 
 
@@ -393,7 +393,7 @@ def test_changing_data_center_to_cloud_ends_the_connection(admin_client, connect
         client_id="", _continue="Save"))
 
     assert response.status_code == 302, response.content[:3000]
-    (message,) = [m for m in messages_of(response) if "connection to Jira was ended" in m]
+    (message,) = [m for m in message_texts(response) if "connection to Jira was ended" in m]
     assert "the authentication changed from Jira Server / Data Center — Use OAuth 2.0 to Jira Cloud — Use OAuth " \
            "2.0 (3LO)" in message
     connected_account.refresh_from_db()
@@ -423,6 +423,7 @@ def test_the_data_center_secret_never_serves_as_a_cloud_apps_secret(admin_client
     assert len(mocked_jira.calls) == 0 or all("atlassian" not in c.request.url for c in mocked_jira.calls)
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_malformed_site_url_in_atlassians_answer_matches_no_site(admin_client, cloud_account, mocked_jira):
     q = start_cloud_consent(admin_client, cloud_account)
     atlassian_consents(mocked_jira, [{**OUR_SITE, "url": "https://kendis-demo.atlassian.net:notaport"}])
@@ -442,7 +443,7 @@ def test_changing_cloud_to_data_center_ends_the_connection_and_forgets_the_site(
         _continue="Save"))
 
     assert response.status_code == 302, response.content[:3000]
-    assert any("the authentication changed" in m for m in messages_of(response))
+    assert any("the authentication changed" in m for m in message_texts(response))
     account.refresh_from_db()
     assert (account.access_token, account.refresh_token, account.status) == (None, None, Status.NOT_CONNECTED)
     assert (account.cloud_id, account.cloud_site_name) == ("", "")
@@ -455,7 +456,7 @@ def test_a_new_site_url_ends_the_connection_and_wipes_the_cloud_id(admin_client,
 
     assert response.status_code == 302, response.content[:3000]
     assert any("the Jira base URL changed from https://kendis-demo.atlassian.net to "
-               "https://kendis-other.atlassian.net" in m for m in messages_of(response))
+               "https://kendis-other.atlassian.net" in m for m in message_texts(response))
     account.refresh_from_db()
     assert (account.cloud_id, account.cloud_site_name) == ("", "")
     assert (account.access_token, account.refresh_token, account.status) == (None, None, Status.NOT_CONNECTED)
@@ -522,7 +523,7 @@ def test_the_consent_leaves_no_secret_in_pages_messages_events_or_logs(admin_cli
     page2 = land(admin_client, come_back(admin_client, code=CODE + "-2", state=q2["state"]))
 
     secrets = [ATLASSIAN_SECRET, CODE, verifier, "ACCESSTOKEN-2", "REFRESHTOKEN-2", ACCESS_TOKEN, CLIENT_SECRET]
-    said = [page, page2, response["Location"], caplog.text, *messages_of(response),
+    said = [page, page2, response["Location"], caplog.text, *message_texts(response),
             *AuthEvent.objects.values_list("message", flat=True)]
     for text in said:
         for secret in secrets:

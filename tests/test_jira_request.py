@@ -22,6 +22,7 @@ from alm_accounts import jira, services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import jira_calls
 from tests.conftest import ACCESS_TOKEN, CLIENT_SECRET, JIRA, MYSELF_URL, REFRESH_TOKEN, TOKEN_URL, form_of
+from tests.factories import CredentialFactory, UserFactory
 
 Status = ALMAccount.Status
 ISSUE_URL = f"{JIRA}/rest/api/2/issue"
@@ -38,31 +39,10 @@ SECRETS = (ACCESS_TOKEN, REFRESH_TOKEN, CLIENT_SECRET, ALICE_AT, ALICE_RT, BOB_A
 # --------------------------------------------------------------------------
 
 
-def person(username: str, *, active: bool = True) -> User:
-    return User.objects.create_user(username, password="pw-person-123", is_staff=True, is_active=active)
-
-
-def credential(account, user, access: str, refresh: str, *, jira_user: str, display: str,
-               status=Status.CONNECTED, expires_in=timedelta(hours=1)) -> ALMCredential:
-    return ALMCredential.objects.create(
-        account=account, user=user, access_token=access, refresh_token=refresh,
-        token_expires_at=timezone.now() + expires_in, status=status,
-        connected_as_name=jira_user, connected_as_display_name=display)
-
-
-@pytest.fixture
-def alice(db):
-    return person("alice")
-
-
-@pytest.fixture
-def bob(db):
-    return person("bob")
-
-
 @pytest.fixture
 def alice_credential(connected_account, alice):
-    return credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones")
+    return CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                             jira_user="ajones", connected_as_display_name="Alice Jones")
 
 
 @pytest.fixture
@@ -115,9 +95,10 @@ def jira_with_people(fake_jira, db):
     account.save()
     people = {}
     for username, jira_user, display in (("alice", "ajones", "Alice Jones"), ("bob", "bkeller", "Bob Keller")):
-        user = person(username)
+        user = UserFactory(username=username)
         access, refresh = grant(username, jira_user, display)
-        credential(account, user, access, refresh, jira_user=jira_user, display=display)
+        CredentialFactory(account=account, user=user, access_token=access, refresh_token=refresh, jira_user=jira_user,
+                          connected_as_display_name=display)
         people[username] = user
     return account, people
 
@@ -181,8 +162,8 @@ def test_a_connected_person_acts_with_their_own_token(connected_account, alice_c
 
 def test_a_persons_token_expiring_within_a_minute_is_refreshed_first_with_their_refresh_token(
         connected_account, alice, mocked_jira):
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               expires_in=timedelta(seconds=30))
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", expires_in=timedelta(seconds=30))
     mocked_jira.post(TOKEN_URL, json=refreshed_answer("ALICE", 2))
     mocked_jira.get(MYSELF_URL, json={"name": "ajones"})
 
@@ -244,9 +225,10 @@ def test_policy_refuse_still_lets_the_product_act_as_the_account_itself(connecte
 def test_an_inactive_person_is_refused_never_using_their_credential_nor_the_accounts(
         connected_account, mocked_jira, policy, connected):
     set_policy(connected_account, policy)
-    carol = person("carol", active=False)
+    carol = UserFactory(username="carol", is_active=False)
     if connected:
-        credential(connected_account, carol, ALICE_AT, ALICE_RT, jira_user="cmiller", display="Carol Miller")
+        CredentialFactory(account=connected_account, user=carol, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                          jira_user="cmiller", connected_as_display_name="Carol Miller")
 
     with pytest.raises(services.NoJiraIdentity) as refused:
         services.jira_request(account=connected_account, method="GET", path=jira.MYSELF_PATH, user=carol)
@@ -262,8 +244,8 @@ def test_a_credential_needing_reauthorization_is_refused_whatever_the_policy(
     """Jira stopped accepting alice's grant (e.g. her Jira user was deactivated): the product does not go on
     acting for her under the admin's name; she is told to reconnect, and nothing reaches Jira."""
     set_policy(connected_account, policy)
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               status=Status.NEEDS_REAUTHORIZATION)
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", status=Status.NEEDS_REAUTHORIZATION)
 
     with pytest.raises(services.NoJiraIdentity) as refused:
         services.jira_request(account=connected_account, method="GET", path=jira.MYSELF_PATH, user=alice)
@@ -340,8 +322,8 @@ def test_errors_name_the_identity_and_carry_jiras_status_and_messages_never_a_se
 
 
 def test_an_unusable_token_is_an_error_naming_the_identity_and_nothing_is_sent(connected_account, alice, mocked_jira):
-    credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-               expires_in=timedelta(seconds=-60))
+    CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                      jira_user="ajones", connected_as_display_name="Alice Jones", expires_in=timedelta(seconds=-60))
     mocked_jira.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
 
     with pytest.raises(services.JiraRequestError) as failed:
@@ -380,8 +362,9 @@ def test_grant_request_refuses_an_inactive_persons_credential(connected_account,
 
 
 def test_grant_request_on_a_dead_credential_says_to_reconnect(connected_account, alice, mocked_jira):
-    dead = credential(connected_account, alice, ALICE_AT, ALICE_RT, jira_user="ajones", display="Alice Jones",
-                      status=Status.NEEDS_REAUTHORIZATION)
+    dead = CredentialFactory(account=connected_account, user=alice, access_token=ALICE_AT, refresh_token=ALICE_RT,
+                             jira_user="ajones", connected_as_display_name="Alice Jones",
+                             status=Status.NEEDS_REAUTHORIZATION)
 
     with pytest.raises(services.JiraRequestError) as failed:
         services.grant_request(grant=dead, method="GET", path=jira.MYSELF_PATH)
@@ -450,6 +433,7 @@ def test_429_asking_for_more_than_30_seconds_is_not_waited_out(connected_account
                                       "later)")
 
 
+@pytest.mark.stubs_may_go_unused
 def test_429_gives_up_after_three_attempts(connected_account, mocked_jira, waits):
     for _ in range(4):
         mocked_jira.get(MYSELF_URL, status=429, json={}, headers={"Retry-After": "1"})
@@ -485,6 +469,7 @@ def test_5xx_is_retried_with_the_configured_backoff_for_a_get(connected_account,
     assert waits == [0.5, 2.0]
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_5xx_is_not_retried_for_a_write_that_may_have_been_carried_out(
         connected_account, alice_credential, alice, mocked_jira, waits, method):
@@ -514,6 +499,7 @@ def test_a_post_that_is_a_read_may_be_declared_idempotent(connected_account, moc
     assert len(mocked_jira.calls) == 2
 
 
+@pytest.mark.stubs_may_go_unused
 def test_500_is_jiras_own_answer_and_is_not_retried_even_for_a_get(connected_account, mocked_jira, waits):
     mocked_jira.get(MYSELF_URL, status=500, json={"errorMessages": ["NullPointerException"]})
     mocked_jira.get(MYSELF_URL, json={"name": "jadmin"})
@@ -535,6 +521,7 @@ def test_a_connection_never_made_is_retried_for_any_method(connected_account, mo
     assert waits == [0.0]
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_connection_never_made_gives_up_after_three_attempts_saying_so(connected_account, mocked_jira, waits):
     for _ in range(4):
         mocked_jira.post(ISSUE_URL, body=requests.ConnectTimeout("connect timed out"))
@@ -549,6 +536,7 @@ def test_a_connection_never_made_gives_up_after_three_attempts_saying_so(connect
     assert (failed.value.sent, failed.value.status) == (False, None)
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("method, calls", [("GET", 2), ("POST", 1)])
 def test_a_connection_broken_mid_answer_is_retried_only_for_a_get(connected_account, mocked_jira, waits, method,
                                                                    calls):
@@ -633,6 +621,7 @@ def test_pages_without_total_or_is_last_end_at_an_empty_page(connected_account, 
     assert starts_asked(mocked_jira) == [0, 2, 3]
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_jira_that_always_says_more_is_read_up_to_the_page_cap(connected_account, mocked_jira):
     """A broken server answering the same page forever (isLast false, no total) cannot keep us reading."""
     for _ in range(10):
@@ -720,7 +709,7 @@ def test_jira_call_prints_the_error_naming_the_identity_and_exits_1(connected_ac
 
 
 def test_jira_call_for_an_inactive_person_exits_1_saying_so(connected_account, mocked_jira, jira_call):
-    person("carol", active=False)
+    UserFactory(username="carol", is_active=False)
 
     run = jira_call(ACCOUNT, "GET", "/rest/api/2/myself", "--as", "carol")
 

@@ -24,26 +24,30 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, AuthEvent
 from tests.conftest import (
     ACCESS_TOKEN,
     CLIENT_SECRET,
-    JIRA,
     MYSELF_URL,
     REFRESH_TOKEN,
     REVOKE_URL,
     SERVER_INFO_URL,
     TOKEN_URL,
     Run,
+    broken_connection,
+    button_url,
     form_of,
+    page_text,
     staff_user,
     token_answer,
 )
+from tests.factories import AccountFactory
 
 Status = ALMAccount.Status
+DUE = timedelta(minutes=5)  # the accounts the refresher takes now
 Kind = AuthEvent.Kind
 SECRET_PATTERN = re.compile(r"ACCESSTOKEN|REFRESHTOKEN|CLIENTSECRET")
 COMMAND_ACTOR = "manage.py refresh_tokens"
@@ -67,23 +71,6 @@ def manage(run_command):
         return run_command(*args, *(() if "--concurrency" in args else ("--concurrency", "1")))
 
     return run
-
-
-def make_account(name: str, *, expires_in: timedelta | None = timedelta(minutes=5), status=Status.CONNECTED,
-                 connected: bool = True) -> ALMAccount:
-    """A connected account whose tokens carry its name (so requests can be told apart)."""
-    slug = re.sub(r"\W+", "", name)
-    now = timezone.now()
-    account = ALMAccount(name=name, base_url=JIRA, client_id=f"client-{slug}", client_secret=CLIENT_SECRET)
-    if connected:
-        account.access_token = f"ACCESSTOKEN-{slug}-old"
-        account.refresh_token = f"REFRESHTOKEN-{slug}-old"
-        account.token_expires_at = now + expires_in if expires_in is not None else None
-        account.token_scope = "ADMIN"
-        account.status = status
-        account.connected_at = now - timedelta(days=1)
-    account.save()
-    return account
 
 
 class RotatingTokenEndpoint:
@@ -125,19 +112,6 @@ def refused() -> requests.ConnectionError:
     """What requests raises when nothing listens on Jira's port."""
     reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
     return requests.ConnectionError(MaxRetryError(None, TOKEN_URL, reason=reason))
-
-
-def broken_connection() -> requests.ConnectionError:
-    """The connection was made, the request sent, and the connection dropped before the answer."""
-    return requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
-
-
-def page_text(response) -> str:
-    return html.unescape(response.content.decode())
-
-
-def button_url(name: str, account: ALMAccount) -> str:
-    return reverse(f"admin:alm_accounts_almaccount_{name}", args=[account.pk])
 
 
 def events_of(account: ALMAccount) -> list[AuthEvent]:
@@ -218,14 +192,14 @@ def test_the_next_refresh_sends_the_rotated_refresh_token(connected_account, rot
 def fleet(db):
     """Accounts in every state the command must tell apart."""
     return {
-        "due": make_account("Due in 5 min", expires_in=timedelta(minutes=5)),
-        "expired": make_account("Expired", expires_in=timedelta(minutes=-30)),
-        "unknown": make_account("Expiry unknown", expires_in=None),
-        "errored": make_account("Last refresh failed", expires_in=timedelta(minutes=2), status=Status.ERROR),
-        "later": make_account("Due in 30 min", expires_in=timedelta(minutes=30)),
-        "fresh": make_account("Fresh", expires_in=timedelta(hours=2)),
-        "dead": make_account("Dead grant", expires_in=timedelta(minutes=5), status=Status.NEEDS_REAUTHORIZATION),
-        "new": make_account("Never connected", connected=False),
+        "due": AccountFactory(name="Due in 5 min", expires_in=timedelta(minutes=5)),
+        "expired": AccountFactory(name="Expired", expires_in=timedelta(minutes=-30)),
+        "unknown": AccountFactory(name="Expiry unknown", expires_in=None),
+        "errored": AccountFactory(name="Last refresh failed", expires_in=timedelta(minutes=2), status=Status.ERROR),
+        "later": AccountFactory(name="Due in 30 min", expires_in=timedelta(minutes=30)),
+        "fresh": AccountFactory(name="Fresh", expires_in=timedelta(hours=2)),
+        "dead": AccountFactory(name="Dead grant", expires_in=timedelta(minutes=5), status=Status.NEEDS_REAUTHORIZATION),
+        "new": AccountFactory(name="Never connected", connected=False),
     }
 
 
@@ -268,6 +242,7 @@ def test_force_refreshes_every_connected_account_but_not_dead_or_unconnected_one
     assert ALMAccount.objects.get(pk=fleet["new"].pk).refresh_token is None
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_says_what_would_be_refreshed_and_changes_nothing(fleet, rotating, manage):
     run = manage("--dry-run")
 
@@ -282,6 +257,7 @@ def test_dry_run_says_what_would_be_refreshed_and_changes_nothing(fleet, rotatin
     assert not AuthEvent.objects.exists()
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_with_force_lists_every_connected_account(fleet, rotating, manage):
     run = manage("--dry-run", "--force")
 
@@ -291,6 +267,7 @@ def test_dry_run_with_force_lists_every_connected_account(fleet, rotating, manag
         "Due in 5 min", "Expired", "Expiry unknown", "Last refresh failed", "Due in 30 min", "Fresh"}
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_of_a_named_account_that_is_not_due_does_not_claim_it_would_refresh(fleet, rotating, manage):
     run = manage("--dry-run", "--account", "Due in 30 min", "--account", "Dead grant")
 
@@ -305,6 +282,7 @@ def test_dry_run_of_a_named_account_that_is_not_due_does_not_claim_it_would_refr
     assert rotating.used == []
 
 
+@pytest.mark.stubs_may_go_unused
 def test_dry_run_of_a_named_due_account_says_it_would_refresh(fleet, rotating, manage):
     run = manage("--dry-run", "--account", "Expired")
 
@@ -335,6 +313,7 @@ def test_named_account_that_is_not_due_is_reported_not_due_unless_forced(fleet, 
     assert refreshed_names(rotating, fleet) == {"Due in 30 min"}
 
 
+@pytest.mark.stubs_may_go_unused
 def test_unknown_account_exits_2_and_refreshes_nothing(fleet, rotating, manage):
     run = manage("--account", "Expired", "--account", "No such account")
 
@@ -343,6 +322,7 @@ def test_unknown_account_exits_2_and_refreshes_nothing(fleet, rotating, manage):
     assert rotating.used == []
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("args", [
     ["--window", "0"], ["--window", "soon"], ["--concurrency", "0"], ["--concurrency", "65"], ["--frobnicate"],
 ])
@@ -371,7 +351,7 @@ def test_bad_arguments_exit_2_from_the_real_command_line():
 
 def test_all_refreshed_exit_0_with_a_line_per_account_and_a_summary(rotating, manage, db):
     for name in ("Jira A", "Jira B"):
-        make_account(name)
+        AccountFactory(name=name, expires_in=DUE)
 
     run = manage()
 
@@ -394,8 +374,8 @@ def test_nothing_to_refresh_exit_0(fleet, mocked_jira, manage):
 
 
 def test_any_failure_exits_1_and_the_other_accounts_are_still_refreshed(mocked_jira, manage, db):
-    make_account("Jira A")
-    make_account("Jira B")
+    AccountFactory(name="Jira A", expires_in=DUE)
+    AccountFactory(name="Jira B", expires_in=DUE)
     mocked_jira.post(TOKEN_URL, **invalid_grant("Refresh token expired"))
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
 
@@ -410,8 +390,8 @@ def test_any_failure_exits_1_and_the_other_accounts_are_still_refreshed(mocked_j
 
 
 def test_verbosity_0_prints_nothing_when_everything_succeeds(rotating, manage, db):
-    make_account("Jira A")
-    make_account("Jira B")
+    AccountFactory(name="Jira A", expires_in=DUE)
+    AccountFactory(name="Jira B", expires_in=DUE)
 
     run = manage("-v", "0")
 
@@ -421,9 +401,9 @@ def test_verbosity_0_prints_nothing_when_everything_succeeds(rotating, manage, d
 
 
 def test_verbosity_0_prints_only_the_failures(mocked_jira, manage, db):
-    make_account("Jira A")
-    make_account("Jira B")
-    make_account("Jira C")
+    AccountFactory(name="Jira A", expires_in=DUE)
+    AccountFactory(name="Jira B", expires_in=DUE)
+    AccountFactory(name="Jira C", expires_in=DUE)
     mocked_jira.post(TOKEN_URL, json=token_answer(2))
     mocked_jira.post(TOKEN_URL, body="<html>Service Temporarily Unavailable</html>", status=503)
     mocked_jira.post(TOKEN_URL, body="<html>Service Temporarily Unavailable</html>", status=503)
@@ -443,7 +423,7 @@ def test_verbosity_0_prints_only_the_failures(mocked_jira, manage, db):
 @pytest.mark.django_db(transaction=True)
 def test_concurrency_option_refreshes_each_account_once(rotating, manage):
     """Worker threads need committed rows (hence transaction=True). SQLite runs them one at a time."""
-    accounts = [make_account(f"Jira {i:02}") for i in range(12)]
+    accounts = [AccountFactory(name=f"Jira {i:02}", expires_in=DUE) for i in range(12)]
 
     run = manage("--concurrency", "4")
 
@@ -561,6 +541,7 @@ NOT_RETRIED = {
 }
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("failure", list(NOT_RETRIED))
 def test_refresh_is_not_retried_when_jira_may_have_used_the_token(connected_account, mocked_jira, manage, failure):
     """The request reached Jira and its answer was lost (read timeout, dropped connection, HTTP 500/504
@@ -722,6 +703,7 @@ def test_test_connection_button_says_version_url_and_user(admin_client, connecte
     assert event.message == "Connected to Jira 9.12.2 at https://jira.example.com/jira as Jane Smith."
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("failure, expected", [
     ({"body": refused()}, "Could not complete the call to Jira: Jira could not be reached (connection refused, or "
                           "the host name does not resolve). Check the Jira base URL"),
@@ -823,10 +805,10 @@ def test_disconnected_account_is_left_alone_by_refresh_tokens(admin_client, conn
 
 
 def test_admin_action_refreshes_the_selected_accounts(admin_client, rotating, db):
-    a = make_account("Jira A", expires_in=timedelta(hours=2))
-    b = make_account("Jira B")
-    c = make_account("Jira C")  # not selected
-    new = make_account("Jira D", connected=False)
+    a = AccountFactory(name="Jira A", expires_in=timedelta(hours=2))
+    b = AccountFactory(name="Jira B", expires_in=DUE)
+    c = AccountFactory(name="Jira C", expires_in=DUE)  # not selected
+    new = AccountFactory(name="Jira D", connected=False)
 
     response = admin_client.post(
         reverse("admin:alm_accounts_almaccount_changelist"),

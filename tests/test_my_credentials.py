@@ -37,6 +37,7 @@ from tests.conftest import (
     staff_user,
     token_answer,
 )
+from tests.factories import CredentialFactory
 
 PAGE = reverse("my_alm_credentials")
 AUTHORIZE_URL = f"{JIRA}/rest/oauth2/latest/authorize"
@@ -48,12 +49,6 @@ Status = ALMAccount.Status
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def alice(db):
-    """A staff user without any ALM permission."""
-    return staff_user("alice")
 
 
 @pytest.fixture
@@ -70,15 +65,6 @@ def button_url(button: str, account) -> str:
 def ready_account(name: str, **fields) -> ALMAccount:
     return ALMAccount.objects.create(name=name, base_url=JIRA, client_id=f"cid-{name}", client_secret=CLIENT_SECRET,
                                      **fields)
-
-
-def credential(account, user, *, jira_name: str, display: str, token: str,
-               status: str = Status.CONNECTED, **fields) -> ALMCredential:
-    now = timezone.now()
-    return ALMCredential.objects.create(
-        account=account, user=user, access_token=f"{token}-access", refresh_token=f"{token}-refresh",
-        token_expires_at=now + timedelta(hours=1), token_scope="WRITE", status=status, connected_at=now,
-        connected_as_name=jira_name, connected_as_display_name=display, **fields)
 
 
 def page_text(client) -> str:
@@ -141,9 +127,12 @@ def test_the_page_lists_ready_accounts_with_my_own_connection_only(alice_client,
     payments = ready_account("Jira - Payments")
     ALMAccount.objects.create(name="Jira - No secret yet", base_url=JIRA, client_id="cid")
     ALMAccount.objects.create(name="Jira - No client id yet", base_url=JIRA, client_secret=CLIENT_SECRET)
-    credential(banking, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
-    credential(banking, bob, jira_name="jbob", display="Bob Smith", token="BOB-1")
-    credential(payments, bob, jira_name="jbob", display="Bob Smith", token="BOB-2")
+    CredentialFactory(account=banking, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
+    CredentialFactory(account=banking, user=bob, jira_user="jbob", connected_as_display_name="Bob Smith",
+                      tokens="BOB-1")
+    CredentialFactory(account=payments, user=bob, jira_user="jbob", connected_as_display_name="Bob Smith",
+                      tokens="BOB-2")
 
     text = page_text(alice_client)
     listed = rows(text)
@@ -160,9 +149,9 @@ def test_the_page_lists_ready_accounts_with_my_own_connection_only(alice_client,
 
 def test_a_connection_jira_refused_says_so_in_plain_words_and_offers_reconnect(alice_client, alice):
     account = ready_account("Jira - Core Banking")
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1",
-               status=Status.NEEDS_REAUTHORIZATION,
-               last_error="Jira no longer accepts the refresh token (invalid_grant): the grant was revoked.")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1", status=Status.NEEDS_REAUTHORIZATION,
+                      last_error="Jira no longer accepts the refresh token (invalid_grant): the grant was revoked.")
     text = page_text(alice_client)
     row = rows(text)[account.name]
     assert "Needs re-authorization" in row
@@ -172,7 +161,8 @@ def test_a_connection_jira_refused_says_so_in_plain_words_and_offers_reconnect(a
 
 def test_the_expiry_of_my_token_is_shown(alice_client, alice):
     account = ready_account("Jira - Core Banking")
-    mine = credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
+    mine = CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                             tokens="ALICE-1")
     expected = timezone.localtime(mine.token_expires_at).strftime("%Y-%m-%d %H:%M")
     assert expected in rows(page_text(alice_client))[account.name]
 
@@ -229,8 +219,8 @@ def test_only_active_staff_get_the_page_and_its_buttons(client, db, who):
 
 
 def test_the_top_bar_and_the_admin_index_lead_to_the_page(alice_client, alice):
-    credential(ready_account("Jira - Core Banking"), alice, jira_name="jalice", display="Alice Jones",
-               token="ALICE-1")
+    CredentialFactory(account=ready_account("Jira - Core Banking"), user=alice, jira_user="jalice",
+                      connected_as_display_name="Alice Jones", tokens="ALICE-1")
     index = alice_client.get(reverse("admin:index")).content.decode()
     assert not SECRETS.search(index)
     top_bar = re.search(r'<div id="user-tools">(.*?)</div>', index, re.S).group(1)
@@ -324,7 +314,8 @@ def test_connect_to_an_unknown_account_is_not_found(alice_client):
 def test_a_jira_identity_another_person_holds_is_refused_and_nothing_is_stored(alice_client, alice, mocked_jira):
     bob = staff_user("bob")
     account = ready_account("Jira - Core Banking")
-    bobs = credential(account, bob, jira_name="jbob", display="Bob Smith", token="BOB-1")
+    bobs = CredentialFactory(account=account, user=bob, jira_user="jbob", connected_as_display_name="Bob Smith",
+                             tokens="BOB-1")
     q = connect(alice_client, account)
     # Alice's browser was still logged in to Jira as Bob.
     jira_says_i_am(mocked_jira, {"name": "jbob", "displayName": "Bob Smith"})
@@ -353,7 +344,8 @@ def test_a_jira_identity_another_person_holds_is_refused_and_nothing_is_stored(a
 def test_test_calls_jira_with_my_own_token(alice_client, alice, mocked_jira):
     account = ready_account("Jira - Core Banking", access_token=ACCESS_TOKEN, refresh_token=REFRESH_TOKEN,
                             token_expires_at=timezone.now() + timedelta(hours=1), status=Status.CONNECTED)
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
     mocked_jira.get(MYSELF_URL, json=ALICE_ME)
     mocked_jira.get(SERVER_INFO_URL, json={"version": "9.12.2", "baseUrl": JIRA})
 
@@ -369,7 +361,8 @@ def test_test_calls_jira_with_my_own_token(alice_client, alice, mocked_jira):
 
 def test_a_failed_test_says_why(alice_client, alice, mocked_jira):
     account = ready_account("Jira - Core Banking")
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
     mocked_jira.get(MYSELF_URL, status=403, json={"errorMessages": ["You do not have permission."]})
     alice_client.post(button_url("test", account))
     (message,) = messages_on_page(alice_client.get(PAGE).content.decode())
@@ -380,8 +373,10 @@ def test_a_failed_test_says_why(alice_client, alice, mocked_jira):
 def test_disconnect_deletes_and_revokes_my_tokens_only(alice_client, alice, mocked_jira):
     bob = staff_user("bob")
     account = ready_account("Jira - Core Banking")
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
-    bobs = credential(account, bob, jira_name="jbob", display="Bob Smith", token="BOB-1")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
+    bobs = CredentialFactory(account=account, user=bob, jira_user="jbob", connected_as_display_name="Bob Smith",
+                             tokens="BOB-1")
     mocked_jira.post(REVOKE_URL, status=200)
 
     response = alice_client.post(button_url("disconnect", account))
@@ -404,7 +399,8 @@ def test_disconnect_deletes_and_revokes_my_tokens_only(alice_client, alice, mock
 def test_test_and_disconnect_without_my_own_credential_touch_nothing(alice_client, alice, mocked_jira, button):
     bob = staff_user("bob")
     account = ready_account("Jira - Core Banking")
-    bobs = credential(account, bob, jira_name="jbob", display="Bob Smith", token="BOB-1")
+    bobs = CredentialFactory(account=account, user=bob, jira_user="jbob", connected_as_display_name="Bob Smith",
+                             tokens="BOB-1")
     url = button_url(button, account)
     response = alice_client.post(url)
     assert response.status_code == 302 and response["Location"] == PAGE
@@ -419,17 +415,20 @@ def test_test_and_disconnect_without_my_own_credential_touch_nothing(alice_clien
 @pytest.mark.parametrize("button", ["connect", "test", "disconnect"])
 def test_the_buttons_are_post_only(alice_client, alice, mocked_jira, button):
     account = ready_account("Jira - Core Banking")
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
     url = button_url(button, account)
     assert alice_client.get(url).status_code == 405
     assert not mocked_jira.calls and not PendingAuthorization.objects.exists()
     assert ALMCredential.objects.get(user=alice).refresh_token == "ALICE-1-refresh"
 
 
+@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("button", ["connect", "test", "disconnect"])
 def test_the_buttons_need_the_csrf_token(alice, mocked_jira, button):
     account = ready_account("Jira - Core Banking")
-    credential(account, alice, jira_name="jalice", display="Alice Jones", token="ALICE-1")
+    CredentialFactory(account=account, user=alice, jira_user="jalice", connected_as_display_name="Alice Jones",
+                      tokens="ALICE-1")
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(alice)
     url = button_url(button, account)
@@ -454,9 +453,11 @@ def _population(n: int, me, others):
     for i in range(n):
         account = ready_account(f"Jira {n}-{i:03d}")
         if i % 2 == 0:
-            credential(account, me, jira_name=f"me-{i}", display=f"Me {i}", token=f"ALICE-{i}")
+            CredentialFactory(account=account, user=me, jira_user=f"me-{i}", connected_as_display_name=f"Me {i}",
+                              tokens=f"ALICE-{i}")
         for other in others:
-            credential(account, other, jira_name=f"{other.username}-{i}", display="Someone Else", token=f"BOB-{i}")
+            CredentialFactory(account=account, user=other, jira_user=f"{other.username}-{i}",
+                              connected_as_display_name="Someone Else", tokens=f"BOB-{i}")
 
 
 def _queries_for_page(client) -> int:

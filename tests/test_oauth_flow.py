@@ -7,7 +7,6 @@ admin ends on.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import re
@@ -18,7 +17,6 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import responses
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -34,7 +32,10 @@ from tests.conftest import (
     TOKEN_URL,
     add_form_data,
     change_form_data,
+    change_url,
     form_of,
+    land,
+    message_texts,
     query_of,
     staff_user,
     token_answer,
@@ -44,10 +45,6 @@ AUTHORIZE_URL = f"{JIRA}/rest/oauth2/latest/authorize"
 ADD_URL = reverse("admin:alm_accounts_almaccount_add")
 ME = {"name": "jadmin", "key": "JIRAUSER10000", "displayName": "Jira Admin", "emailAddress": "a@example.com"}
 Status = ALMAccount.Status
-
-
-def change_url(account) -> str:
-    return reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
 
 
 def form_data(account, **overrides) -> dict:
@@ -65,21 +62,6 @@ def start(client, account, **overrides) -> dict[str, str]:
 
 def callback(client, account, **params):
     return client.get(urlsplit(account.callback_url).path, params)
-
-
-def messages_of(response) -> list[str]:
-    """The messages this request added (not older ones still waiting in the cookie)."""
-    return [str(m) for m in get_messages(response.wsgi_request)._queued_messages]
-
-
-def land(client, response) -> str:
-    """Follow the callback's redirect to the account page; return its HTML (where the messages show)."""
-    assert response.status_code == 302
-    location = response["Location"]
-    assert "code=" not in location and "state=" not in location
-    followed = client.get(location)
-    assert followed.status_code == 200
-    return html.unescape(followed.content.decode())
 
 
 def snapshot(account) -> dict:
@@ -165,7 +147,7 @@ def test_start_is_refused_without_client_id_or_secret(admin_client, db, client_i
     response = admin_client.post(change_url(account), form_data(account, name="Jira - New (edited)"))
     assert response.status_code == 302
     assert response["Location"] == change_url(account)
-    assert messages_of(response) == [
+    assert message_texts(response) == [
         "Paste the Client ID and Client Secret shown by Jira's incoming application link, save, then click Get "
         "Auth Token."
     ]
@@ -303,7 +285,7 @@ def test_callback_success_stores_tokens_and_says_connected_as(admin_client, acco
     before = timezone.now()
     response = callback(admin_client, account, code="CODE-abc", state=q["state"])
     assert response["Location"] == change_url(account)
-    assert messages_of(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
 
     account.refresh_from_db()
     assert account.access_token == "ACCESSTOKEN-2-e1d2c3b4"
@@ -327,7 +309,7 @@ def test_granted_scope_is_what_jira_says(admin_client, account, mocked_jira):
     q = start(admin_client, account)
     jira_connects(mocked_jira, scope="WRITE")
     response = callback(admin_client, account, code="CODE-abc", state=q["state"])
-    assert messages_of(response) == ["Connected to Jira as Jira Admin (WRITE)."]
+    assert message_texts(response) == ["Connected to Jira as Jira Admin (WRITE)."]
     account.refresh_from_db()
     assert account.token_scope == "WRITE"
 
@@ -346,7 +328,7 @@ def test_myself_failing_keeps_the_tokens_and_says_so(admin_client, account, mock
     mocked_jira.post(TOKEN_URL, json=token_answer())
     mocked_jira.get(MYSELF_URL, status=503, body="<html>Service Unavailable</html>")
     response = callback(admin_client, account, code="CODE-abc", state=q["state"])
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert message.startswith("Connected to Jira (ADMIN), but the Jira user could not be read:")
     assert "HTTP 503" in message
     assert "Use Test connection to check." in message
@@ -399,10 +381,10 @@ def test_two_tabs_on_one_account_each_keep_their_own_verifier(admin_client, acco
     newer = start(admin_client, account)
     jira_connects(mocked_jira)
     response = callback(admin_client, account, code="CODE-old", state=older["state"])
-    assert messages_of(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
     assert s256_challenge(form_of(token_calls(mocked_jira)[0])["code_verifier"]) == older["code_challenge"]
     response = callback(admin_client, account, code="CODE-new", state=newer["state"])
-    assert messages_of(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
     assert s256_challenge(form_of(token_calls(mocked_jira)[1])["code_verifier"]) == newer["code_challenge"]
 
 
@@ -414,7 +396,7 @@ def test_two_tabs_on_one_account_each_keep_their_own_verifier(admin_client, acco
 def assert_rejected(client, response, account, before, mocked_jira, says):
     assert response.status_code == 302
     assert response["Location"] == change_url(account)
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert says in message, message
     assert "Click Get Auth Token to start again." in message
     assert snapshot(account) == before
@@ -430,6 +412,7 @@ def test_unknown_state_is_rejected(admin_client, connected_account, mocked_jira)
                     "Jira's answer does not match any authorization in progress")
 
 
+@pytest.mark.stubs_may_go_unused
 def test_expired_state_is_rejected(admin_client, connected_account, mocked_jira):
     q = start(admin_client, connected_account)
     PendingAuthorization.objects.update(created_at=timezone.now() - timedelta(minutes=10, seconds=5))
@@ -450,22 +433,22 @@ def test_state_lifetime_follows_the_setting(admin_client, account, mocked_jira, 
         created_at=now - timedelta(seconds=310))
     jira_connects(mocked_jira)
     late = callback(admin_client, account, code="CODE-1", state=q_late["state"])
-    assert "longer than 5 minutes and expired" in messages_of(late)[0]
+    assert "longer than 5 minutes and expired" in message_texts(late)[0]
     ok = callback(admin_client, account, code="CODE-2", state=q_ok["state"])
-    assert messages_of(ok) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(ok) == ["Connected to Jira as Jira Admin (ADMIN)."]
 
 
 def test_replayed_callback_is_rejected_and_the_code_is_not_redeemed_twice(admin_client, account, mocked_jira):
     q = start(admin_client, account)
     jira_connects(mocked_jira)
     first = callback(admin_client, account, code="CODE-1", state=q["state"])
-    assert messages_of(first) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(first) == ["Connected to Jira as Jira Admin (ADMIN)."]
     before = snapshot(account)
     calls_before = len(mocked_jira.calls)
 
     again = callback(admin_client, account, code="CODE-1", state=q["state"])  # reload / Back
     assert again["Location"] == change_url(account)
-    (message,) = messages_of(again)
+    (message,) = message_texts(again)
     assert "This answer from Jira was already used" in message
     assert "The account is unchanged." in message
     assert len(mocked_jira.calls) == calls_before  # redeeming a code twice would revoke its tokens
@@ -484,7 +467,7 @@ def test_state_of_another_account_is_rejected_on_both(admin_client, account, moc
     # the rightful flow is still usable
     jira_connects(mocked_jira)
     ok = callback(admin_client, account, code="CODE-1", state=q["state"])
-    assert messages_of(ok) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(ok) == ["Connected to Jira as Jira Admin (ADMIN)."]
 
 
 def test_state_from_another_user_is_rejected(admin_client, connected_account, mocked_jira):
@@ -507,7 +490,7 @@ def test_state_from_another_session_of_the_same_user_is_rejected(admin_client, a
                     "This authorization was started in another browser session or by another user")
     # the browser that started it can still finish
     jira_connects(mocked_jira)
-    assert messages_of(callback(admin_client, account, code="CODE-1", state=q["state"])) == [
+    assert message_texts(callback(admin_client, account, code="CODE-1", state=q["state"])) == [
         "Connected to Jira as Jira Admin (ADMIN)."]
 
 
@@ -523,7 +506,7 @@ def test_missing_code_changes_nothing(admin_client, connected_account, mocked_ji
     before = snapshot(connected_account)
     response = callback(admin_client, connected_account, state=q["state"])
     assert response["Location"] == change_url(connected_account)
-    assert messages_of(response) == [
+    assert message_texts(response) == [
         "Jira's answer has neither an authorization code nor an error. Click Get Auth Token again. The existing "
         "connection is kept and still works."]
     assert snapshot(connected_account) == before
@@ -592,7 +575,7 @@ def test_jira_error_is_explained_and_the_account_keeps_its_tokens(
     response = callback(admin_client, connected_account, error=error, error_description=description,
                         state=q["state"])
     assert response["Location"] == change_url(connected_account)
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert message.startswith(advice)
     assert f"Jira said: {error} — {description}." in message
     assert snapshot(connected_account) == before
@@ -604,13 +587,13 @@ def test_jira_error_is_explained_and_the_account_keeps_its_tokens(
     assert description in page
     # the answer is used up: reloading it does not report it as new
     again = callback(admin_client, connected_account, error=error, state=q["state"])
-    assert "already used" in messages_of(again)[0]
+    assert "already used" in message_texts(again)[0]
 
 
 def test_jira_error_on_a_new_account_leaves_it_not_connected(admin_client, account, mocked_jira):
     q = start(admin_client, account)
     response = callback(admin_client, account, error="access_denied", state=q["state"])
-    assert messages_of(response)[0].startswith("Access was denied")
+    assert message_texts(response)[0].startswith("Access was denied")
     account.refresh_from_db()
     assert account.status == Status.NOT_CONNECTED
     assert account.access_token is None and account.refresh_token is None
@@ -618,7 +601,7 @@ def test_jira_error_on_a_new_account_leaves_it_not_connected(admin_client, accou
 
 def test_jira_error_without_state_is_still_named(admin_client, account, mocked_jira):
     response = callback(admin_client, account, error="access_denied")
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert "it has no state (Jira said: access_denied)" in message
 
 
@@ -680,7 +663,7 @@ def test_token_endpoint_failure_is_explained_and_earlier_tokens_are_kept(
     response = callback(admin_client, connected_account, code="CODE-1", state=q["state"])
     assert response.status_code == 302  # never a 500 page
     assert response["Location"] == change_url(connected_account)
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert says in message, message
     assert len(token_calls(mocked_jira)) == 1
     if failure.startswith("invalid_"):
@@ -710,7 +693,7 @@ def test_refused_connection_is_explained(admin_client, connected_account, mocked
     before = snapshot(connected_account)
     response = callback(admin_client, connected_account, code="CODE-1", state=q["state"])
     assert response["Location"] == change_url(connected_account)
-    (message,) = messages_of(response)
+    (message,) = message_texts(response)
     assert message.startswith("Could not complete the call to Jira: Jira could not be reached (connection refused")
     assert "Check the Jira base URL" in message
     after = snapshot(connected_account)
@@ -736,7 +719,7 @@ def test_a_new_flow_after_a_failure_connects(admin_client, account, mocked_jira)
     mocked_jira.get(MYSELF_URL, json=ME)
     q = start(admin_client, account, client_secret="corrected-secret")
     response = callback(admin_client, account, code="CODE-2", state=q["state"])
-    assert messages_of(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
+    assert message_texts(response) == ["Connected to Jira as Jira Admin (ADMIN)."]
     assert form_of(token_calls(mocked_jira)[-1])["client_secret"] == "corrected-secret"
     account.refresh_from_db()
     assert (account.status, account.last_error) == (Status.CONNECTED, "")
@@ -771,7 +754,7 @@ def test_no_secret_leaks_into_pages_messages_or_logs_during_the_whole_flow(
         seen.append(response.content.decode(errors="replace"))
         seen.extend(f"{k}: {v}" for k, v in response.items() if k != "Location" or "jira.example.com" not in v)
         seen.extend(str(c.value) for c in response.cookies.values())
-        seen.extend(messages_of(response) if hasattr(response, "wsgi_request") else [])
+        seen.extend(message_texts(response) if hasattr(response, "wsgi_request") else [])
         return response
 
     try:

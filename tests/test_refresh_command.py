@@ -19,19 +19,15 @@ from __future__ import annotations
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
 from itertools import islice
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.management.base import OutputWrapper
 from django.core.management.color import no_style
 from django.db import OperationalError, connection
-from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount
@@ -40,8 +36,9 @@ from alm_accounts.refresher.heartbeat import Heartbeat
 from alm_accounts.refresher.main import Options, main
 from alm_accounts.refresher.report import Report
 from alm_accounts.refresher.run import Effects
-from tests.conftest import Run
+from tests.conftest import Run, assert_every_grant_alive
 from tests.doubles.fake_jira import FakeJira
+from tests.factories import create_accounts
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by worker threads and processes
 
@@ -56,75 +53,6 @@ Status = ALMAccount.Status
 # --------------------------------------------------------------------------
 
 
-
-
-def create_accounts(fake: FakeJira, count: int) -> dict[int, str]:
-    """`count` connected accounts due for a refresh (5 minutes left), each with its grant at `fake`.
-
-    Returns {account id: grant key}, in the order the command takes them (same expiry: by id).
-    """
-    now = timezone.now()
-    accounts = [
-        ALMAccount(name=f"Jira {i:02}", base_url=fake.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                   client_secret_base_url=fake.base_url, token_expires_at=now + timedelta(minutes=5),
-                   token_scope="ADMIN", status=Status.CONNECTED, connected_at=now - timedelta(days=1))
-        for i in range(count)
-    ]
-    for i, account in enumerate(accounts):
-        account.access_token, account.refresh_token = fake.add_grant(
-            f"k{i:02}", redirect_uri=account.callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    ALMAccount.objects.bulk_create(accounts)
-    return {pk: f"k{int(name.split()[1]):02}" for pk, name in ALMAccount.objects.order_by("pk").values_list(
-        "pk", "name")}
-
-
-def assert_every_grant_alive(fake: FakeJira, keys: dict[int, str]):
-    """Each account holds the pair Jira currently accepts (refreshed or untouched), and is still connected."""
-    assert fake.rejected == [], fake.rejected
-    stored = {pk: (access, refresh, status) for pk, access, refresh, status in ALMAccount.objects.values_list(
-        "pk", "access_token", "refresh_token", "status")}
-    lost = {pk: (keys[pk], refresh, fake.current_tokens(keys[pk])[1], status)
-            for pk, (access, refresh, status) in stored.items()
-            if (access, refresh) != fake.current_tokens(keys[pk]) or status != Status.CONNECTED}
-    assert lost == {}, f"account: (grant, stored refresh token, Jira's live one, status): {lost}"
-
-
-@pytest.fixture
-def shared_database(transactional_db, tmp_path):
-    """The environment of a `manage.py` process that sees this test's database.
-
-    PostgreSQL: the test database itself. SQLite: the in-memory test database
-    is copied (SQLite's backup) to a file, and this test's connection uses
-    that file until the test ends, so the test and the process share it.
-    """
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "kendis_integration.settings_test"}
-    db = connection.settings_dict
-    if connection.vendor != "sqlite":
-        auth = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
-        env["DATABASE_URL"] = (f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-                               f"{quote(db['NAME'], safe='')}")
-        yield env
-        return
-    path = tmp_path / "shared.sqlite3"
-    connection.ensure_connection()
-    in_memory, name = connection.connection, db["NAME"]
-    copy = sqlite3.connect(path)
-    in_memory.backup(copy)
-    copy.close()
-    connection.connection, db["NAME"] = None, str(path)  # the next query connects to the file
-    env["DATABASE_URL"] = f"sqlite:///{path}"
-    try:
-        yield env
-    finally:
-        connection.close()
-        connection.connection, db["NAME"] = in_memory, name
-
-
-@pytest.fixture
-def slow_jira():
-    """Jira taking 2 s to answer each token request: refreshes are in flight long enough to be signalled."""
-    with FakeJira(latency=2.0) as fake:
-        yield fake
 
 
 # --------------------------------------------------------------------------

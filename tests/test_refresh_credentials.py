@@ -22,16 +22,15 @@ import signal
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
-from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
+from tests.conftest import assert_holds_jiras_current_pair
 from tests.doubles.fake_jira import TOKEN_PATH, FakeJira
+from tests.factories import connect_account, connect_person, grant_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CLIENT_ID, CLIENT_SECRET = "cred-client", "CLIENTSECRET-cred-3c4d"
 Status = ALMAccount.Status
 SOON, LATER = timedelta(minutes=5), timedelta(hours=2)
 
@@ -41,52 +40,8 @@ SOON, LATER = timedelta(minutes=5), timedelta(hours=2)
 # --------------------------------------------------------------------------
 
 
-def connect_account(fake: FakeJira, name: str, *, expires_in: timedelta | None) -> ALMAccount:
-    """An ALM account whose own connection (Jira user "jadmin-<name>") expires in `expires_in`."""
-    now = timezone.now()
-    account = ALMAccount(name=name, base_url=fake.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                         client_secret_base_url=fake.base_url, token_scope="ADMIN", status=Status.CONNECTED,
-                         connected_at=now - timedelta(days=1), connected_as_name=f"jadmin-{name}",
-                         token_expires_at=None if expires_in is None else now + expires_in)
-    account.access_token, account.refresh_token = fake.add_grant(
-        name, redirect_uri=account.callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        user=f"jadmin-{name}")
-    account.save()
-    return account
-
-
-def connect_person(fake: FakeJira, account: ALMAccount, username: str, *, expires_in: timedelta | None,
-                   active: bool = True) -> ALMCredential:
-    """`username`'s own credential on `account` (Jira user of the same name), its grant key "<account>/<name>"."""
-    user = User.objects.filter(username=username).first() or User.objects.create_user(
-        username, password="pw-person-123", is_staff=True, is_active=active)
-    now = timezone.now()
-    credential = ALMCredential(account=account, user=user, token_scope="ADMIN", status=Status.CONNECTED,
-                               connected_at=now - timedelta(days=1), connected_as_name=username,
-                               connected_as_display_name=username.title(),
-                               token_expires_at=None if expires_in is None else now + expires_in)
-    credential.access_token, credential.refresh_token = fake.add_grant(
-        key_of(credential), redirect_uri=account.callback_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        user=username, display_name=username.title())
-    credential.save()
-    return credential
-
-
-def key_of(grant: ALMAccount | ALMCredential) -> str:
-    """The grant's key at the fake Jira."""
-    if isinstance(grant, ALMAccount):
-        return grant.name
-    return f"{grant.account.name}/{grant.user.username}"
-
-
 def refresh_tokens_sent(fake: FakeJira) -> list[str]:
     return [call.form["refresh_token"] for call in fake.calls_to(TOKEN_PATH)]
-
-
-def assert_holds_jiras_current_pair(grant: ALMAccount | ALMCredential, fake: FakeJira):
-    grant.refresh_from_db()
-    assert (grant.access_token, grant.refresh_token) == fake.current_tokens(key_of(grant)), key_of(grant)
-    assert grant.status == Status.CONNECTED
 
 
 def assert_untouched(grant: ALMAccount | ALMCredential):
@@ -97,7 +52,7 @@ def assert_untouched(grant: ALMAccount | ALMCredential):
 
 def deactivate_in_jira(fake: FakeJira, grant: ALMAccount | ALMCredential):
     """The Jira user is deactivated: Jira drops their grants, and their refresh token gets invalid_grant."""
-    key = key_of(grant)
+    key = grant_key(grant)
     with fake.lock:
         access, refresh = fake.current_tokens(key)
         fake.live_refresh.pop(refresh, None)

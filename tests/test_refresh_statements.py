@@ -30,8 +30,8 @@ from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.services import GrantRef, RefreshOutcome
 from alm_accounts.services.common import protect_session, record_event
-from tests.conftest import in_thread
-from tests.test_refresh_credentials import assert_holds_jiras_current_pair, connect_account, connect_person
+from tests.conftest import assert_holds_jiras_current_pair, in_thread
+from tests.factories import connect_account, connect_person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

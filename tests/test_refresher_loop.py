@@ -39,19 +39,13 @@ from alm_accounts.models import ALMAccount, RefresherRun
 from alm_accounts.refresher import selection
 from alm_accounts.refresher.heartbeat import Heartbeat, prune_heartbeat
 from alm_accounts.services import DeliveryCounts
-from tests.doubles.fake_jira import FakeJira
-from tests.test_refresh_command import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Run,
-    assert_every_grant_alive,
-    create_accounts,
-)
-from tests.test_refresh_command import shared_database as shared_database_fixture  # noqa: F401 - a fixture
+from tests.conftest import Run, assert_every_grant_alive
+from tests.factories import create_accounts
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows committed: seen by the refresher's process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CLIENT_ID, CLIENT_SECRET = "cmd-client", "CLIENTSECRET-cmd-8a7b"  # as tests/factories.create_accounts
 PROCESS_TIMEOUT_SECONDS = 120  # only reached when something is broken
 # SIGINT is delivered as the default (KeyboardInterrupt) even if this test run ignores it (a background job).
 LAUNCHER = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -104,17 +98,6 @@ def heartbeat() -> list[RefresherRun]:
     return list(RefresherRun.objects.order_by("started_at", "pk"))
 
 
-@pytest.fixture
-def shared_database(shared_database_fixture):  # noqa: F811 - the imported fixture, passed by pytest
-    """The environment of a `manage.py` process that sees this test's database (tests/test_refresh_command.py)."""
-    return shared_database_fixture
-
-
-@pytest.fixture
-def slow_jira():
-    """Jira taking 2 s to answer each token request: a refresh is in flight long enough to be signalled."""
-    with FakeJira(latency=2.0) as fake:
-        yield fake
 
 
 # --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -48,6 +47,7 @@ from tests.conftest import (
     start_cloud_consent,
     token_answer,
 )
+from tests.factories import CredentialFactory, identity
 
 Status = ALMAccount.Status
 MY_PAGE = reverse("my_alm_credentials")
@@ -58,24 +58,16 @@ ALICE = {"dc": {"name": "jalice", "key": "JIRAUSER10100", "displayName": "Alice 
 ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
 
 
-def identity(me: dict) -> str:
-    return me.get("accountId") or me["name"]
-
-
-@pytest.fixture(params=["dc", "cloud"])
-def kind(request) -> str:
-    return request.param
+@pytest.fixture
+def kind(provider) -> str:
+    """"dc" or "cloud": each test that asks runs once per provider (conftest's provider fixture)."""
+    return provider.name
 
 
 @pytest.fixture
-def either(kind, request) -> ALMAccount:
-    """The kind's account, connected as its administrator's Jira user (conftest's connected fixtures)."""
-    return request.getfixturevalue("connected_account" if kind == "dc" else "connected_cloud_account")
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return staff_user("alice")
+def either(provider_account) -> ALMAccount:
+    """The provider's account, connected as its administrator's Jira user."""
+    return provider_account
 
 
 @pytest.fixture
@@ -89,14 +81,6 @@ def signed_in(user: User) -> Client:
     browser = Client()
     browser.force_login(user)
     return browser
-
-
-def credential(account: ALMAccount, user: User, me: dict, *, token: str, **fields) -> ALMCredential:
-    now = timezone.now()
-    values = dict(access_token=f"{token}-access", refresh_token=f"{token}-refresh", status=Status.CONNECTED,
-                  token_expires_at=now + timedelta(hours=1), token_scope="WRITE", connected_at=now,
-                  connected_as_name=identity(me), connected_as_display_name=me["displayName"])
-    return ALMCredential.objects.create(account=account, user=user, **{**values, **fields})
 
 
 def page_messages(text: str) -> list[str]:
@@ -155,7 +139,8 @@ def act_for(account: ALMAccount, user: User):
 def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: str) -> ALMCredential:
     """Alice's grant due for a refresh, and Jira refusing it (her Jira user was deactivated): as the refresher
     finds out."""
-    mine = credential(account, alice, ALICE[kind], token="ALICE-1", token_expires_at=timezone.now())
+    mine = CredentialFactory(account=account, user=alice, me=ALICE[kind], tokens="ALICE-1",
+                             token_expires_at=timezone.now())
     if kind == "dc":
         mocked.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "Refresh token is "
                                                                                                 "invalid"})
@@ -217,6 +202,7 @@ def test_an_admins_revoke_keeps_jiras_refusal(admin_client, connected_account, a
     assert "until they reconnect nothing is done in Jira for them" in event.message
 
 
+@pytest.mark.stubs_may_go_unused
 def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice_client, mocked_jira):
     jira_refuses_alices_grant(mocked_jira, either, alice, kind)
     alice_client.post(reverse("my_alm_credentials_disconnect", args=[either.pk]))
@@ -238,7 +224,7 @@ def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice
 def test_disconnecting_a_working_connection_still_means_not_connected(connected_account, alice, alice_client,
                                                                        mocked_jira):
     """Only a refusal is kept: a person who disconnects a working grant acts per the account's policy again."""
-    credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    CredentialFactory(account=connected_account, user=alice, me=ALICE["dc"], tokens="ALICE-1")
     mocked_jira.post(REVOKE_URL, status=200)
 
     alice_client.post(reverse("my_alm_credentials_disconnect", args=[connected_account.pk]))
@@ -357,7 +343,7 @@ def test_a_person_signed_in_to_jira_as_the_accounts_admin_is_refused(kind, eithe
 
 def test_a_working_connection_is_kept_when_the_reconnect_is_the_accounts_identity(connected_account, alice,
                                                                                    alice_client, mocked_jira):
-    mine = credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    mine = CredentialFactory(account=connected_account, user=alice, me=ALICE["dc"], tokens="ALICE-1")
     jira_consents(mocked_jira, "dc", ACCOUNTS_OWN["dc"])
 
     (message,) = page_messages(connect_myself(alice_client, connected_account))
@@ -382,8 +368,9 @@ def get_auth_token_page(admin_client, account: ALMAccount, kind: str) -> str:
     return admin_client.get(back["Location"]).content.decode()
 
 
+@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, either, alice, admin_client, mocked_jira):
-    credential(either, alice, ALICE[kind], token="ALICE-1")
+    CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
     jira_consents(mocked_jira, kind, ALICE[kind])  # the admin consented in a browser signed in to Jira as alice
 
     page = get_auth_token_page(admin_client, either, kind)
@@ -398,9 +385,10 @@ def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, eithe
     assert "Warning: Alice Jones is also the Jira user of alice's own connection" in event.message
 
 
+@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_as_its_own_jira_user_has_no_warning(kind, either, alice, admin_client,
                                                                      mocked_jira):
-    credential(either, alice, ALICE[kind], token="ALICE-1")
+    CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
     jira_consents(mocked_jira, kind, ACCOUNTS_OWN[kind])
 
     (message,) = page_messages(get_auth_token_page(admin_client, either, kind))

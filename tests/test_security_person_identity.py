@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -43,6 +42,7 @@ from tests.conftest import (
     TOKEN_URL,
     staff_user,
 )
+from tests.factories import CredentialFactory, identity
 
 Status = ALMAccount.Status
 MY_PAGE = reverse("my_alm_credentials")
@@ -53,24 +53,16 @@ BOB = {"dc": {"name": "jbob", "key": "JIRAUSER10200", "displayName": "Bob Smith"
 ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
 
 
-def identity(me: dict) -> str:
-    return me.get("accountId") or me["name"]
-
-
-@pytest.fixture(params=["dc", "cloud"])
-def kind(request) -> str:
-    return request.param
+@pytest.fixture
+def kind(provider) -> str:
+    """"dc" or "cloud": each test that asks runs once per provider (conftest's provider fixture)."""
+    return provider.name
 
 
 @pytest.fixture
-def either(kind, request) -> ALMAccount:
-    """The kind's account, connected as its administrator's Jira user (conftest's connected fixtures)."""
-    return request.getfixturevalue("connected_account" if kind == "dc" else "connected_cloud_account")
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return staff_user("alice")
+def either(provider_account) -> ALMAccount:
+    """The provider's account, connected as its administrator's Jira user."""
+    return provider_account
 
 
 @pytest.fixture
@@ -78,14 +70,6 @@ def alice_client(alice) -> Client:
     browser = Client()
     browser.force_login(alice)
     return browser
-
-
-def credential(account: ALMAccount, user: User, me: dict, *, token: str, **fields) -> ALMCredential:
-    now = timezone.now()
-    values = dict(access_token=f"{token}-access", refresh_token=f"{token}-refresh", status=Status.CONNECTED,
-                  token_expires_at=now + timedelta(hours=1), token_scope="WRITE", connected_at=now,
-                  connected_as_name=identity(me), connected_as_display_name=me["displayName"])
-    return ALMCredential.objects.create(account=account, user=user, **{**values, **fields})
 
 
 def myself_path(account: ALMAccount) -> str:
@@ -137,7 +121,7 @@ def test_a_person_already_holding_the_accounts_jira_user_does_not_act_as_the_acc
     either.unconnected_users = policy
     either.save(update_fields=["unconnected_users"])
     # Stored before a person's consent as the account's identity was refused (a browser signed in as the admin).
-    credential(either, alice, ACCOUNTS_OWN[kind], token="ALICE-1")
+    CredentialFactory(account=either, user=alice, me=ACCOUNTS_OWN[kind], tokens="ALICE-1")
 
     with pytest.raises(services.NoJiraIdentity) as refused:
         act_for(either, alice)
@@ -151,12 +135,13 @@ def test_a_person_already_holding_the_accounts_jira_user_does_not_act_as_the_acc
     assert f"Reconnect under My ALM Credentials ({either.name}) signed in to Jira as yourself" in message
     # A person with their own Jira user still acts as themselves.
     bob = staff_user("bob")
-    credential(either, bob, BOB[kind], token="BOB-1")
+    CredentialFactory(account=either, user=bob, me=BOB[kind], tokens="BOB-1")
     assert services.jira_identity(account=either, user=bob).grant.connected_as_name == identity(BOB[kind])
 
 
 def test_no_token_is_handed_out_for_such_a_credential(connected_account, alice, mocked_jira):
-    mine = credential(connected_account, alice, ACCOUNTS_OWN["dc"], token="ALICE-1", token_expires_at=timezone.now())
+    mine = CredentialFactory(account=connected_account, user=alice, me=ACCOUNTS_OWN["dc"], tokens="ALICE-1",
+                             token_expires_at=timezone.now())
 
     with pytest.raises(services.ServiceError) as refused:
         services.valid_access_token(account=ALMCredential.objects.select_related("account", "user").get(pk=mine.pk))
@@ -168,14 +153,14 @@ def test_no_token_is_handed_out_for_such_a_credential(connected_account, alice, 
 
 def test_finding_whom_a_person_acts_as_stays_one_query(connected_account, alice, django_assert_num_queries):
     """The check against the account's own Jira user uses the account read with the credential."""
-    credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    CredentialFactory(account=connected_account, user=alice, me=ALICE["dc"], tokens="ALICE-1")
     with django_assert_num_queries(1):
         assert services.jira_identity(account=connected_account, user=alice).is_own_credential
 
 
 def test_my_alm_credentials_says_such_a_connection_is_not_used_and_test_sends_nothing(connected_account, alice,
                                                                                     alice_client, mocked_jira):
-    credential(connected_account, alice, ACCOUNTS_OWN["dc"], token="ALICE-1")
+    CredentialFactory(account=connected_account, user=alice, me=ACCOUNTS_OWN["dc"], tokens="ALICE-1")
 
     row = my_row(alice_client.get(MY_PAGE).content.decode(), connected_account)
 
@@ -194,7 +179,7 @@ def test_my_alm_credentials_says_such_a_connection_is_not_used_and_test_sends_no
 
 
 def test_a_persons_test_finding_the_accounts_jira_user_is_refused(kind, either, alice, alice_client, mocked_jira):
-    mine = credential(either, alice, ALICE[kind], token="ALICE-1")
+    mine = CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
     jira_answers_myself(mocked_jira, either, ACCOUNTS_OWN[kind])  # the token's Jira user is the admin's now
 
     (message,) = click_test(alice_client, either)
@@ -219,9 +204,9 @@ def test_a_persons_test_finding_the_accounts_jira_user_is_refused(kind, either, 
 
 def test_a_persons_test_finding_another_persons_jira_user_is_refused(kind, either, alice, alice_client,
                                                                     mocked_jira):
-    mine = credential(either, alice, ALICE[kind], token="ALICE-1")
+    mine = CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
     bob = staff_user("bob")
-    credential(either, bob, BOB[kind], token="BOB-1")
+    CredentialFactory(account=either, user=bob, me=BOB[kind], tokens="BOB-1")
     jira_answers_myself(mocked_jira, either, BOB[kind])
 
     (message,) = click_test(alice_client, either)
@@ -238,7 +223,7 @@ def test_a_persons_test_finding_another_persons_jira_user_is_refused(kind, eithe
 
 def test_a_connection_test_refused_stays_refused_after_disconnect(connected_account, alice, alice_client,
                                                                  mocked_jira):
-    credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    CredentialFactory(account=connected_account, user=alice, me=ALICE["dc"], tokens="ALICE-1")
     jira_answers_myself(mocked_jira, connected_account, ACCOUNTS_OWN["dc"])
     click_test(alice_client, connected_account)
     mocked_jira.post(REVOKE_URL, status=200)
@@ -259,7 +244,7 @@ def test_a_connection_test_refused_stays_refused_after_disconnect(connected_acco
 
 def test_a_persons_test_recording_a_rename_nobody_holds_still_works(connected_account, alice, alice_client,
                                                                    mocked_jira):
-    mine = credential(connected_account, alice, ALICE["dc"], token="ALICE-1")
+    mine = CredentialFactory(account=connected_account, user=alice, me=ALICE["dc"], tokens="ALICE-1")
     jira_answers_myself(mocked_jira, connected_account, {"name": "alice.jones", "displayName": "Alice Jones"})
 
     (message,) = click_test(alice_client, connected_account)
@@ -271,7 +256,7 @@ def test_a_persons_test_recording_a_rename_nobody_holds_still_works(connected_ac
 
 def test_the_accounts_test_finding_a_persons_jira_user_warns_and_that_person_is_not_used(
         kind, either, alice, admin_client, mocked_jira):
-    credential(either, alice, ALICE[kind], token="ALICE-1")
+    CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
     jira_answers_myself(mocked_jira, either, ALICE[kind])  # the account's token now belongs to alice's Jira user
 
     response = admin_client.post(reverse("admin:alm_accounts_almaccount_test_connection", args=[either.pk]))
@@ -294,7 +279,8 @@ def test_the_accounts_test_finding_a_persons_jira_user_warns_and_that_person_is_
 
 
 def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: str) -> ALMCredential:
-    mine = credential(account, alice, ALICE[kind], token="ALICE-1", token_expires_at=timezone.now())
+    mine = CredentialFactory(account=account, user=alice, me=ALICE[kind], tokens="ALICE-1",
+                             token_expires_at=timezone.now())
     if kind == "dc":
         mocked.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "Refresh token is "
                                                                                                 "invalid"})
@@ -308,6 +294,7 @@ def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: st
     return mine
 
 
+@pytest.mark.stubs_may_go_unused
 def test_jiras_refusal_survives_deactivation_and_reactivation(kind, either, alice, mocked_jira,
                                                              django_capture_on_commit_callbacks):
     mine = jira_refuses_alices_grant(mocked_jira, either, alice, kind)
@@ -337,7 +324,8 @@ def test_an_inactive_persons_refused_credential_is_not_counted_nor_listed_as_nee
         admin_client, connected_account, alice):
     bob = staff_user("bob")
     for person, me in ((alice, ALICE["dc"]), (bob, BOB["dc"])):
-        credential(connected_account, person, me, token=person.username, status=Status.NEEDS_REAUTHORIZATION)
+        CredentialFactory(account=connected_account, user=person, me=me, tokens=person.username,
+                          status=Status.NEEDS_REAUTHORIZATION)
     User.objects.filter(pk=alice.pk).update(is_active=False)
 
     assert status_summary().counts["needs_reauthorization"].people == 1

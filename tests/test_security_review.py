@@ -34,6 +34,7 @@ def refused_by_jira(account: ALMAccount, user, mocked_jira) -> ALMCredential:
     return mine
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_person_jira_refused_stays_refused_after_being_made_inactive_and_active_again(connected_account,
                                                                                         mocked_jira):
     alice = staff_user("alice")
@@ -53,6 +54,7 @@ def test_a_person_jira_refused_stays_refused_after_being_made_inactive_and_activ
     assert "the account's connection is not used instead" in str(refused.value)
 
 
+@pytest.mark.stubs_may_go_unused
 def test_a_working_connection_of_a_person_made_inactive_still_ends_as_not_connected(connected_account,
                                                                                      mocked_jira):
     """Only a refusal is kept: the working connection of a person made inactive ends as before."""

@@ -7,32 +7,14 @@ The real settings module runs in a subprocess with a clean environment
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
 
-from tests.conftest import query_of
+from tests.conftest import production_settings, query_of, run
 
-ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "https://kendis.example.com"
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-
-
-def production_settings(env: dict[str, str], expression: str):
-    """Evaluate `expression` (JSON-serialisable) with the production settings loaded."""
-    code = ("import json, django; django.setup(); from django.conf import settings; "
-            "from alm_accounts.models import callback_url_for; "
-            f"print(json.dumps({expression}))")
-    result = run(env, "-c", code)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_check_deploy_is_clean_with_only_the_required_variables(production_env):

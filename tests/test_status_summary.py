@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from alm_accounts.models import ALMAccount, ALMCredential, RefresherRun
 from alm_accounts.status import status_summary
-from tests.conftest import JIRA, staff_user
-from tests.test_security_settings import run
+from tests.conftest import run, staff_user
+from tests.factories import AccountFactory, CredentialFactory
 
 Status = ALMAccount.Status
 LIST = reverse("admin:alm_accounts_almaccount_changelist")
@@ -37,30 +37,6 @@ _serial = count(1)
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def grant_fields(status: str, failing: bool) -> dict:
-    n = next(_serial)
-    holds_tokens = status in (Status.CONNECTED, Status.ERROR, Status.NEEDS_REAUTHORIZATION)
-    return {
-        "status": status,
-        "access_token": f"ACCESS-{n}" if holds_tokens else None,
-        "refresh_token": f"REFRESH-{n}" if holds_tokens else None,
-        "token_expires_at": timezone.now() + timedelta(hours=1) if holds_tokens else None,
-        "failing_since": timezone.now() - timedelta(minutes=12) if failing else None,
-    }
-
-
-def make_account(name: str, status: str = Status.CONNECTED, *, failing: bool = False) -> ALMAccount:
-    return ALMAccount.objects.create(name=name, base_url=JIRA, client_id=f"client-{name}", client_secret="s3cret",
-                                     **grant_fields(status, failing))
-
-
-def make_credential(account: ALMAccount, username: str, status: str = Status.CONNECTED, *,
-                    failing: bool = False) -> ALMCredential:
-    user = User.objects.get_or_create(username=username, defaults={"is_staff": True})[0]
-    return ALMCredential.objects.create(account=account, user=user, connected_as_name=f"jira-{username}",
-                                        **grant_fields(status, failing))
 
 
 def finished_run(ago: timedelta, host: str = "worker-1") -> RefresherRun:
@@ -118,16 +94,16 @@ def last_run_line(client) -> str:
 @pytest.fixture
 def estate(db):
     """Accounts and people's credentials in every state."""
-    core = make_account("Core Banking")
-    make_account("Payments")
-    make_account("Loans", failing=True)  # connected, but refreshes fail since 12 minutes
-    make_account("Cards", Status.NEEDS_REAUTHORIZATION)
-    make_account("Treasury", Status.ERROR)
-    make_account("Not yet", Status.NOT_CONNECTED)
-    make_credential(core, "alice")
-    make_credential(core, "bob")
-    make_credential(core, "carol", Status.NEEDS_REAUTHORIZATION)
-    make_credential(core, "dave", failing=True)
+    core = AccountFactory(name="Core Banking")
+    AccountFactory(name="Payments")
+    AccountFactory(name="Loans", failing=True)  # connected, but refreshes fail since 12 minutes
+    AccountFactory(name="Cards", status=Status.NEEDS_REAUTHORIZATION)
+    AccountFactory(name="Treasury", status=Status.ERROR)
+    AccountFactory(name="Not yet", status=Status.NOT_CONNECTED)
+    CredentialFactory(account=core, user__username="alice")
+    CredentialFactory(account=core, user__username="bob")
+    CredentialFactory(account=core, user__username="carol", status=Status.NEEDS_REAUTHORIZATION)
+    CredentialFactory(account=core, user__username="dave", failing=True)
     return core
 
 
@@ -167,7 +143,7 @@ def test_the_filters_the_links_use_are_in_both_lists_sidebars(admin_client, esta
 
 
 def test_a_count_of_zero_is_no_link(admin_client, db):
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     assert counts_line(admin_client) == [
         "1 connected (1 account, 0 people)",
         "0 need re-authorization (0 accounts, 0 people)",
@@ -219,8 +195,8 @@ def test_a_host_name_is_shown_as_text(admin_client, db):
 
 
 def test_connected_grants_and_no_run_ever_raise_the_banner_with_how_to_start_the_refresher(admin_client, db):
-    make_account("Core Banking")
-    make_account("Payments")
+    AccountFactory(name="Core Banking")
+    AccountFactory(name="Payments")
     text = banner(admin_client)
     assert text.startswith(BANNER)
     assert "No refresh run has finished yet, and 2 connections to Jira depend on it" in text
@@ -231,28 +207,28 @@ def test_connected_grants_and_no_run_ever_raise_the_banner_with_how_to_start_the
 
 
 def test_a_recent_finished_run_means_no_banner(admin_client, db):
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(minutes=4))
     assert banner(admin_client) == ""
     assert "Last refresh run 4 minutes ago on worker-1." == last_run_line(admin_client)
 
 
 def test_a_run_older_than_three_intervals_raises_the_banner(admin_client, db):
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(minutes=16))  # three intervals of 5 minutes: 15
     text = banner(admin_client)
     assert "No refresh run has finished for 16 minutes, and 1 connection to Jira depends on it" in text
 
 
 def test_within_three_intervals_there_is_no_banner(admin_client, db):
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(minutes=14))
     assert banner(admin_client) == ""
 
 
 def test_the_interval_setting_decides_when_the_refresher_counts_as_stopped(admin_client, db, settings):
     settings.REFRESHER_INTERVAL_SECONDS = 60
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(minutes=4))
     text = banner(admin_client)
     assert "No refresh run has finished for 4 minutes" in text
@@ -273,13 +249,13 @@ def test_the_banners_cron_line_fits_the_interval(admin_client, db, settings, sec
     """Issue 19b: a cron job at the configured interval, with a window that outlasts the pause between its runs
     (the default 15 minutes would let tokens expire between two runs half an hour apart)."""
     settings.REFRESHER_INTERVAL_SECONDS = seconds
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(seconds=3 * seconds + 60))
     assert cron_line in banner(admin_client)
 
 
 def test_a_run_still_under_way_does_not_count_as_finished(admin_client, db):
-    make_account("Core Banking")
+    AccountFactory(name="Core Banking")
     finished_run(timedelta(hours=2))
     RefresherRun.objects.create(host="worker-1", pid=7, started_at=timezone.now() - timedelta(minutes=1))
     assert "No refresh run has finished for 2 hours" in banner(admin_client)
@@ -288,26 +264,26 @@ def test_a_run_still_under_way_does_not_count_as_finished(admin_client, db):
 @pytest.mark.parametrize("status", [Status.NOT_CONNECTED, Status.NEEDS_REAUTHORIZATION])
 def test_without_grants_to_keep_alive_there_is_no_banner(admin_client, db, status):
     """Nothing to refresh: a refresher that never ran harms nobody (a fresh install, or only refused grants)."""
-    make_credential(make_account("Core Banking", status), "alice", status)
+    CredentialFactory(account=AccountFactory(name="Core Banking", status=status), user__username="alice", status=status)
     assert banner(admin_client) == ""
     assert last_run_line(admin_client) == "No refresh run has finished yet."
 
 
 def test_a_person_s_connected_credential_alone_raises_the_banner(admin_client, db):
-    make_credential(make_account("Core Banking", Status.NOT_CONNECTED), "alice")
+    CredentialFactory(account=AccountFactory(name="Core Banking", status=Status.NOT_CONNECTED), user__username="alice")
     assert "1 connection to Jira depends on it" in banner(admin_client)
 
 
 def test_an_inactive_person_s_credential_is_not_kept_alive_so_raises_no_banner(admin_client, db):
     """Such a credential is never refreshed (services.grants): no refresher would help it."""
-    make_credential(make_account("Core Banking", Status.NOT_CONNECTED), "alice")
+    CredentialFactory(account=AccountFactory(name="Core Banking", status=Status.NOT_CONNECTED), user__username="alice")
     User.objects.filter(username="alice").update(is_active=False)  # bypasses the signal that ends the credential
     assert banner(admin_client) == ""
 
 
 def test_failing_grants_still_need_the_refresher(admin_client, db):
-    make_account("Loans", failing=True)
-    make_account("Treasury", Status.ERROR)
+    AccountFactory(name="Loans", failing=True)
+    AccountFactory(name="Treasury", status=Status.ERROR)
     assert "2 connections to Jira depend on it" in banner(admin_client)
 
 
@@ -320,13 +296,13 @@ def populate(n: int) -> None:
     """n accounts and n people's credentials, across every health, and n refresher runs."""
     statuses = [(Status.CONNECTED, False), (Status.CONNECTED, True), (Status.NEEDS_REAUTHORIZATION, False),
                 (Status.ERROR, False), (Status.NOT_CONNECTED, False)]
-    first = make_account(f"Account {next(_serial)}")
+    first = AccountFactory(name=f"Account {next(_serial)}")
     for i in range(n - 1):
         status, failing = statuses[i % len(statuses)]
-        make_account(f"Account {next(_serial)}", status, failing=failing)
+        AccountFactory(name=f"Account {next(_serial)}", status=status, failing=failing)
     for i in range(n):
         status, failing = statuses[i % len(statuses)]
-        make_credential(first, f"person-{next(_serial)}", status, failing=failing)
+        CredentialFactory(account=first, user__username=f"person-{next(_serial)}", status=status, failing=failing)
     for i in range(n):
         finished_run(timedelta(minutes=i + 1), host=f"worker-{i}")
 

@@ -40,7 +40,7 @@ from .report import BadArguments, Report, RunEnd
 from .run import LOOP_JITTER, Effects, Run, Stop, deliver_alerts
 
 SINGLE_RUN_WINDOW = 15  # minutes: three runs of a cron job every 5 minutes
-MAX_INTERVAL = 3600  # seconds, as settings.REFRESHER_INTERVAL_SECONDS
+MAX_INTERVAL = 3600  # seconds, as the REFRESHER_INTERVAL_SECONDS setting allows
 
 
 def loop_arguments(*, force: bool, dry_run: bool, interval: int | None, window: int | None) -> tuple[int, int]:

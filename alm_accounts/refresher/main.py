@@ -34,7 +34,7 @@ class Options:
     concurrency: int | None = None  # None: default_concurrency()
     processes: int = 1
     loop: bool = False
-    interval: int | None = None  # seconds, with --loop; None: settings.REFRESHER_INTERVAL_SECONDS
+    interval: int | None = None  # seconds, with --loop; None: the REFRESHER_INTERVAL_SECONDS setting
 
 
 def main(options: Options, *, report: Report, effects: Effects | None = None) -> int:

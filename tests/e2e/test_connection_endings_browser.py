@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.e2e.test_setup_walkthrough import add_connected_flow_account
+from tests.e2e.conftest import add_connected_flow_account
 
 ELSEWHERE = "http://127.0.0.1:9/jira"  # nothing listens there: nothing may be sent there either
 

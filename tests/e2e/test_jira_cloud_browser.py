@@ -19,9 +19,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.doubles.servers import free_port
-from tests.e2e.conftest import start_app
-from tests.e2e.test_setup_walkthrough import log_in_to_app, open_add_form
-from tests.e2e.test_user_based_sync import create_staff_user_without_alm_permissions, row_of
+from tests.e2e.conftest import (
+    create_staff_user_without_alm_permissions,
+    log_in_to_app,
+    open_add_form,
+    row_of,
+    start_app,
+)
 from tests.sandbox.conftest import start_jira_sandbox
 
 CLIENT_ID = "sandbox-cloud-client-id"

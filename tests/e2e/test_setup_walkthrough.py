@@ -10,56 +10,14 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
-
-
-def log_in_to_app(page, app):
-    page.goto(app.url + "/admin/")
-    page.get_by_label("Username").fill(ADMIN_USERNAME)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("link", name="ALM Accounts").first).to_be_visible()
-
-
-def log_in_to_sandbox(page, sandbox):
-    page.goto(sandbox.url + "/admin/")
-    page.get_by_label("Username").fill(sandbox.admin_username)
-    page.get_by_label("Password").fill(sandbox.admin_password)
-    page.get_by_role("button", name="Log in").click()
-
-
-def open_accounts_list(page, app):
-    page.goto(app.url + "/admin/")
-    page.get_by_role("link", name="ALM Accounts").first.click()
-
-
-def open_add_form(page, app):
-    open_accounts_list(page, app)
-    page.get_by_role("link", name=re.compile("Add ALM Account", re.I)).click()
-
-
-def fill_account(page, *, name, base_url):
-    page.get_by_label("ALM Type").select_option(label="Atlassian JIRA")
-    page.get_by_label("Account Name").fill(name)
-    page.get_by_label("Jira base URL").fill(base_url)
-
-
-def add_connected_flow_account(page, app, sandbox, *, name, client_secret=None, permission="ADMIN"):
-    """Add an account whose link exists in the sandbox; stop on the consent page (or wherever Jira sends us)."""
-    log_in_to_app(page, app)
-    open_add_form(page, app)
-    fill_account(page, name=name, base_url=sandbox.url)
-    callback_url = page.locator("#callback-url").input_value()
-    client_id, secret = sandbox.create_link(name, callback_url, permission)
-    page.get_by_label("Client ID").fill(client_id)
-    page.get_by_label("Client Secret").fill(client_secret or secret)
-    page.get_by_role("button", name="Save and get auth token").click()
-    # Jira asks its own user to log in before the consent screen.
-    page.get_by_label("Username").fill(sandbox.admin_username)
-    page.get_by_label("Password").fill(sandbox.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#consent-form")).to_be_visible()
-    return callback_url
+from tests.e2e.conftest import (
+    add_connected_flow_account,
+    fill_account,
+    log_in_to_app,
+    log_in_to_sandbox,
+    open_accounts_list,
+    open_add_form,
+)
 
 
 def test_walkthrough_connects_and_keeps_the_connection(page, app_server, jira_sandbox_server, screenshot):

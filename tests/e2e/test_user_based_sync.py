@@ -20,8 +20,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.doubles.servers import free_port, running_server
-from tests.e2e.conftest import REPO_ROOT, App
-from tests.e2e.test_setup_walkthrough import add_connected_flow_account
+from tests.e2e.conftest import (
+    REPO_ROOT,
+    App,
+    add_connected_flow_account,
+    create_staff_user_without_alm_permissions,
+    row_of,
+)
 
 ACCOUNT = "Jira - Core Banking"
 OTHER_ACCOUNT = "Jira - Payments"  # ready, its policy refuses people who have not connected
@@ -55,13 +60,6 @@ def own_page(browser):
     context.close()
 
 
-def create_staff_user_without_alm_permissions(app, username, password):
-    app.manage("shell", "-c", (
-        "from django.contrib.auth.models import User; "
-        f"User.objects.create_user({username!r}, password={password!r}, is_staff=True)"
-    ))
-
-
 def add_ready_account_that_refuses_the_unconnected(app, base_url):
     app.manage("shell", "-c", (
         "from alm_accounts.models import ALMAccount; "
@@ -84,10 +82,6 @@ def create_demo_issue(app, summary, *as_user):
 def reporter_of(app, key):
     issue = jira_call(app, ACCOUNT, "GET", f"/rest/api/2/issue/{key}")
     return issue["fields"]["reporter"]["name"]
-
-
-def row_of(page, account):
-    return page.locator(f'tr.alm-my-credential[data-account="{account}"]')
 
 
 def test_a_person_connects_their_own_jira_account_and_jira_records_them(own_page, own_app, jira_sandbox_server,
