@@ -169,7 +169,8 @@ RULES = [
     Rule(r"^cp \.env\.development\.example \.env$", "COVERED", "the copied example is filled in and starts the app",
          covered_by="tests/test_env_examples.py::test_the_development_example_copied_to_env_is_what_make_run_starts_with"),
     Rule(r"^(UPDATE_SCREENSHOTS=1 |DATABASE_URL=\$\(bash scripts/start_postgres\.sh \| tail -1\) )?make test$|"
-         r"^bash \.ci/run$", "COVERED", "CI runs `make test` on SQLite and on PostgreSQL (.ci/run)",
+         r"^bash \.ci/run$|^make lint$", "COVERED", "CI runs `make test` on SQLite and on PostgreSQL (.ci/run); "
+         "`make lint` is its first two steps (ruff, the layer contract)",
          covered_by=".ci/run"),
     # --- deploy: a fresh host ---
     Rule(r"^apt-get install -y python3-venv nginx$", "HOST", "root on a Debian host; nginx is what "
