@@ -26,6 +26,7 @@ from django.contrib.messages import get_messages
 from django.core.management import base as management_base
 from django.core.management import load_command_class
 from django.db import connection, connections
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from responses.registries import FirstMatchRegistry
@@ -540,6 +541,12 @@ OUR_SITE = {"id": CLOUD_ID, "url": CLOUD_SITE, "name": "kendis-demo", "scopes": 
 ATLASSIAN_CLIENT_ID = "deployment-cloud-client-id"
 ATLASSIAN_SECRET = "ATLASSIANSECRET-deploy-3c9e1f"
 ATLASSIAN_ME = {"accountId": "5b10a2844c20165700ede21g", "displayName": "Jira Admin", "emailAddress": "a@example.com"}
+# Who the people of the person-grant tests are in Jira: Data Center names users, Jira Cloud gives an account ID.
+ALICE = {"dc": {"name": "jalice", "key": "JIRAUSER10100", "displayName": "Alice Jones"},
+         "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones"}}
+BOB = {"dc": {"name": "jbob", "key": "JIRAUSER10200", "displayName": "Bob Smith"},
+       "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef6", "displayName": "Bob Smith"}}
+ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
 
 
 CLOUD_CALLBACK_PATH = "/oauth/atlassian/callback/"  # this deployment's one Jira Cloud callback
@@ -647,3 +654,22 @@ def provider(request) -> Provider:
 def provider_account(provider, request) -> ALMAccount:
     """The provider's account, connected a day ago as its administrator's Jira user, expiring in 5 minutes."""
     return request.getfixturevalue(provider.connected_fixture)
+
+
+@pytest.fixture
+def kind(provider) -> str:
+    """"dc" or "cloud": each test that asks runs once per provider (the provider fixture)."""
+    return provider.name
+
+
+@pytest.fixture
+def either(provider_account) -> ALMAccount:
+    """The provider's account, connected as its administrator's Jira user."""
+    return provider_account
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    browser = Client()
+    browser.force_login(alice)
+    return browser

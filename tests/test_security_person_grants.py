@@ -30,8 +30,9 @@ from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from tests.conftest import (
     ACCESSIBLE_RESOURCES_URL,
+    ACCOUNTS_OWN,
+    ALICE,
     ATLASSIAN_AUTH,
-    ATLASSIAN_ME,
     CLOUD_CALLBACK_PATH,
     CLOUD_MYSELF_URL,
     CLOUD_TOKEN_URL,
@@ -52,29 +53,7 @@ from tests.factories import CredentialFactory, identity
 Status = ALMAccount.Status
 MY_PAGE = reverse("my_alm_credentials")
 NEW_ACCESS, NEW_REFRESH = "ACCESSTOKEN-2-e1d2c3b4", "REFRESHTOKEN-2-a9b8c7d6"  # what token_answer(2) issues
-# Who each person is in Jira: Data Center names users, Jira Cloud gives an Atlassian account ID.
-ALICE = {"dc": {"name": "jalice", "key": "JIRAUSER10100", "displayName": "Alice Jones"},
-         "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones"}}
-ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
 
-
-@pytest.fixture
-def kind(provider) -> str:
-    """"dc" or "cloud": each test that asks runs once per provider (conftest's provider fixture)."""
-    return provider.name
-
-
-@pytest.fixture
-def either(provider_account) -> ALMAccount:
-    """The provider's account, connected as its administrator's Jira user."""
-    return provider_account
-
-
-@pytest.fixture
-def alice_client(alice) -> Client:
-    browser = Client()
-    browser.force_login(alice)
-    return browser
 
 
 def signed_in(user: User) -> Client:

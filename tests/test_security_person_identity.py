@@ -32,7 +32,9 @@ from alm_accounts.health import DeploymentCollector
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent
 from alm_accounts.status import status_summary
 from tests.conftest import (
-    ATLASSIAN_ME,
+    ACCOUNTS_OWN,
+    ALICE,
+    BOB,
     CLOUD_MYSELF_URL,
     CLOUD_SERVER_INFO_URL,
     CLOUD_TOKEN_URL,
@@ -46,30 +48,7 @@ from tests.factories import CredentialFactory, identity
 
 Status = ALMAccount.Status
 MY_PAGE = reverse("my_alm_credentials")
-ALICE = {"dc": {"name": "jalice", "key": "JIRAUSER10100", "displayName": "Alice Jones"},
-         "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones"}}
-BOB = {"dc": {"name": "jbob", "key": "JIRAUSER10200", "displayName": "Bob Smith"},
-       "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef6", "displayName": "Bob Smith"}}
-ACCOUNTS_OWN = {"dc": {"name": "jadmin", "displayName": "Jira Admin"}, "cloud": ATLASSIAN_ME}  # connected_account's
 
-
-@pytest.fixture
-def kind(provider) -> str:
-    """"dc" or "cloud": each test that asks runs once per provider (conftest's provider fixture)."""
-    return provider.name
-
-
-@pytest.fixture
-def either(provider_account) -> ALMAccount:
-    """The provider's account, connected as its administrator's Jira user."""
-    return provider_account
-
-
-@pytest.fixture
-def alice_client(alice) -> Client:
-    browser = Client()
-    browser.force_login(alice)
-    return browser
 
 
 def myself_path(account: ALMAccount) -> str:
