@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .kinds import KINDS, GrantKind
-from .models import ALMAccount, ALMCredential, Grant
+from .models import Grant
 
 # A removed link (Jira refuses the account's Client ID and Secret) is checked again this often, one token
 # request per account; editing the credentials makes it checked at the next pass.
@@ -43,15 +43,3 @@ def refreshable_grants(kind: str) -> QuerySet[Grant]:
 
 def due_grants(kind: str, *, within: timedelta) -> QuerySet[Grant]:
     return _due(refreshable_grants(kind), within)
-
-
-def refreshable_accounts() -> QuerySet[ALMAccount]:
-    """Accounts holding a grant that is still worth keeping alive."""
-    return refreshable_grants(ALMAccount.grant_kind)
-
-
-def refreshable_credentials() -> QuerySet[ALMCredential]:
-    """People's own credentials still worth keeping alive; never an inactive person's."""
-    return refreshable_grants(ALMCredential.grant_kind)
-
-
