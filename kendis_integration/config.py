@@ -74,6 +74,17 @@ def database_config(env: environ.Env, url: str) -> dict:
     return config
 
 
+def email_config(env: environ.Env, var: str, *, default: str) -> dict:
+    """EMAIL_URL as django-environ reads it, or one line: a port it cannot read is a ValueError there (the
+    URL, with its password, is not repeated)."""
+    try:
+        return env.email_url(var, default=default)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{var} is not a mail URL (its host or port cannot be read): use smtp://user:password@host:587/?tls=True "
+            "(or consolemail:// in development).") from None
+
+
 _HOST = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\]|[0-9.]+")
 
 

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from alm_accounts.conf import DEFAULTS
 
 # Strict reading of the values and their one-line errors live in their own module (issue 19).
-from kendis_integration.config import StrictEnv, allowed_hosts, database_config
+from kendis_integration.config import StrictEnv, allowed_hosts, database_config, email_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -305,7 +305,7 @@ if not 30 <= REFRESHER_INTERVAL_SECONDS <= 3600:
 
 # --- Alerts: a connection broke, or works again (services.alerts) ---
 # Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_CONFIG = email_config(env, "EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 globals().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ...
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="kendis-integration@localhost")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)

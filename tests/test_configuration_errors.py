@@ -45,6 +45,9 @@ CASES = {
     "database-url-unknown-scheme": (
         {"DATABASE_URL": f"mongodb://kendis:{PASSWORD}@db.internal/kendis"},
         "Configuration error: DATABASE_URL is not a database URL (unknown scheme 'mongodb')"),
+    "email-url-bad-port": (
+        {"EMAIL_URL": f"smtp://alerts:{PASSWORD}@mail.internal:smtp/?tls=True"},
+        "Configuration error: EMAIL_URL is not a mail URL (its host or port cannot be read)"),
     "allowed-hosts-with-scheme": (
         {"ALLOWED_HOSTS": "https://kendis.example.com"},
         "Configuration error: ALLOWED_HOSTS holds host names, not URLs: write kendis.example.com, "
