@@ -673,3 +673,19 @@ def alice_client(alice) -> Client:
     browser = Client()
     browser.force_login(alice)
     return browser
+
+
+# The messages and My ALM Credentials row a person reads, as text (the person-grant tests).
+
+def page_messages(text: str) -> list[str]:
+    block = re.search(r'<ul class="messagelist">(.*?)</ul>', text, re.S)
+    if block is None:
+        return []
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", m)).split())
+            for m in re.findall(r"<li[^>]*>(.*?)</li>", block.group(1), re.S)]
+
+
+def my_row(text: str, account: ALMAccount) -> str:
+    body = re.search(rf'<tr class="alm-my-credential" data-account="{re.escape(account.name)}">(.*?)</tr>', text,
+                     re.S).group(1)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())

@@ -15,7 +15,6 @@ with `responses`; the pages are driven as a browser would.
 
 from __future__ import annotations
 
-import html
 import re
 from urllib.parse import urlsplit
 
@@ -43,6 +42,8 @@ from tests.conftest import (
     TOKEN_URL,
     change_form_data,
     form_of,
+    my_row,
+    page_messages,
     query_of,
     staff_user,
     start_cloud_consent,
@@ -61,19 +62,6 @@ def signed_in(user: User) -> Client:
     browser.force_login(user)
     return browser
 
-
-def page_messages(text: str) -> list[str]:
-    block = re.search(r'<ul class="messagelist">(.*?)</ul>', text, re.S)
-    if block is None:
-        return []
-    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", m)).split())
-            for m in re.findall(r"<li[^>]*>(.*?)</li>", block.group(1), re.S)]
-
-
-def my_row(text: str, account: ALMAccount) -> str:
-    body = re.search(rf'<tr class="alm-my-credential" data-account="{re.escape(account.name)}">(.*?)</tr>', text,
-                     re.S).group(1)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
 def jira_consents(mocked, kind: str, me: dict) -> None:

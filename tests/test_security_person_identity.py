@@ -18,9 +18,6 @@ Jira is mocked with `responses`; the pages are driven as a browser would.
 
 from __future__ import annotations
 
-import html
-import re
-
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -42,6 +39,8 @@ from tests.conftest import (
     REVOKE_URL,
     SERVER_INFO_URL,
     TOKEN_URL,
+    my_row,
+    page_messages,
     staff_user,
 )
 from tests.factories import CredentialFactory, identity
@@ -68,19 +67,6 @@ def jira_answers_myself(mocked, account: ALMAccount, me: dict) -> None:
         mocked.get(MYSELF_URL, json=me)
         mocked.get(SERVER_INFO_URL, json={"version": "9.12.2", "baseUrl": account.base_url})
 
-
-def page_messages(text: str) -> list[str]:
-    block = re.search(r'<ul class="messagelist">(.*?)</ul>', text, re.S)
-    if block is None:
-        return []
-    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", m)).split())
-            for m in re.findall(r"<li[^>]*>(.*?)</li>", block.group(1), re.S)]
-
-
-def my_row(text: str, account: ALMAccount) -> str:
-    body = re.search(rf'<tr class="alm-my-credential" data-account="{re.escape(account.name)}">(.*?)</tr>', text,
-                     re.S).group(1)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
 def click_test(browser: Client, account: ALMAccount) -> list[str]:
