@@ -14,7 +14,9 @@ alm_accounts.messages, chosen by the kind's `fixed_by`; the sentences particular
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+import copy
+
+from django.db.models import F, Model, Q, QuerySet
 from django.urls import reverse
 
 from . import explain
@@ -25,6 +27,10 @@ from .providers import provider_for
 # person's) starts its last_error: refused as needing re-authorization, in these words rather than "Jira no longer
 # accepts it" (services.connection, services.jira_calls, my_credentials).
 NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
+
+# The rows a grant's refresh reads along, by related name ("account" -> its ALMAccount), read beforehand for many
+# grants at once (refresher.selection.ReadAlongBatches) and handed in (GrantKind.read_along_from).
+ReadAlong = dict[str, Model]
 
 # Who mends a grant Jira stopped accepting (messages.RECONNECT has the words for each).
 ADMINISTRATOR = "administrator"
@@ -41,6 +47,9 @@ class GrantKind:
     account_path: str = ""
     # The rows read along with the grant when it is locked (not locked themselves).
     read_along: tuple[str, ...] = ()
+    # Their columns that decide a refresh and change while the refresher runs: read with the locked grant even when
+    # the rows themselves were read beforehand for a batch of grants (locking_along).
+    fresh_along: dict[str, tuple[str, ...]] = {}
     # Whose action mends it once Jira stopped accepting it (messages.RECONNECT), and to whom the provider's words
     # about a refused client are addressed (a person can only ask).
     fixed_by: str = ADMINISTRATOR
@@ -63,6 +72,26 @@ class GrantKind:
     def locking(self, queryset: QuerySet) -> QuerySet:
         """The query that locks one grant of this kind, with what its refresh reads along."""
         return queryset.select_related(*self.read_along) if self.read_along else queryset
+
+    def locking_along(self, queryset: QuerySet) -> QuerySet:
+        """The query that locks one grant of this kind when the rows it reads along are handed in (see
+        read_along_from): its own row, and only the columns of theirs that must be read with it (fresh_along)."""
+        return queryset.annotate(**{_fresh(name, column): F(f"{name}__{column}")
+                                    for name, columns in self.fresh_along.items() for column in columns})
+
+    def read_along_from(self, grant: Grant, rows: ReadAlong) -> None:
+        """Give the grant locked by locking_along the rows its refresh reads along, read beforehand by the caller
+        (`rows`: the related name -> the row, e.g. "account" -> its ALMAccount; shared by the grants of a batch,
+        so each grant gets its own copy), with the fresh_along columns as read under the lock. A row that is not
+        the grant's is left out (then read when first needed)."""
+        for name in self.read_along:
+            row = rows.get(name)
+            if row is None or getattr(grant, self.model._meta.get_field(name).attname) != row.pk:
+                continue
+            row = copy.copy(row)
+            for column in self.fresh_along.get(name, ()):
+                setattr(row, column, getattr(grant, _fresh(name, column)))
+            setattr(grant, name, row)
 
     # --- the refresher's rule ---
 
@@ -173,6 +202,8 @@ class PersonsOwn(GrantKind):
     label = "ALM credential"
     account_path = "account__"
     read_along = ("account", "user")
+    # Whether Jira refuses the account's client (services.client_refused), and whether the person is active.
+    fresh_along = {"account": ("client_refused_at", "client_checked_at"), "user": ("is_active",)}
     fixed_by = PERSON
     is_persons_own = True
     must_be_own_jira_user = True
@@ -252,6 +283,11 @@ class PersonsOwn(GrantKind):
 
 
 KINDS: dict[str, GrantKind] = {kind.key: kind for kind in (AccountsOwn(), PersonsOwn())}
+
+
+def _fresh(name: str, column: str) -> str:
+    """The name of a fresh_along column on the locked grant."""
+    return f"along_{name}_{column}"
 
 
 def kind_of(grant: Grant) -> GrantKind:

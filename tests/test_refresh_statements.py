@@ -354,3 +354,62 @@ def field_shown(page: str, field: str) -> str:
     start = page.index(f"field-{field}")
     start = page.index('<div class="readonly">', start) + len('<div class="readonly">')
     return page[start:page.index("</div>", start)].strip()
+
+
+# --------------------------------------------------------------------------
+# The refresher reads a batch's accounts and people once (selection.ReadAlongBatches)
+# --------------------------------------------------------------------------
+
+
+def refresher_statements(run_command, *argv) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        run = run_command("--force", "--concurrency", "1", *argv)
+    assert run.code == 0, run.out + run.err
+    return statements_of(captured)
+
+
+def test_the_refresher_locks_a_persons_credential_without_reading_their_account_and_person_again(
+        fake_jira, run_command):
+    """Three people on one account: their account and persons are read once for the batch, and each locked read
+    takes the credential's own row and only the columns that can change under a running refresher."""
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    people = [connect_person(fake_jira, account, name, expires_in=timedelta(minutes=5))
+              for name in ("alice", "bob", "carol")]
+
+    sent = refresher_statements(run_command)
+
+    credential_table = table_of(people[0])
+    locked = [sql for sql in sent if sql.startswith("SELECT") and f"WHERE {credential_table}.\"id\" = " in sql]
+    assert len(locked) == 3, sent
+    for sql in locked:
+        columns = sql.split(" FROM ")[0]
+        assert "client_secret" not in columns and "base_url" not in columns and "password" not in columns, sql
+        assert "client_refused_at" in columns and "is_active" in columns, sql
+    assert sum(1 for sql in sent if "IN (" in sql) == 3, "the credentials' links, their accounts, their persons"
+    for person in people:
+        person.refresh_from_db()
+        assert person.refresh_count == 1
+        assert_holds_jiras_current_pair(person, fake_jira)
+
+
+def test_a_person_made_inactive_after_the_batch_was_read_is_not_refreshed(fake_jira, run_command, monkeypatch):
+    """The batch's person rows say active; the person is made inactive (bypassing the signals, as a bulk update
+    does) before their refresh: the locked read sees it, and the credential is not refreshed."""
+    from alm_accounts.refresher import selection
+
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    alice = connect_person(fake_jira, account, "alice", expires_in=timedelta(minutes=5))
+    read_batch = selection.ReadAlongBatches._read
+
+    def read_then_deactivate(batch):
+        rows = read_batch(batch)
+        User.objects.filter(pk=alice.user_id).update(is_active=False)
+        return rows
+
+    monkeypatch.setattr(selection.ReadAlongBatches, "_read", staticmethod(read_then_deactivate))
+    run = run_command("--force", "--concurrency", "1")
+
+    assert "Core (alice): not connected" in run.out and "the person is inactive" in run.out, run.out
+    alice.refresh_from_db()
+    assert alice.refresh_count == 0 and fake_jira.refreshes["Core/alice"] == 0
+    assert fake_jira.refreshes["Core"] == 1, "the account's own connection is refreshed as usual"

@@ -201,7 +201,11 @@ class Run:
         todo = ((kind, pk, name) for kind, pk, name, _ in rows)
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
-        for result in self.refresh(self.read(todo)):
+        along = None
+        if self.processes <= 1:  # worker processes read along under each grant's lock
+            along = selection.ReadAlongBatches(concurrency=self.concurrency)
+            todo = along.reading(todo)
+        for result in self.refresh(self.read(todo), along):
             self.counts[result.outcome.value] += 1
             self.kinds[result.kind] += 1
             text = f"{result.account_name}: {result.outcome.value}"
@@ -243,11 +247,12 @@ class Run:
                 return
             yield item
 
-    def refresh(self, todo):
+    def refresh(self, todo, along: selection.ReadAlongBatches | None = None):
         """Yield a RefreshResult per grant tried, starting no new refresh once the run is halted.
 
-        `todo` yields (kind, id, name). With --concurrency 1 each refresh runs
-        in this (the main) thread. Otherwise a pool of `concurrency` threads
+        `todo` yields (kind, id, name); `along` has the rows their refreshes read
+        along. With --concurrency 1 each refresh runs in this (the main) thread.
+        Otherwise a pool of `concurrency` threads
         (or worker processes, --processes) with a few grants queued per thread
         (memory stays bounded: the list is read as it is consumed; the queue
         keeps the threads busy while this thread reads the list). Once the run
@@ -258,7 +263,8 @@ class Run:
         if concurrency == 1:
             while not self.halted() and (item := next(todo, None)) is not None:
                 self.tried[item[0]] += 1
-                yield self._outcome(_run_now(refresh_grant_once, *item, due_within), *item)
+                yield self._outcome(_run_now(refresh_grant_once, *item, due_within, along and along.take(*item[:2])),
+                                    *item)
             return
 
         threads_connections = []  # the database connections of the pool's threads, closed at the end
@@ -273,8 +279,8 @@ class Run:
             pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens",
                                       initializer=thread_started)
 
-            def submit(*item):
-                return pool.submit(refresh_one, *item)
+            def submit(kind, pk, name, due_within):
+                return pool.submit(refresh_one, kind, pk, name, due_within, along and along.take(kind, pk))
 
             def shutdown():
                 pool.shutdown(wait=True, cancel_futures=True)

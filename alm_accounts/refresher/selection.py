@@ -20,12 +20,16 @@ from django.db import connection
 from django.db.models import F
 
 from alm_accounts import selectors
+from alm_accounts.kinds import KINDS, ReadAlong
 from alm_accounts.models import ALMAccount, ALMCredential
 from alm_accounts.services import RefreshOutcome
 
 from .report import GRANT_KINDS, BadArguments
 
 SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see spread
+# The grants whose read-along rows are read at once (ReadAlongBatches), per thread refreshing, within these bounds:
+# a few statements per batch instead of two joined tables per refresh, and rows read at most a batch earlier.
+READ_ALONG_PER_THREAD, READ_ALONG_BATCH_LIMITS = 8, (16, 256)
 LONGEST_ID = 18  # digits: a number longer than any id matches none
 
 
@@ -159,3 +163,62 @@ def _still_due(batch, due_within) -> set[tuple[str, int]]:
 
 def _all_at_once(rows):
     yield from list(rows)
+
+
+class ReadAlongBatches:
+    """The rows each due grant's refresh reads along (a person's account and person), read for a batch of grants
+    at once and handed to each refresh, so that its locked read is the grant's own row only.
+
+    A person's refresh reads their account (the client that refreshes, where to) and their person (active?).
+    Read with the credential under its lock, that is a three-table statement built and run per refresh; the
+    accounts are few and shared by many people. Here they are read in three statements per batch of due grants,
+    just before the batch is refreshed (a batch is a few grants per thread: seconds at most). The grant's own row
+    is still read under its lock and decides (its tokens, status and expiry); an account edited since its batch
+    was read is seen by the next batch, as by a refresh that had read it just before the edit.
+    Used by a run that refreshes in its own threads; worker processes (--processes) read along under the lock.
+    """
+
+    def __init__(self, *, concurrency: int):
+        low, high = READ_ALONG_BATCH_LIMITS
+        self.batch = min(high, max(low, READ_ALONG_PER_THREAD * concurrency))
+        self.rows: dict[tuple[str, int], ReadAlong] = {}
+
+    def reading(self, items):
+        """The (kind, id, name) items, unchanged, each batch's read-along rows read before its first is yielded."""
+        items = iter(items)
+        while True:
+            batch = []
+            try:
+                batch.extend(islice(items, self.batch))
+            except Exception:
+                # The list broke off (a lost connection): the grants read before the break are still refreshed,
+                # as without batches (their locked reads read along), then the run learns of the break.
+                self.rows = {}
+                yield from batch
+                raise
+            if not batch:
+                return
+            self.rows = self._read(batch)  # the previous batch has been handed out: its rows taken or not needed
+            yield from batch
+
+    def take(self, kind: str, pk: int) -> ReadAlong | None:
+        """The grant's read-along rows, once (None: not read, the locked read reads them)."""
+        return self.rows.pop((kind, pk), None)
+
+    @staticmethod
+    def _read(batch) -> dict[tuple[str, int], ReadAlong]:
+        rows: dict[tuple[str, int], ReadAlong] = {}
+        for kind_key in GRANT_KINDS:
+            kind = KINDS[kind_key]
+            pks = [pk for item_kind, pk, _ in batch if item_kind == kind_key]
+            if not pks or not kind.read_along:
+                continue
+            fields = [kind.model._meta.get_field(name) for name in kind.read_along]
+            links = kind.model.objects.filter(pk__in=pks).values_list("pk", *(field.attname for field in fields))
+            links = {pk: ids for pk, *ids in links}
+            related = [field.related_model.objects.in_bulk({ids[i] for ids in links.values()})
+                       for i, field in enumerate(fields)]
+            for pk, ids in links.items():
+                rows[(kind_key, pk)] = {field.name: found.get(ids[i])
+                                        for i, (field, found) in enumerate(zip(fields, related, strict=True))}
+        return rows
