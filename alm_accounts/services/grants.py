@@ -31,7 +31,7 @@ from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret
 from ..kinds import KINDS, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused
+from . import alerts, client_refused, rate_limits
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -91,6 +91,9 @@ class RefreshOutcome(enum.Enum):
     NEEDS_REAUTHORIZATION = "needs re-authorization"
     # Jira refuses the account's client (a removed link, services.client_refused): counted apart, not a failure.
     CLIENT_REFUSED = "client refused (link removed or secret changed)"
+    # The token endpoint refused for a rate limit (HTTP 429): nothing was looked at, nothing rotated, nothing is
+    # wrong with the grant; the next run (or call) tries again. Not a failure: no error, event or alert.
+    RATE_LIMITED = "rate limited: tried again later"
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,8 @@ def refresh_grant(
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED,
                                        status=Status.ERROR)
             except JiraUnavailable as exc:
+                if exc.rate_limited:
+                    return _rate_limited(account, exc, actor=actor)
                 # Tokens untouched and status kept: the grant is most likely still alive.
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
 
@@ -365,9 +370,14 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
                 log.warning("A token refresh answer was lost after it reached the token endpoint; sending the same "
                             "refresh token once more inside the provider's reuse leeway.")
                 continue
-            if not exc.retryable or not pauses or not deadline.allows_pause(pauses[0]):
+            if not exc.retryable or not pauses:
                 raise
-            time.sleep(pauses.pop(0))
+            # A 429 says how long to wait (Retry-After, X-RateLimit-Reset): waited only within the deadline.
+            pause = exc.retry_after if exc.rate_limited and exc.retry_after is not None else pauses[0]
+            if not deadline.allows_pause(pause):
+                raise
+            pauses.pop(0)
+            time.sleep(pause)
 
 
 def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
@@ -381,6 +391,20 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
                  account, outcome, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
+
+
+def _rate_limited(account: Grant, exc: JiraUnavailable, *, actor: str) -> RefreshResult:
+    """The token endpoint answered 429 (after the retries its deadline allowed): a 429 never costs a refresh. The
+    grant is left as it is (status, last error, failing clock, tokens); counted for /metrics and logged."""
+    rate_limits.count(account, exc.limits)
+    which = messages.rate_limited(account, exc.limits)
+    wait = exc.retry_after
+    message = (f"the token endpoint is rate limiting ({which or 'HTTP 429'})"
+               + (f", asked to wait {wait:g} s" if wait is not None else "") + "; nothing was changed, tried again "
+               "later")
+    _log_refresh(logging.WARNING, account, RefreshOutcome.RATE_LIMITED, message, actor=actor)
+    return RefreshResult(account.pk, grant_name(account), RefreshOutcome.RATE_LIMITED, message,
+                         kind=account.grant_kind)
 
 
 def _client_refused(account: Grant, actor: str) -> RefreshResult:
@@ -458,8 +482,9 @@ def token_after(account: Grant, result: RefreshResult) -> str:
         # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
         raise ServiceError(account.last_error
                            or f"Jira no longer accepts this grant: {messages.reconnect_hint(account)}.")
-    if result.failed or result.outcome is RefreshOutcome.CLIENT_REFUSED:
-        raise ServiceError(result.message)
+    if result.failed or result.outcome in (RefreshOutcome.CLIENT_REFUSED, RefreshOutcome.RATE_LIMITED):
+        raise ServiceError(result.message[:1].upper() + result.message[1:] + "."
+                           if result.outcome is RefreshOutcome.RATE_LIMITED else result.message)
     if account.unreadable_secrets:
         raise ServiceError(unreadable_message(account))
     if not isinstance(account.access_token, str):
