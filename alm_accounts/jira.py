@@ -315,6 +315,11 @@ class JiraClient:
         parts = urlsplit(self.base_url)
         return f"{parts.scheme}://{parts.netloc}", self.client_id
 
+    @property
+    def token_rate_limit_key(self) -> tuple[str, str]:
+        """Whose rate limit a token request counts against: the token endpoint's host, per app."""
+        return self.rate_limit_key
+
     # --- OAuth 2.0 provider ---
 
     def authorization_url(self, *, redirect_uri: str, scope: str, state: str, code_challenge: str) -> str:

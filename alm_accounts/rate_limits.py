@@ -185,5 +185,8 @@ class Counts:
             self._counts.clear()
 
 
-PACING = Pacing()
+PACING = Pacing()  # REST calls: a host (per app) near its limit
+# Token endpoints (per app) that answered 429 with a wait: no refresh of this process asks them again before it ends
+# (services.grants), so a refresher pass over thousands of due grants does not spend the quota on 429s.
+TOKEN_ENDPOINTS = Pacing()
 COUNTS = Counts()

@@ -19,23 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from alm_accounts import jira, rate_limits, services
 from alm_accounts.models import ALMAccount, AuthEvent
 from alm_accounts.services import jira_calls
+from alm_accounts.services.grants import GrantRef
 from tests.conftest import ACCESS_TOKEN, CLOUD_BASE, JIRA, MYSELF_URL, PROVIDERS, REFRESH_TOKEN
+from tests.factories import CredentialFactory
 
 Status = ALMAccount.Status
 METRICS_TOKEN = "metrics-token-ratelimit-4d1f"
 QUOTA_WORDS = "Atlassian rate limit: jira-quota-tenant-based (the app's hourly points quota on this site)"
 CLOUD_ISSUE_URL = f"{CLOUD_BASE}/rest/api/3/issue/CB-1"
 NO_SUCH_ISSUE = {"errorMessages": ["Issue does not exist or you do not have permission to see it."]}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_limits():
-    """Pacing and counts are the process's: each test starts from none."""
-    rate_limits.PACING.clear()
-    rate_limits.COUNTS.clear()
-    yield
-    rate_limits.PACING.clear()
-    rate_limits.COUNTS.clear()
 
 
 @pytest.fixture
@@ -328,3 +320,70 @@ def test_data_center_keeps_401_only_a_404_is_a_404_even_with_an_expired_token(co
         services.jira_request(account=connected_account, method="GET", path="/rest/api/2/issue/CB-1")
 
     assert len(mocked_jira.calls) == 1
+
+
+def test_a_token_endpoint_that_asked_to_wait_is_left_alone_meanwhile_by_every_grant_of_that_app(
+        provider, provider_account, alice, mocked_jira, settings):
+    """A refresher pass over many due grants of one Jira (or one Atlassian app) does not spend the quota on a 429
+    each: after the first, the others are not sent until the wait asked for is over."""
+    settings.JIRA_RETRY_BACKOFF = []
+    credential = CredentialFactory(account=provider_account, user=alice, access_token="ALICE-AT-1",
+                                   refresh_token="ALICE-RT-1")
+    mocked_jira.post(provider.token_url, status=429, json={}, headers={"Retry-After": "60"})
+
+    first = services.refresh_account(account_id=provider_account.pk, actor="test")
+    second = services.refresh_grant(grant=GrantRef.of(credential), actor="test")
+
+    assert first.outcome is second.outcome is services.RefreshOutcome.RATE_LIMITED
+    assert "asked to be left alone 60 s more; nothing was sent" in second.message
+    assert len(provider.token_requests(mocked_jira)) == 1
+    credential.refresh_from_db()
+    assert (credential.status, credential.last_error, credential.refresh_token) == (Status.CONNECTED, "",
+                                                                                    "ALICE-RT-1")
+
+
+@pytest.mark.django_db(transaction=True)  # the refresher's own transactions see the rows
+def test_the_refresher_lists_a_rate_limited_refresh_apart_and_exits_0(provider, provider_account, mocked_jira,
+                                                                       settings, run_command):
+    settings.JIRA_RETRY_BACKOFF = []
+    mocked_jira.post(provider.token_url, status=429, json={},
+                     headers={"Retry-After": "30", "RateLimit-Reason": "jira-quota-global-based"})
+
+    run = run_command("--force", "--concurrency", "1")
+
+    assert run.code == 0, run.err
+    assert "1 rate limited: tried again later" in run.out
+    provider_account.refresh_from_db()
+    assert (provider_account.status, provider_account.failing_since) == (Status.CONNECTED, None)
+
+
+# --------------------------------------------------------------------------
+# Reading the headers (alm_accounts.rate_limits.read)
+# --------------------------------------------------------------------------
+
+
+NOW = datetime(2026, 3, 26, 16, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({"Retry-After": "17"}, 17.0),
+    ({"Retry-After": "Thu, 26 Mar 2026 16:00:45 GMT"}, 45.0),
+    ({"X-RateLimit-Reset": "2026-03-26T16:02Z"}, 120.0),  # Atlassian's own format: to the minute
+    ({"X-RateLimit-Reset": str(int(NOW.timestamp()) + 30)}, 30.0),  # a Unix time
+    ({"X-RateLimit-Reset": "2026-03-26T15:00Z"}, None),  # already past: says nothing
+    ({"Retry-After": "soon", "X-RateLimit-Reset": "nonsense"}, None),
+    ({"Retry-After": "99999"}, 3600.0),  # capped: an absurd value is not repeated as it is
+])
+def test_the_wait_a_429_asks_for(headers, wait):
+    assert rate_limits.read(headers, 429, now=NOW).retry_after == wait
+
+
+def test_the_limit_named_in_atlassians_header_or_its_beta_spelling_and_nothing_else():
+    assert rate_limits.read({"RateLimit-Reason": "jira-burst-based"}, 429).reason == "jira-burst-based"
+    assert rate_limits.read({"X-Beta-RateLimit-Reason": "jira-quota-tenant-based"}, 429).reason_label == \
+        "jira-quota-tenant-based"
+    assert rate_limits.read({"RateLimit-Reason": "<script>x</script>"}, 429).reason == "other"
+    assert rate_limits.read({"RateLimit-Reason": "jira-new-limit"}, 429).reason_label == "other"
+    assert rate_limits.read({}, 429).reason_label == "unspecified"
+    assert rate_limits.read({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "60"}, 200) is None
+    assert rate_limits.read({"X-Beta-RateLimit-NearLimit": "true"}, 200).near_limit

@@ -190,7 +190,11 @@ def refresh_grant(
 
             sent = Secret(account.refresh_token)
             try:
-                tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
+                client = client_for(account.grant_account)
+                waiting = rate_limits.token_endpoint_wait(client)
+                if waiting:
+                    return _rate_limited(account, None, actor=actor, waiting=waiting)
+                tokens = _refresh_with_retries(client, refresh_token=sent,
                                                redirect_uri=account.callback_url, deadline=deadline,
                                                reuse_leeway=provider_for(account.grant_account).reuse_leeway)
             except ServiceError as exc:
@@ -207,6 +211,7 @@ def refresh_grant(
                                        status=Status.ERROR)
             except JiraUnavailable as exc:
                 if exc.rate_limited:
+                    rate_limits.token_endpoint_refused(client, exc.limits)
                     return _rate_limited(account, exc, actor=actor)
                 # Tokens untouched and status kept: the grant is most likely still alive.
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
@@ -393,15 +398,20 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
 
 
-def _rate_limited(account: Grant, exc: JiraUnavailable, *, actor: str) -> RefreshResult:
-    """The token endpoint answered 429 (after the retries its deadline allowed): a 429 never costs a refresh. The
-    grant is left as it is (status, last error, failing clock, tokens); counted for /metrics and logged."""
-    rate_limits.count(account, exc.limits)
-    which = messages.rate_limited(account, exc.limits)
-    wait = exc.retry_after
-    message = (f"the token endpoint is rate limiting ({which or 'HTTP 429'})"
-               + (f", asked to wait {wait:g} s" if wait is not None else "") + "; nothing was changed, tried again "
-               "later")
+def _rate_limited(account: Grant, exc: JiraUnavailable | None, *, actor: str, waiting: float = 0.0) -> RefreshResult:
+    """The token endpoint answered 429 (after the retries its deadline allowed), or did a short while ago and asked
+    to be left alone meanwhile (`waiting`, nothing sent): a 429 never costs a refresh. The grant is left as it is
+    (status, last error, failing clock, tokens); a 429 is counted for /metrics; logged."""
+    if exc is None:
+        message = (f"the token endpoint is rate limiting: it asked to be left alone {waiting:.0f} s more; nothing was "
+                   "sent or changed, tried again later")
+    else:
+        rate_limits.count(account, exc.limits)
+        which = messages.rate_limited(account, exc.limits)
+        wait = exc.retry_after
+        message = (f"the token endpoint is rate limiting ({which or 'HTTP 429'})"
+                   + (f", asked to wait {wait:g} s" if wait is not None else "") + "; nothing was changed, tried "
+                   "again later")
     _log_refresh(logging.WARNING, account, RefreshOutcome.RATE_LIMITED, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), RefreshOutcome.RATE_LIMITED, message,
                          kind=account.grant_kind)

@@ -52,6 +52,17 @@ def pacing_pause(client: JiraClient, deadline: Deadline) -> float:
     return wait
 
 
+def token_endpoint_wait(client: JiraClient) -> float:
+    """Seconds this process still leaves the client's token endpoint alone, as its last 429 asked (0: none)."""
+    return limits_of.TOKEN_ENDPOINTS.wait_for(client.token_rate_limit_key)
+
+
+def token_endpoint_refused(client: JiraClient, limits: RateLimit | None) -> None:
+    """The token endpoint answered 429: leave it alone for as long as it asked (nothing when it did not say)."""
+    if limits is not None and limits.retry_after:
+        limits_of.TOKEN_ENDPOINTS.slow_down(client.token_rate_limit_key, limits.retry_after)
+
+
 def count(grant: Grant, limits: RateLimit | None) -> None:
     """Count a signal read outside a REST call (a token request refused with 429)."""
     if limits is not None:
