@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts import jira, rate_limits, services
 from alm_accounts.models import ALMAccount, AuthEvent
-from alm_accounts.services import jira_calls
+from alm_accounts.services import grants, jira_calls
 from alm_accounts.services.grants import GrantRef
 from tests.conftest import ACCESS_TOKEN, CLOUD_BASE, JIRA, MYSELF_URL, PROVIDERS, REFRESH_TOKEN
 from tests.factories import CredentialFactory
@@ -63,7 +63,7 @@ def metric_samples(client, settings) -> dict:
 # --------------------------------------------------------------------------
 
 
-def test_retry_after_in_seconds_is_waited_on_either_provider(provider, provider_account, mocked_jira, waits):
+def test_retry_after_in_seconds_is_waited_on_either_provider(db, provider, provider_account, mocked_jira, waits):
     mocked_jira.get(provider.myself_url, status=429, json={}, headers={"Retry-After": "5"})
     mocked_jira.get(provider.myself_url, json=provider.me)
 
@@ -71,7 +71,7 @@ def test_retry_after_in_seconds_is_waited_on_either_provider(provider, provider_
     assert waits == [5.0]
 
 
-def test_retry_after_given_as_an_http_date_is_waited_until_that_moment(provider, provider_account, mocked_jira,
+def test_retry_after_given_as_an_http_date_is_waited_until_that_moment(db, provider, provider_account, mocked_jira,
                                                                       waits):
     mocked_jira.get(provider.myself_url, status=429, json={},
                     headers={"Retry-After": format_datetime(in_seconds(12), usegmt=True)})
@@ -148,7 +148,7 @@ NEAR = {"dc": {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "5"},  # Dat
 
 
 def test_near_the_limit_the_next_call_waits_a_short_pause_but_never_past_its_deadline(
-        provider, provider_account, mocked_jira, waits, settings):
+        db, provider, provider_account, mocked_jira, waits, settings):
     settings.JIRA_NEAR_LIMIT_PAUSE = 0.5
     mocked_jira.get(provider.myself_url, json=provider.me, headers=NEAR[provider.name])
     mocked_jira.get(provider.myself_url, json=provider.me)
@@ -205,7 +205,7 @@ def test_metrics_count_rate_limited_answers_by_reason_and_near_limit_signals_per
 
 
 @pytest.mark.parametrize("body", [{}, {"error": "too_many_requests", "error_description": "Rate limited"}])
-def test_a_429_on_a_token_refresh_leaves_the_grant_connected_and_intact(provider, provider_account, mocked_jira,
+def test_a_429_on_a_token_refresh_leaves_the_grant_connected_and_intact(db, provider, provider_account, mocked_jira,
                                                                         settings, body, client):
     settings.JIRA_RETRY_BACKOFF = []
     mocked_jira.post(provider.token_url, status=429, json=body,
@@ -228,7 +228,7 @@ def test_a_429_on_a_token_refresh_leaves_the_grant_connected_and_intact(provider
 
 @pytest.mark.stubs_may_go_unused
 def test_a_call_whose_token_refresh_is_rate_limited_fails_saying_so_and_the_grant_stays_connected(
-        provider, provider_account, mocked_jira, settings, waits):
+        db, provider, provider_account, mocked_jira, settings, waits):
     settings.JIRA_RETRY_BACKOFF = []
     provider_account.token_expires_at = timezone.now() + timedelta(seconds=30)  # due: refreshed before the call
     provider_account.save()
@@ -323,7 +323,7 @@ def test_data_center_keeps_401_only_a_404_is_a_404_even_with_an_expired_token(co
 
 
 def test_a_token_endpoint_that_asked_to_wait_is_left_alone_meanwhile_by_every_grant_of_that_app(
-        provider, provider_account, alice, mocked_jira, settings):
+        db, provider, provider_account, alice, mocked_jira, settings):
     """A refresher pass over many due grants of one Jira (or one Atlassian app) does not spend the quota on a 429
     each: after the first, the others are not sent until the wait asked for is over."""
     settings.JIRA_RETRY_BACKOFF = []
@@ -342,9 +342,9 @@ def test_a_token_endpoint_that_asked_to_wait_is_left_alone_meanwhile_by_every_gr
                                                                                     "ALICE-RT-1")
 
 
-@pytest.mark.django_db(transaction=True)  # the refresher's own transactions see the rows
-def test_the_refresher_lists_a_rate_limited_refresh_apart_and_exits_0(provider, provider_account, mocked_jira,
-                                                                       settings, run_command):
+def test_the_refresher_lists_a_rate_limited_refresh_apart_and_exits_0(
+        transactional_db, provider, provider_account, mocked_jira, settings, run_command):
+    """transactional_db: the refresher's own transactions see the rows."""
     settings.JIRA_RETRY_BACKOFF = []
     mocked_jira.post(provider.token_url, status=429, json={},
                      headers={"Retry-After": "30", "RateLimit-Reason": "jira-quota-global-based"})
@@ -387,3 +387,31 @@ def test_the_limit_named_in_atlassians_header_or_its_beta_spelling_and_nothing_e
     assert rate_limits.read({}, 429).reason_label == "unspecified"
     assert rate_limits.read({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "60"}, 200) is None
     assert rate_limits.read({"X-Beta-RateLimit-NearLimit": "true"}, 200).near_limit
+
+
+def test_a_refresh_waits_as_long_as_the_token_endpoint_asks_within_its_deadline(db, provider, provider_account,
+                                                                                 mocked_jira, monkeypatch, settings):
+    settings.JIRA_REFRESH_DEADLINE = 20.0
+    pauses: list[float] = []
+    monkeypatch.setattr(grants, "sleep", pauses.append)
+    mocked_jira.post(provider.token_url, status=429, json={}, headers={"Retry-After": "3"})
+    provider.refreshes(mocked_jira, 2)
+
+    result = services.refresh_account(account_id=provider_account.pk, actor="test")
+
+    assert result.outcome is services.RefreshOutcome.REFRESHED
+    assert pauses == [3.0]
+
+
+def test_a_refresh_never_waits_past_its_deadline_and_the_grant_is_left_as_it_was(db, provider, provider_account,
+                                                                                 mocked_jira, monkeypatch, settings):
+    settings.JIRA_REFRESH_DEADLINE = 20.0
+    pauses: list[float] = []
+    monkeypatch.setattr(grants, "sleep", pauses.append)
+    mocked_jira.post(provider.token_url, status=429, json={}, headers={"Retry-After": "30"})
+
+    result = services.refresh_account(account_id=provider_account.pk, actor="test")
+
+    assert result.outcome is services.RefreshOutcome.RATE_LIMITED
+    assert pauses == []
+    assert len(provider.token_requests(mocked_jira)) == 1

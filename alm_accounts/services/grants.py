@@ -109,6 +109,9 @@ class RefreshResult:
         return self.outcome in (RefreshOutcome.FAILED, RefreshOutcome.NEEDS_REAUTHORIZATION)
 
 
+sleep = time.sleep  # the pause between token requests, a module attribute so tests can record it
+
+
 def refresh_deadline() -> Deadline:
     return Deadline(app_settings.JIRA_REFRESH_DEADLINE)
 
@@ -382,7 +385,7 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
             if not deadline.allows_pause(pause):
                 raise
             pauses.pop(0)
-            time.sleep(pause)
+            sleep(pause)
 
 
 def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
