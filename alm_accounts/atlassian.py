@@ -98,6 +98,12 @@ class AtlassianCloudClient(JiraClient):
     def __repr__(self):
         return f"AtlassianCloudClient({self.api_url!r}, cloud_id={self.cloud_id!r}, client_id={self.client_id!r})"
 
+    @property
+    def token_rate_limit_key(self) -> tuple[str, str]:
+        """Token requests go to the authorization server, not the gateway: its own limit, per app."""
+        parts = urlsplit(self.auth_url)
+        return f"{parts.scheme}://{parts.netloc}", self.client_id
+
     # --- OAuth 2.0 (3LO) ---
 
     def authorization_url(self, *, redirect_uri: str, scope: str, state: str, code_challenge: str) -> str:

@@ -29,6 +29,8 @@ DEFAULTS = {
     "JIRA_READ_TIMEOUT": 30.0,
     "JIRA_RETRY_BACKOFF": (0.5, 2.0),
     "JIRA_REFRESH_DEADLINE": 20.0,
+    # How long calls to a Jira host (per app) are spaced once an answer says its rate limit is near (0: not at all).
+    "JIRA_NEAR_LIMIT_PAUSE": 1.0,
     # How calls leave for Jira (egress.py): a PEM bundle instead of certifi's, the egress proxy, hosts without it.
     "JIRA_CA_BUNDLE": "",
     "JIRA_PROXY_URL": "",

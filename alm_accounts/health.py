@@ -17,10 +17,14 @@ deployment, so they travel over HTTPS (or from inside, with the proxy's
 X-Forwarded-Proto header).
 
 Nothing here names an account, a URL, a person or a host: only states, counts,
-ages and timestamps. Every metric is computed from the database at scrape time
+ages and timestamps. Every metric but two is computed from the database at scrape time
 (a fresh CollectorRegistry per request, never the process-global one): several
 gunicorn workers on several hosts all answer the same numbers, in a fixed
-number of aggregate queries whatever the number of grants.
+number of aggregate queries whatever the number of grants. The two exceptions are
+the rate-limit counters (kendis_jira_rate_limited_responses_total,
+kendis_jira_near_limit_responses_total): counted in memory by the process that made
+the calls (alm_accounts.rate_limits.COUNTS), they are that process's since it
+started; no table keeps them yet.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from . import rate_limits
 from .conf import app_settings
 from .kinds import KINDS
 from .models import Alert, GrantStatus, RefresherRun
+from .providers import PROVIDERS
 from .status import HEALTH, HealthCount, StatusSummary, rules_for, status_summary
 
 logger = logging.getLogger(__name__)
@@ -241,6 +247,31 @@ class DeploymentCollector:
                      "(0: none waits).", {(): 0 if alerts["oldest"] is None else _seconds(now - alerts["oldest"])})
 
 
+class RateLimitCollector:
+    """Rate-limited answers (HTTP 429) and near-limit signals from Jira, per provider: this process's counts."""
+
+    def collect(self):
+        counts = rate_limits.COUNTS.snapshot()
+        providers = sorted(provider.metrics_name for provider in PROVIDERS.values())
+        limited = CounterMetricFamily(
+            "kendis_jira_rate_limited_responses", "Answers of Jira (or Atlassian's gateway or token endpoint) refusing "
+            "a call for a rate limit (HTTP 429), by provider and the limit named (RateLimit-Reason; unspecified: "
+            "none named), counted by this process since it started.", labels=["provider", "reason"])
+        near = CounterMetricFamily(
+            "kendis_jira_near_limit_responses", "Answers of Jira saying a rate limit is near (X-RateLimit-NearLimit, "
+            "or under 20 % of X-RateLimit-Limit left), by provider, counted by this process since it started.",
+            labels=["provider"])
+        for provider in providers:
+            near.add_metric([provider], counts.get(("near_limit", provider, ""), 0))
+            if not any(key[0] == "rate_limited" and key[1] == provider for key in counts):
+                limited.add_metric([provider, "unspecified"], 0)
+        for (what, provider, reason), number in sorted(counts.items()):
+            if what == "rate_limited":
+                limited.add_metric([provider, reason], number)
+        yield limited
+        yield near
+
+
 def _bearer_token(request) -> str:
     scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -268,5 +299,6 @@ def metrics(request):
         return _unauthorized(invalid=True)
     registry = CollectorRegistry(auto_describe=False)  # per request: the numbers come from the database
     registry.register(DeploymentCollector(now=timezone.now()))
+    registry.register(RateLimitCollector())
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     return HttpResponse(encoder(registry), content_type=content_type)

@@ -35,6 +35,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from . import rate_limits
+from .rate_limits import RateLimit
+
 AUTHORIZE_PATH = "/rest/oauth2/latest/authorize"
 TOKEN_PATH = "/rest/oauth2/latest/token"
 # Not in Atlassian's public docs; the provider plugin's resource is most likely here.
@@ -131,11 +134,20 @@ class JiraUnavailable(JiraError):
     (it matters for refresh tokens: a processed refresh has rotated the token).
     """
 
-    def __init__(self, message: str, *, reached_jira: bool, retryable: bool = False, status: int | None = None):
+    def __init__(self, message: str, *, reached_jira: bool, retryable: bool = False, status: int | None = None,
+                 limits: RateLimit | None = None):
         self.reached_jira = reached_jira
         self.retryable = retryable
         self.status = status
+        # What the answer said of a rate limit (a 429, or near one): rate_limits.read.
+        self.limits = limits
+        self.retry_after = limits.retry_after if limits is not None else None
         super().__init__(message)
+
+    @property
+    def rate_limited(self) -> bool:
+        """Refused for a rate limit (HTTP 429): nothing was done, and nothing about the grant is wrong."""
+        return self.status == 429
 
 
 class DeadlineExceeded(JiraUnavailable):
@@ -152,8 +164,10 @@ class InvalidPath(JiraError, ValueError):
 class JiraRESTError(JiraUnavailable):
     """Jira answered a REST call with an error status (other than 401); `messages` are Jira's own words."""
 
-    def __init__(self, message: str, *, status: int, messages: tuple[str, ...] = (), retry_after: float | None = None):
-        super().__init__(message, reached_jira=True, retryable=status in (429, 502, 503, 504), status=status)
+    def __init__(self, message: str, *, status: int, messages: tuple[str, ...] = (), retry_after: float | None = None,
+                 limits: RateLimit | None = None):
+        super().__init__(message, reached_jira=True, retryable=status in (429, 502, 503, 504), status=status,
+                         limits=limits)
         self.messages = messages
         self.retry_after = retry_after
 
@@ -295,6 +309,17 @@ class JiraClient:
     def __repr__(self):
         return f"JiraClient({self.base_url!r}, client_id={self.client_id!r})"
 
+    @property
+    def rate_limit_key(self) -> tuple[str, str]:
+        """Whose rate limit a REST call counts against, as far as this process paces it: the host's, per app."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}", self.client_id
+
+    @property
+    def token_rate_limit_key(self) -> tuple[str, str]:
+        """Whose rate limit a token request counts against: the token endpoint's host, per app."""
+        return self.rate_limit_key
+
     # --- OAuth 2.0 provider ---
 
     def authorization_url(self, *, redirect_uri: str, scope: str, state: str, code_challenge: str) -> str:
@@ -376,16 +401,21 @@ class JiraClient:
         json=None,
         params: dict | None = None,
         deadline: Deadline | None = None,
+        on_limits=None,
     ):
         """Call a Jira REST resource with a Bearer token; Jira's parsed JSON answer (None when it has no body).
 
         Raises JiraUnauthorized on 401, JiraRESTError on any other error status (with Jira's errorMessages
-        and a Retry-After when Jira sent one), JiraUnavailable when Jira cannot be reached.
+        and what the answer said of a rate limit: the wait asked for, which limit), JiraUnavailable when Jira
+        cannot be reached. `on_limits(RateLimit)` is told of every answer that is rate-limited or near the limit.
         """
         url = self.rest_url(path)
         with self._send(self.session, method.upper(), url, deadline=deadline, bearer=access_token, params=params,
                         json=json) as response:
             status = response.status_code
+            limits = rate_limits.read(response.headers, status)
+            if limits is not None and on_limits is not None:
+                on_limits(limits)
             body = _read_json(response, deadline)
             messages = _error_messages(body)
             if status == 401 and not any("scope does not match" in message for message in messages):
@@ -399,7 +429,10 @@ class JiraClient:
                 + (f" ({'; '.join(messages)[:300]})" if messages else ""),
                 status=status,
                 messages=messages,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                # A 503 may say when to come back too; a 429's wait may be in X-RateLimit-Reset instead.
+                retry_after=limits.retry_after if limits is not None else rate_limits.retry_after(
+                    response.headers.get("Retry-After")),
+                limits=limits,
             )
 
     def get(self, path: str, *, access_token: Secret, deadline: Deadline | None = None) -> dict:
@@ -459,6 +492,12 @@ class JiraClient:
         with response:
             status = response.status_code
             body = _read_json(response, deadline)
+        if status == 429:
+            # Refused for a rate limit before anything was looked at, whatever the body says (an "error" there is
+            # no verdict on the grant): nothing rotated, the same request may be sent again later.
+            limits = rate_limits.read(response.headers, status)
+            raise JiraUnavailable("the token endpoint answered HTTP 429 (rate limited)", reached_jira=True,
+                                  retryable=True, status=status, limits=limits)
         error, description = body.get("error"), body.get("error_description")
         if isinstance(error, str):
             raise JiraOAuthError(error, description if isinstance(description, str) else "", status)
@@ -523,7 +562,6 @@ def _token_set(body: _Body) -> TokenSet:
 
 
 READ_CHUNK_BYTES = 64 * 1024
-MAX_RETRY_AFTER_SECONDS = 3600
 
 
 def _error_messages(body: _Body) -> tuple[str, ...]:
@@ -539,13 +577,6 @@ def _error_messages(body: _Body) -> tuple[str, ...]:
     if isinstance(fields, dict):
         messages += [f"{name}: {text}" for name, text in fields.items() if isinstance(text, str)]
     return tuple("".join(ch if ch.isprintable() else " " for ch in m)[:200] for m in messages[:10])
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header in seconds (an HTTP date is rare from Jira: ignored)."""
-    if value and value.strip().isdecimal():
-        return min(float(value.strip()), MAX_RETRY_AFTER_SECONDS)
-    return None
 
 
 def _read_json(response: requests.Response, deadline: Deadline | None = None) -> _Body:

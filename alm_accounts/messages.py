@@ -49,3 +49,22 @@ def grant_problem(grant: Grant, problem: str) -> str:
     """Why a grant gave no token, with what its owner does about it where the problem's words name another's
     button."""
     return problem + kind_of(grant).problem_for_owner(grant, reconnect_hint(grant))
+
+
+# Which of Atlassian's limits refused a call (RateLimit-Reason), in plain words.
+RATE_LIMIT_REASONS = {
+    "jira-quota-global-based": "the app's hourly points quota, shared by every site",
+    "jira-quota-tenant-based": "the app's hourly points quota on this site",
+    "jira-burst-based": "the per-second limit of this endpoint",
+    "jira-per-issue-on-write": "the write limit of one issue",
+}
+
+
+def rate_limited(grant: Grant, limits) -> str:
+    """Which limit refused a call, e.g. "Atlassian rate limit: jira-quota-tenant-based (the app's hourly points
+    quota on this site)"; "" when the answer named none (Jira Data Center has one limit: the person's bucket)."""
+    if limits is None or not limits.reason:
+        return ""
+    words = RATE_LIMIT_REASONS.get(limits.reason)
+    return (f"{provider_for(grant.grant_account).rate_limit_label}: {limits.reason}"
+            + (f" ({words})" if words else ""))

@@ -281,6 +281,11 @@ JIRA_RETRY_BACKOFF = pauses("JIRA_RETRY_BACKOFF", default=DEFAULTS["JIRA_RETRY_B
 JIRA_REFRESH_DEADLINE = env.float("JIRA_REFRESH_DEADLINE", default=DEFAULTS["JIRA_REFRESH_DEADLINE"])
 if not 1 <= JIRA_REFRESH_DEADLINE <= 300:
     raise ImproperlyConfigured("JIRA_REFRESH_DEADLINE must be a number of seconds between 1 and 300.")
+# When Jira or Atlassian says a rate limit is near (X-RateLimit-NearLimit, or little left of X-RateLimit-Limit),
+# the next calls of this process to that host (per app) wait this long first, within each caller's deadline.
+JIRA_NEAR_LIMIT_PAUSE = env.float("JIRA_NEAR_LIMIT_PAUSE", default=DEFAULTS["JIRA_NEAR_LIMIT_PAUSE"])
+if not 0 <= JIRA_NEAR_LIMIT_PAUSE <= 10:
+    raise ImproperlyConfigured("JIRA_NEAR_LIMIT_PAUSE must be a number of seconds between 0 and 10.")
 
 # --- Jira Cloud: the deployment's own OAuth 2.0 (3LO) app, registered once in Atlassian's developer console ---
 # Customers do not create apps on Cloud: one distributable app of this deployment serves every Cloud account whose

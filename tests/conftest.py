@@ -32,6 +32,7 @@ from django.utils import timezone
 from responses.registries import FirstMatchRegistry
 from urllib3.exceptions import ProtocolError
 
+from alm_accounts import rate_limits
 from alm_accounts.models import ALMAccount
 
 JIRA = "https://jira.example.com/jira"
@@ -689,3 +690,14 @@ def my_row(text: str, account: ALMAccount) -> str:
     body = re.search(rf'<tr class="alm-my-credential" data-account="{re.escape(account.name)}">(.*?)</tr>', text,
                      re.S).group(1)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_limits_carried_over():
+    """What this process learnt of rate limits (alm_accounts.rate_limits: hosts paced, token endpoints left alone,
+    counts) is process-wide: no test inherits another's."""
+    for state in (rate_limits.PACING, rate_limits.TOKEN_ENDPOINTS, rate_limits.COUNTS):
+        state.clear()
+    yield
+    for state in (rate_limits.PACING, rate_limits.TOKEN_ENDPOINTS, rate_limits.COUNTS):
+        state.clear()

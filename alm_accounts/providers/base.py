@@ -26,6 +26,8 @@ class Provider(ABC):
 
     authentication: str  # the ALMAccount.Authentication value it serves
     label: str  # its name on the screens ("Jira Data Center")
+    metrics_name: str  # its label in /metrics ("datacenter", "cloud")
+    rate_limit_label: str  # whose rate limit refused a call, in messages ("Jira rate limit")
     # How long a replaced refresh token is still accepted: a refresh whose answer was lost is sent again only well
     # inside it. None: the provider rotates at once, a lost answer is never sent again.
     reuse_leeway: timedelta | None = None
@@ -40,6 +42,12 @@ class Provider(ABC):
     # The token endpoint's errors that mean "this client does not exist (any more), or its secret is not this"
     # (services.client_refused).
     client_refused_errors: frozenset[str]
+
+    def token_refused(self, status: int, messages: tuple[str, ...], *, expired: bool) -> bool:
+        """Whether a REST answer other than 401 means "this access token is expired or invalid" (refresh it and
+        try once more), given Jira's status, its messages and whether the token is expired by our own clock.
+        Jira answers an expired token with 401 (the client's JiraUnauthorized): nothing else, by default."""
+        return False
 
     @abstractmethod
     def client_refused_words(self, account: ALMAccount, *, for_person: bool) -> str:

@@ -7,6 +7,7 @@ leeway for a lost refresh answer, and the 365-day end of every consent.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from .. import egress, explain
@@ -16,6 +17,11 @@ from ..jira import Deadline, Secret
 from ..models import CLOUD_SCOPES, ALMAccount
 from .base import Provider, SiteNotCovered
 
+# "The access token is expired", "Invalid OAuth 2.0 token", "token invalid or expired": the gateway's words for a
+# token it no longer accepts.
+TOKEN_REFUSED = re.compile(r"\btoken\b.*\b(expired|invalid|revoked)\b|\b(expired|invalid|revoked)\b.*\btoken\b",
+                           re.IGNORECASE)
+
 
 class Cloud(Provider):
     """Jira Cloud through Atlassian's 3LO: one app of this deployment (or the account's own), sites behind
@@ -23,6 +29,8 @@ class Cloud(Provider):
 
     authentication = ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
     label = "Jira Cloud"
+    metrics_name = "cloud"
+    rate_limit_label = "Atlassian rate limit"
     # Atlassian accepts a replaced refresh token again for a short while (reported as 10 minutes); after it, the
     # reuse kills the whole token family. A lost answer is retried once, and only well inside that leeway.
     reuse_leeway = timedelta(minutes=5)
@@ -59,6 +67,12 @@ class Cloud(Provider):
 
     def requested_scope(self, account: ALMAccount) -> str:
         return cloud_scope(account.cloud_scopes)
+
+    def token_refused(self, status: int, messages: tuple[str, ...], *, expired: bool) -> bool:
+        """Atlassian's gateway answers an expired or invalid access token with 403 (v1 paths) or 404 (v2/v3) as
+        well as 401: such an answer means "token" when the token is expired by our clock or the answer says so.
+        A 404 of a missing issue, with a token still valid and no word of it in the answer, is a real 404."""
+        return status in (403, 404) and (expired or any(TOKEN_REFUSED.search(message) for message in messages))
 
     def asked_for(self, account: ALMAccount) -> str:
         return f"scopes {self.requested_scope(account)}"

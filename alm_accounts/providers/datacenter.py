@@ -22,6 +22,9 @@ class DataCenter(Provider):
 
     authentication = ALMAccount.Authentication.JIRA_SERVER_OAUTH2
     label = "Jira Data Center"
+    metrics_name = "datacenter"
+    rate_limit_label = "Jira rate limit"
+    # An expired, revoked or rotated-away token gets 401 from Jira Data Center, nothing else (Provider.token_refused).
     # Jira DC rotates the refresh token at once: a refresh whose answer was lost is never sent again.
     reuse_leeway: timedelta | None = None
     # Data Center's refresh tokens live 90 days by default, renewed by each refresh: no fixed end.

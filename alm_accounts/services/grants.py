@@ -31,7 +31,7 @@ from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret
 from ..kinds import KINDS, ReadAlong, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused
+from . import alerts, client_refused, rate_limits
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -98,6 +98,9 @@ class RefreshOutcome(enum.Enum):
     NEEDS_REAUTHORIZATION = "needs re-authorization"
     # Jira refuses the account's client (a removed link, services.client_refused): counted apart, not a failure.
     CLIENT_REFUSED = "client refused (link removed or secret changed)"
+    # The token endpoint refused for a rate limit (HTTP 429): nothing was looked at, nothing rotated, nothing is
+    # wrong with the grant; the next run (or call) tries again. Not a failure: no error, event or alert.
+    RATE_LIMITED = "rate limited: tried again later"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class RefreshResult:
     @property
     def failed(self) -> bool:
         return self.outcome in (RefreshOutcome.FAILED, RefreshOutcome.NEEDS_REAUTHORIZATION)
+
+
+sleep = time.sleep  # the pause between token requests, a module attribute so tests can record it
 
 
 def refresh_deadline() -> Deadline:
@@ -196,7 +202,11 @@ def refresh_grant(
 
             sent = Secret(account.refresh_token)
             try:
-                tokens = _refresh_with_retries(client_for(account.grant_account), refresh_token=sent,
+                client = client_for(account.grant_account)
+                waiting = rate_limits.token_endpoint_wait(client)
+                if waiting:
+                    return _rate_limited(account, None, actor=actor, waiting=waiting)
+                tokens = _refresh_with_retries(client, refresh_token=sent,
                                                redirect_uri=account.callback_url, deadline=deadline,
                                                reuse_leeway=provider_for(account.grant_account).reuse_leeway)
             except ServiceError as exc:
@@ -212,6 +222,9 @@ def refresh_grant(
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED,
                                        status=Status.ERROR)
             except JiraUnavailable as exc:
+                if exc.rate_limited:
+                    rate_limits.token_endpoint_refused(client, exc.limits)
+                    return _rate_limited(account, exc, actor=actor)
                 # Tokens untouched and status kept: the grant is most likely still alive.
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
 
@@ -374,9 +387,14 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
                 log.warning("A token refresh answer was lost after it reached the token endpoint; sending the same "
                             "refresh token once more inside the provider's reuse leeway.")
                 continue
-            if not exc.retryable or not pauses or not deadline.allows_pause(pauses[0]):
+            if not exc.retryable or not pauses:
                 raise
-            time.sleep(pauses.pop(0))
+            # A 429 says how long to wait (Retry-After, X-RateLimit-Reset): waited only within the deadline.
+            pause = exc.retry_after if exc.rate_limited and exc.retry_after is not None else pauses[0]
+            if not deadline.allows_pause(pause):
+                raise
+            pauses.pop(0)
+            sleep(pause)
 
 
 def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
@@ -390,6 +408,25 @@ def _refresh_failed(account, actor, message, outcome, *, status=None) -> Refresh
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
                  account, outcome, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
+
+
+def _rate_limited(account: Grant, exc: JiraUnavailable | None, *, actor: str, waiting: float = 0.0) -> RefreshResult:
+    """The token endpoint answered 429 (after the retries its deadline allowed), or did a short while ago and asked
+    to be left alone meanwhile (`waiting`, nothing sent): a 429 never costs a refresh. The grant is left as it is
+    (status, last error, failing clock, tokens); a 429 is counted for /metrics; logged."""
+    if exc is None:
+        message = (f"the token endpoint is rate limiting: it asked to be left alone {waiting:.0f} s more; nothing was "
+                   "sent or changed, tried again later")
+    else:
+        rate_limits.count(account, exc.limits)
+        which = messages.rate_limited(account, exc.limits)
+        wait = exc.retry_after
+        message = (f"the token endpoint is rate limiting ({which or 'HTTP 429'})"
+                   + (f", asked to wait {wait:g} s" if wait is not None else "") + "; nothing was changed, tried "
+                   "again later")
+    _log_refresh(logging.WARNING, account, RefreshOutcome.RATE_LIMITED, message, actor=actor)
+    return RefreshResult(account.pk, grant_name(account), RefreshOutcome.RATE_LIMITED, message,
+                         kind=account.grant_kind)
 
 
 def _client_refused(account: Grant, actor: str) -> RefreshResult:
@@ -467,8 +504,9 @@ def token_after(account: Grant, result: RefreshResult) -> str:
         # The dead grant's tokens are kept (nothing is deleted silently), but they must not be handed out.
         raise ServiceError(account.last_error
                            or f"Jira no longer accepts this grant: {messages.reconnect_hint(account)}.")
-    if result.failed or result.outcome is RefreshOutcome.CLIENT_REFUSED:
-        raise ServiceError(result.message)
+    if result.failed or result.outcome in (RefreshOutcome.CLIENT_REFUSED, RefreshOutcome.RATE_LIMITED):
+        raise ServiceError(result.message[:1].upper() + result.message[1:] + "."
+                           if result.outcome is RefreshOutcome.RATE_LIMITED else result.message)
     if account.unreadable_secrets:
         raise ServiceError(unreadable_message(account))
     if not isinstance(account.access_token, str):

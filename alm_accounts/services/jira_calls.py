@@ -24,15 +24,19 @@ guarantees every caller needs:
       themselves again.
 - **A usable token.** A Bearer token valid for at least a minute
   (grants.valid_access_token); on a 401, one refresh of *that* grant under its
-  row lock (a person's refresh token, never the account's) and one retry.
+  row lock (a person's refresh token, never the account's) and one retry. The
+  same for another answer the provider reads as a refused token
+  (Provider.token_refused: Atlassian's gateway answers 403/404 too).
 - **A path that cannot leave the Jira host**, checked before any token is
   read (JiraClient.rest_url).
 - **Bounded retries.** At most MAX_ATTEMPTS attempts, all within one time
   budget (REQUEST_BUDGET_SECONDS, connecting, reading and pauses together):
     * 429: Jira refused before doing anything, so any method is retried after
-      Jira's Retry-After (or the backoff when it sends none); a Retry-After
-      longer than MAX_RETRY_AFTER_SECONDS is not waited for: the error says
-      how long Jira asked for.
+      Jira's Retry-After (seconds or a date; else X-RateLimit-Reset; else the
+      backoff); a wait longer than MAX_RETRY_AFTER_SECONDS is not waited for:
+      the error says how long Jira asked for, and which limit (Atlassian's
+      RateLimit-Reason). An answer near the limit paces the next calls to that
+      host and app (services.rate_limits); both are counted for /metrics.
     * 502/503/504, a read timeout, a connection broken mid-answer: retried with
       JIRA_RETRY_BACKOFF only for GET, HEAD and OPTIONS. POST, PUT
       and DELETE are not retried once they may have reached Jira: Jira's PUT
@@ -59,6 +63,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import messages
@@ -76,6 +81,8 @@ from ..jira import (
 )
 from ..kinds import NOT_THEIR_OWN_JIRA_USER, holds_accounts_identity, jira_name, kind_of
 from ..models import ALMAccount, ALMCredential, Grant
+from ..providers import provider_for
+from . import rate_limits
 from .common import ServiceError, Status, client_for
 from .grants import (
     GrantRef,
@@ -99,6 +106,7 @@ MAX_PAGES = 1000
 MAX_PAGE_SIZE = 1000
 
 sleep = time.sleep  # a module attribute, so tests can record the waits
+now = timezone.now  # our clock for "is this token expired?", a module attribute so tests can move it
 
 
 class JiraRequestError(ServiceError):
@@ -252,6 +260,10 @@ class _Call:
 
     def failure(self, identity: JiraIdentity, reason: str, *, error: JiraError | None = None, sent: bool = True,
                 attempts: int = 0, status: int | None = None) -> JiraRequestError:
+        which_limit = messages.rate_limited(identity.grant, getattr(error, "limits", None)) \
+            if getattr(error, "rate_limited", False) else ""
+        if which_limit:
+            reason += f" [{which_limit}]"
         return JiraRequestError(
             f"{self.what}, {identity.description}, failed: {reason}", identity=identity.description,
             status=status or getattr(error, "status", None), messages=getattr(error, "messages", ()), sent=sent,
@@ -271,10 +283,14 @@ class _Call:
         may_repeat = self.verb in SAFE_METHODS if idempotent is None else idempotent
         refreshed = False
         attempt = 1
+        observe = rate_limits.observer(grant, self.client)
         while True:
+            pace = rate_limits.pacing_pause(self.client, budget)
+            if pace:
+                sleep(pace)  # the host (and app) said it is near its limit: calls are spaced, within the budget
             try:
                 return self.client.request(self.verb, self.path, access_token=Secret(token), json=json, params=params,
-                                           deadline=budget)
+                                           deadline=budget, on_limits=observe)
             except JiraUnauthorized as exc:
                 if refreshed:
                     raise self.failure(identity, "Jira refused the access token (HTTP 401) again, right after it "
@@ -283,6 +299,10 @@ class _Call:
                 refreshed = True
                 token = self._token_after_401(identity, token, actor=actor)
             except JiraUnavailable as exc:
+                if not refreshed and self._token_refused(grant, exc):
+                    refreshed = True  # as a 401: one refresh, one retry; a second such answer is Jira's answer
+                    token = self._token_after_401(identity, token, actor=actor, status=exc.status)
+                    continue
                 pause, why_not = _retry_pause(exc, may_repeat=may_repeat, attempt=attempt, budget=budget,
                                               verb=self.verb)
                 if pause is None:
@@ -291,8 +311,16 @@ class _Call:
                 sleep(pause)
                 attempt += 1
 
+    @staticmethod
+    def _token_refused(grant: Grant, exc: JiraUnavailable) -> bool:
+        """An answer other than 401 that the provider reads as "this access token is expired or invalid"."""
+        if not isinstance(exc, JiraRESTError):
+            return False
+        expired = grant.token_expires_at is not None and grant.token_expires_at <= now()
+        return provider_for(grant.grant_account).token_refused(exc.status, exc.messages, expired=expired)
+
     @sensitive_variables()
-    def _token_after_401(self, identity: JiraIdentity, token: str, *, actor: str) -> str:
+    def _token_after_401(self, identity: JiraIdentity, token: str, *, actor: str, status: int = 401) -> str:
         """Jira refused `token` (revoked, or rotated away by a refresh elsewhere): refresh this grant once.
 
         Unless another caller has replaced the token meanwhile (then theirs is used, and Jira is not asked
@@ -304,8 +332,8 @@ class _Call:
         try:
             return token_after(grant, result)
         except ServiceError as exc:
-            raise self.failure(identity, "Jira refused the access token (HTTP 401) and it could not be refreshed: "
-                               f"{_grant_problem(grant, exc)}", status=401) from None
+            raise self.failure(identity, f"Jira refused the access token (HTTP {status}) and it could not be "
+                               f"refreshed: {_grant_problem(grant, exc)}", status=status) from None
 
 
 def _grant_problem(grant: Grant, exc: ServiceError) -> str:
