@@ -39,6 +39,7 @@ from alm_accounts.services.grants import refresh_deadline
 
 from . import selection
 from .heartbeat import Heartbeat
+from .pacing import Pacer, paced_note
 from .processes import WorkerEnded, WorkerPool
 from .refresh import refresh_grant_once, refresh_one
 from .report import BadArguments, Report, RunEnd, summarize
@@ -149,7 +150,9 @@ class Run:
         self.failure: str | None = None  # why the run itself failed: start no new refresh
         self.tried: Counter[str] = Counter()  # grants handed to a refresh (or listed, with --dry-run), by kind
         self.dropped: Counter[str] = Counter()  # grants spread left out (another runner refreshed them), by kind
-        self.handed_out: dict[Future, tuple[str, int, str]] = {}  # see refresh
+        self.handed_out: dict[Future, tuple] = {}  # see refresh
+        self.pacer: Pacer | None = None  # the token requests in flight per Jira host (see refresh)
+        self.list_failure: str | None = None  # the list could not be read: what was read is still refreshed
         self.counts: Counter[str] = Counter()  # by outcome
         self.kinds: Counter[str] = Counter()  # the same results, by kind of grant
 
@@ -176,7 +179,8 @@ class Run:
             raise
         summary = summarize(counts=self.counts, kinds_done=self.kinds, elapsed=elapsed, concurrency=self.concurrency,
                             processes=self.processes, dry_run=self.dry_run, signum=self.stop.signal,
-                            failure=self.failure, untried=untried)
+                            failure=self.failure, untried=untried,
+                            paced=paced_note(self.pacer) if self.pacer is not None else "")
         if heartbeat is not None:
             heartbeat.finish(outcome=summary.outcome, counts=self.counts, tried=sum(self.tried.values()),
                              message=f"{summary.text} {summary.failure}".strip())
@@ -188,7 +192,7 @@ class Run:
         """--dry-run: each grant and what a run would do with it."""
         listing = self.read(rows)
         while not self.halted() and (row := next(listing, None)) is not None:
-            kind, pk, name, expires = row
+            kind, pk, name, expires, _host = row
             self.tried[kind] += 1
             # Grants of accounts named with --account are listed whatever their state: say what a real run would do.
             verdict = (selection.dry_run_verdict(kind, pk, self.due_within) if self.accounts
@@ -198,14 +202,19 @@ class Run:
             self.kinds[kind] += 1
 
     def _refresh_all(self, rows):
-        todo = ((kind, pk, name) for kind, pk, name, _ in rows)
+        todo = ((kind, pk, name, host) for kind, pk, name, _, host in rows)
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
-        for result in self.refresh(self.read(todo)):
-            self.counts[result.outcome.value] += 1
-            self.kinds[result.kind] += 1
-            text = f"{result.account_name}: {result.outcome.value}"
-            self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+        # Grants already read when the list fails are still refreshed; then the run fails (see read).
+        self.pacer = Pacer(self.read(todo, failure="list_failure"))
+        try:
+            for result in self.refresh(self.pacer):
+                self.counts[result.outcome.value] += 1
+                self.kinds[result.kind] += 1
+                text = f"{result.account_name}: {result.outcome.value}"
+                self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+        finally:
+            self.failure = self.failure or self.list_failure
 
     def withdraw_queued(self):
         """Cancel the grants handed to the pool that no thread has started; the running ones go on."""
@@ -224,8 +233,9 @@ class Run:
             return None
         return rows.taken - self.dropped - self.tried
 
-    def read(self, items):
-        """The items, until the list ends or can no longer be read (then self.failure says so).
+    def read(self, items, *, failure: str = "failure"):
+        """The items, until the list ends or can no longer be read (then self.failure, or the attribute named
+        `failure`, says so).
 
         The list is streamed from the database while refreshes run: a lost
         connection there must fail the run, not end it as if every grant had
@@ -238,15 +248,17 @@ class Run:
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001 - reported as the run's failure
-                self.failure = (f"the list of account connections and user credentials could not be read "
-                                f"({type(exc).__name__})")
+                setattr(self, failure, f"the list of account connections and user credentials could not be read "
+                                       f"({type(exc).__name__})")
                 return
             yield item
 
-    def refresh(self, todo):
+    def refresh(self, pacer: Pacer):
         """Yield a RefreshResult per grant tried, starting no new refresh once the run is halted.
 
-        `todo` yields (kind, id, name). With --concurrency 1 each refresh runs
+        `pacer` hands out (kind, id, name, token host), at most each host's limit in flight (refresher.pacing:
+        a grant counts from the moment it is handed to a thread or worker process until its result is back, so
+        the limit holds across --processes). With --concurrency 1 each refresh runs
         in this (the main) thread. Otherwise a pool of `concurrency` threads
         (or worker processes, --processes) with a few grants queued per thread
         (memory stays bounded: the list is read as it is consumed; the queue
@@ -256,9 +268,11 @@ class Run:
         """
         due_within, concurrency = self.due_within, self.concurrency
         if concurrency == 1:
-            while not self.halted() and (item := next(todo, None)) is not None:
+            while not self.halted() and (item := pacer.take()) is not None:
                 self.tried[item[0]] += 1
-                yield self._outcome(_run_now(refresh_grant_once, *item, due_within), *item)
+                future = _run_now(refresh_grant_once, *item[:3], due_within)
+                pacer.done(item)
+                yield self._outcome(future, *item[:3])
             return
 
         threads_connections = []  # the database connections of the pool's threads, closed at the end
@@ -279,15 +293,15 @@ class Run:
             def shutdown():
                 pool.shutdown(wait=True, cancel_futures=True)
 
-        self.handed_out = in_flight = {}  # Future -> (kind, id, name): queued or running
+        self.handed_out = in_flight = {}  # Future -> (kind, id, name, token host): queued or running
         # Each future puts itself here when it is done (or withdrawn): taking the next one costs the same however
         # many are in flight, where concurrent.futures.wait would visit every one of them for each result.
         finished_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()
         try:
             while True:
                 while not self.halted() and len(in_flight) < QUEUED_PER_THREAD * concurrency and (
-                        item := next(todo, None)) is not None:
-                    future = submit(*item, due_within)
+                        item := pacer.take()) is not None:
+                    future = submit(*item[:3], due_within)
                     in_flight[future] = item
                     future.add_done_callback(finished_futures.put)
                     self.tried[item[0]] += 1
@@ -301,10 +315,11 @@ class Run:
                         finished.append(finished_futures.get_nowait())
                 for future in finished:
                     item = in_flight.pop(future)
+                    pacer.done(item)
                     if future.cancelled():
                         self.tried[item[0]] -= 1  # withdrawn before any thread took it: untried
                     else:
-                        yield self._outcome(future, *item)
+                        yield self._outcome(future, *item[:3])
         finally:
             # Also when the caller stops early (an error writing a line): the refreshes in flight still finish.
             shutdown()
