@@ -136,6 +136,12 @@ def test_the_refresher_serves_the_jiras_in_turn_the_most_urgent_first(fake_jira,
     assert order == ["Big 0", "Other 0", "Big 1", "Other 1", "Big 2", "Big 3", "Big 4"]
 
 
+@pytest.mark.django_db
+def test_a_limit_per_jira_out_of_range_is_refused(run_command):
+    run = run_command("--per-jira", "65")
+    assert run.code == 2 and "--per-jira must be between 1 and 64." in run.err, run
+
+
 # --------------------------------------------------------------------------
 # The limits with threads and with worker processes (PostgreSQL)
 # --------------------------------------------------------------------------
@@ -176,11 +182,12 @@ def assert_paced(fake: FakeJira, big_host: str, others: list[str], limit: int, r
 @pytest.mark.usefixtures("postgresql_only")
 @pytest.mark.django_db(transaction=True)
 def test_one_run_keeps_each_jira_to_its_limit_while_its_threads_serve_the_others(run_command, settings):
-    settings.REFRESH_CONCURRENCY_PER_JIRA = 2
+    """--per-jira 2 (instead of REFRESH_CONCURRENCY_PER_JIRA, 4 here) with 8 threads in one process."""
+    settings.REFRESH_CONCURRENCY_PER_JIRA = 4
     with FakeJira(latency=0.05) as fake:
         big_host, others = big_customer_and_others(fake, big=16, others=3, per_other=3)
 
-        run = run_command("--concurrency", "8")
+        run = run_command("--concurrency", "8", "--per-jira", "2")
 
         assert run.code == 0, run
         assert_paced(fake, big_host, others, 2, run.summary)

@@ -46,10 +46,13 @@ class Pacer:
     """The grants of one run in the order they are handed out, and the token requests in flight per host.
 
     `items` yields tuples whose last element is the grant's TokenHost. take() gives the next grant to hand out
-    (None: none can start until one ends, or none is left); done(item) when its refresh has ended.
+    (None: none can start until one ends, or none is left); done(item) when its refresh has ended. `limit`, if
+    given, is every host's limit instead of its own (refresh_tokens --per-jira).
     """
 
-    def __init__(self, items, *, read_ahead: int = READ_AHEAD, lookahead: int = LOOKAHEAD):
+    def __init__(self, items, *, limit: int | None = None, read_ahead: int = READ_AHEAD,
+                 lookahead: int = LOOKAHEAD):
+        self._limit = limit
         self._items = iter(items)
         self._read_ahead, self._lookahead = read_ahead, lookahead
         self._exhausted = False
@@ -81,7 +84,7 @@ class Pacer:
     def _next_startable(self):
         for _ in range(len(self._turns)):
             host = self._turns[0]
-            if self.in_flight[host] >= host.limit:
+            if self.in_flight[host] >= self.limit_of(host):
                 self.held_back[host] += 1
                 self._turns.rotate(-1)
                 continue
@@ -97,6 +100,9 @@ class Pacer:
             self.peak[host] = max(self.peak[host], self.in_flight[host])
             return item
         return None
+
+    def limit_of(self, host: TokenHost) -> int:
+        return self._limit or host.limit
 
     def _read_one(self) -> bool:
         if self._exhausted:
@@ -121,6 +127,6 @@ def paced_note(pacer: Pacer) -> str:
         return ""
     shown = ", ".join(f"{host.url} {pacer.peak[host]}" for host in full[:3])
     more = f" and {len(full) - 3} more" if len(full) > 3 else ""
-    limits = sorted({host.limit for host in full})
+    limits = sorted({pacer.limit_of(host) for host in full})
     limit = " or ".join(str(n) for n in limits)
     return f" Paced to at most {limit} token requests in flight per Jira host; the most at once: {shown}{more}."

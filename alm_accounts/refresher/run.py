@@ -141,11 +141,13 @@ class Run:
     """One run: refresh what is due, write its lines and summary, record its heartbeat; run() gives its RunEnd."""
 
     def __init__(self, *, stop: Stop, report: Report, effects: Effects, concurrency: int, processes: int,
-                 accounts: list[str], due_within: timedelta | None, dry_run: bool, mode: str, label: str = ""):
+                 accounts: list[str], due_within: timedelta | None, dry_run: bool, mode: str, label: str = "",
+                 per_jira: int | None = None):
         self.stop, self.report, self.effects = stop, report, effects
         self.concurrency, self.processes = concurrency, processes
         self.accounts, self.due_within, self.dry_run, self.mode, self.label = (accounts, due_within, dry_run, mode,
                                                                                label)
+        self.per_jira = per_jira  # --per-jira: every token host's limit for this run (None: each host's own)
         self.contended = threading.Event()  # set once another runner is met (see selection.spread)
         self.failure: str | None = None  # why the run itself failed: start no new refresh
         self.tried: Counter[str] = Counter()  # grants handed to a refresh (or listed, with --dry-run), by kind
@@ -206,7 +208,7 @@ class Run:
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
         # Grants already read when the list fails are still refreshed; then the run fails (see read).
-        self.pacer = Pacer(self.read(todo, failure="list_failure"))
+        self.pacer = Pacer(self.read(todo, failure="list_failure"), limit=self.per_jira)
         try:
             for result in self.refresh(self.pacer):
                 self.counts[result.outcome.value] += 1
