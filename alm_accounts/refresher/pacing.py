@@ -70,12 +70,13 @@ class Pacer:
 
     def take(self):
         """The next grant to hand out: the next host in turn with room, its most urgent grant."""
-        while self._held < self._read_ahead and self._read_one():
+        while self._held < self._read_ahead and self._read_one() is not None:
             pass
-        while True:
-            item = self._next_startable()
-            if item is not None or self._held >= self._lookahead or not self._read_one():
-                return item
+        item = self._next_startable()
+        while item is None and self._held < self._lookahead and (host := self._read_one()) is not None:
+            if self.in_flight[host] < self.limit_of(host):  # a grant that can start: another host's
+                item = self._next_startable()
+        return item
 
     def done(self, item) -> None:
         """The refresh of `item` ended (or was withdrawn before it started): its host has room again."""
@@ -104,20 +105,21 @@ class Pacer:
     def limit_of(self, host: TokenHost) -> int:
         return self._limit or host.limit
 
-    def _read_one(self) -> bool:
+    def _read_one(self) -> TokenHost | None:
+        """Read one more grant of the list; its host (None: the list has ended)."""
         if self._exhausted:
-            return False
+            return None
         item = next(self._items, None)
         if item is None:
             self._exhausted = True
-            return False
+            return None
         host = item[-1]
         if host not in self._waiting:
             self._waiting[host] = deque()
             self._turns.append(host)
         self._waiting[host].append(item)
         self._held += 1
-        return True
+        return host
 
 
 def paced_note(pacer: Pacer) -> str:

@@ -169,6 +169,7 @@ class Run:
                 self._list(rows)
             else:
                 self._refresh_all(rows)
+            self.failure = self.failure or self.list_failure
             elapsed = time.monotonic() - started
             untried = self._untried(rows) if self.stop.signal is not None and self.failure is None else Counter()
             self.stop.in_pass = False
@@ -207,16 +208,12 @@ class Run:
         todo = ((kind, pk, name, host) for kind, pk, name, _, host in rows)
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
-        # Grants already read when the list fails are still refreshed; then the run fails (see read).
-        self.pacer = Pacer(self.read(todo, failure="list_failure"), limit=self.per_jira)
-        try:
-            for result in self.refresh(self.pacer):
-                self.counts[result.outcome.value] += 1
-                self.kinds[result.kind] += 1
-                text = f"{result.account_name}: {result.outcome.value}"
-                self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
-        finally:
-            self.failure = self.failure or self.list_failure
+        self.pacer = Pacer(self.read(todo), limit=self.per_jira)
+        for result in self.refresh(self.pacer):
+            self.counts[result.outcome.value] += 1
+            self.kinds[result.kind] += 1
+            text = f"{result.account_name}: {result.outcome.value}"
+            self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
 
     def withdraw_queued(self):
         """Cancel the grants handed to the pool that no thread has started; the running ones go on."""
@@ -235,9 +232,9 @@ class Run:
             return None
         return rows.taken - self.dropped - self.tried
 
-    def read(self, items, *, failure: str = "failure"):
-        """The items, until the list ends or can no longer be read (then self.failure, or the attribute named
-        `failure`, says so).
+    def read(self, items):
+        """The items, until the list ends or can no longer be read (then self.list_failure says so, and the run
+        fails once the grants already read are done: the pacer reads a little ahead, see refresher.pacing).
 
         The list is streamed from the database while refreshes run: a lost
         connection there must fail the run, not end it as if every grant had
@@ -250,8 +247,8 @@ class Run:
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001 - reported as the run's failure
-                setattr(self, failure, f"the list of account connections and user credentials could not be read "
-                                       f"({type(exc).__name__})")
+                self.list_failure = (f"the list of account connections and user credentials could not be read "
+                                     f"({type(exc).__name__})")
                 return
             yield item
 
