@@ -825,9 +825,12 @@ class Scenarios:
               f"{row['rest_refreshed']} (in the database {row['db_refreshed']}), max/grant {row['max_per_grant']}, "
               f"invalid_grant {row['invalid_grant']}; CPU {row['cpu_ms']:.1f} ms/refresh, RSS {row['rss']:.0f} MB, "
               f"load {row['load']:.1f}; exit {row['exit']}", flush=True)
-        summary = [line for line in row["output"].splitlines() if line.startswith("Summary")]
-        print("    command summary: " + (summary[-1] if summary else row["output"][-2000:]), flush=True)
-        row["output"] = summary[-1] if summary else row["output"][-2000:]
+        lines = row["output"].splitlines()
+        summary = [line for line in lines if line.startswith("Summary")]
+        trouble = [line for line in lines if ": refreshed — " not in line and not line.startswith("Summary")][:5]
+        row["output"] = "\n".join(trouble + summary[-1:]) if summary else row["output"][-2000:]
+        print("    command output (summary, first lines other than refreshed): "
+              + row["output"].replace("\n", "\n    "), flush=True)
         return row
 
     def startup(self, url: str) -> float:
@@ -881,7 +884,8 @@ class Scenarios:
             print("    command output: " + row["output"][:2000].replace("\n", "\n    "), flush=True)
 
 
-SCENARIOS = ("accounts", "mixed", "queries", "admin", "burst")
+DEFAULT_SCENARIOS = ("accounts", "mixed", "queries", "admin")
+SCENARIOS = (*DEFAULT_SCENARIOS, "burst")  # the burst takes minutes (the big Jira at its limit): asked for by name
 MIXED_RATIO_TARGET = 1.2  # issue 11's target for the mixed population (issue 7's for accounts only: 1.3)
 
 
@@ -1158,9 +1162,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["postgresql", "sqlite"],
                         help="comma-separated: postgresql, sqlite")
-    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=list(SCENARIOS),
+    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=list(DEFAULT_SCENARIOS),
                         help="comma-separated: accounts (accounts only: --force runs, start-up, parallel run), "
-                             "mixed (accounts and user credentials), queries (SQL per refresh), admin (changelist)")
+                             "mixed (accounts and user credentials), queries (SQL per refresh), admin (changelist); "
+                             "burst (one big Jira beside many others, issue 21: only when named)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL),
                         help="PostgreSQL database to DROP and create again (env BENCH_DATABASE_URL)")
     parser.add_argument("--n", type=int, default=10_000, help="accounts for the main --force run")
