@@ -44,6 +44,11 @@ DEFAULTS = {
     "OAUTH_STATE_TTL_SECONDS": 600,
     # How often the refresher runs (the --loop interval; the health checks expect a run this often).
     "REFRESHER_INTERVAL_SECONDS": 300,
+    # The most token requests one refresher run has in flight to one Jira Data Center (its base URL's host: each
+    # refresh there waits on one cluster-wide lock), and to Atlassian's token endpoint, which every Jira Cloud grant
+    # shares (providers.Provider.token_host).
+    "REFRESH_CONCURRENCY_PER_JIRA": 4,
+    "REFRESH_CONCURRENCY_ATLASSIAN": 8,
     # Alerts: when a failing grant is reported broken, the optional webhook and its signing secret, and how long
     # a delivery that keeps failing is retried.
     "ALERT_FAILING_AFTER_MINUTES": 30,

@@ -29,7 +29,13 @@ What it does (see benchmarks/README.md):
   through services.refresh_grant for each kind and through the whole command
   at C=1;
 * renders the admin changelist with few and with many accounts (test Client,
-  superuser): query count and median render time.
+  superuser): query count and median render time;
+* a burst (issue 21, `--scenarios burst`, PostgreSQL): N due grants on one
+  Jira and N more spread over many other Jiras (the stand-in listens on one
+  port per Jira and counts token requests in flight per port), the big
+  customer's the most urgent: the peak in flight per Jira against
+  REFRESH_CONCURRENCY_PER_JIRA, and how long the other Jiras took against their
+  network-bound limit (their grants x latency / the concurrency left to them).
 
 Only the orchestrator's own standard library and psycopg are used in this
 process; everything that needs Django runs in a child process
@@ -142,6 +148,13 @@ class TokenEndpoint:
         self.per_grant: Counter[tuple[str, str, str]] = Counter()  # (provider, client id, grant) -> refreshes
         self.inflight = self.peak_inflight = 0
         self.connections = self.peak_connections = 0
+        # Per listening port (one per Jira in the burst): in flight now, the peak, refreshes, first arrival and
+        # last answer (monotonic seconds of this process).
+        self.port_inflight: Counter[int] = Counter()
+        self.port_peak: Counter[int] = Counter()
+        self.port_refreshed: Counter[int] = Counter()
+        self.port_first: dict[int, float] = {}
+        self.port_last: dict[int, float] = {}
 
     def stats(self) -> dict:
         per_grant = Counter(self.per_grant.values())
@@ -167,9 +180,13 @@ class TokenEndpoint:
             "grants_by_refresh_count": {str(k): v for k, v in sorted(per_grant.items())},
             "peak_inflight": self.peak_inflight,
             "peak_connections": self.peak_connections,
+            "per_port": {str(port): {"peak": self.port_peak[port], "refreshed": self.port_refreshed[port],
+                                     "first": self.port_first.get(port), "last": self.port_last.get(port)}
+                         for port in self.port_peak},
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        port = writer.get_extra_info("sockname")[1]
         self.connections += 1
         self.peak_connections = max(self.peak_connections, self.connections)
         try:
@@ -183,7 +200,7 @@ class TokenEndpoint:
                     name, _, value = line.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                status, answer = await self.route(method, target, headers, body)
+                status, answer = await self.route(method, target, headers, body, port)
                 data = json.dumps(answer).encode()
                 keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
                 writer.write(
@@ -201,7 +218,8 @@ class TokenEndpoint:
             self.connections -= 1
             writer.close()
 
-    async def route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+    async def route(self, method: str, target: str, headers: dict[str, str], body: bytes,
+                    port: int = 0) -> tuple[int, dict]:
         path = urlsplit(target).path
         if path == "/stats" and method == "GET":
             return 200, self.stats()
@@ -214,22 +232,30 @@ class TokenEndpoint:
             if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
                 self.counts["cloud_form_bodies"] += 1
                 return 415, {"error": "unsupported_media_type", "error_description": "JSON body expected"}
-            return await self.after_latency(lambda: self.cloud_token(body))
+            return await self.after_latency(lambda: self.cloud_token(body), port)
         if not path.endswith(TOKEN_PATH):
             return 404, {"error": "not_found"}
         if method != "POST":
             return 405, {"error": "method_not_allowed"}
         return await self.after_latency(
-            lambda: self.token(dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))))
+            lambda: self.token(dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))), port)
 
-    async def after_latency(self, answer) -> tuple[int, dict]:
+    async def after_latency(self, answer, port: int = 0) -> tuple[int, dict]:
         self.inflight += 1
         self.peak_inflight = max(self.peak_inflight, self.inflight)
+        self.port_inflight[port] += 1
+        self.port_peak[port] = max(self.port_peak[port], self.port_inflight[port])
+        self.port_first.setdefault(port, time.monotonic())
         try:
             await asyncio.sleep(self.latency)
-            return answer()
+            status, payload = answer()
+            if status == 200:
+                self.port_refreshed[port] += 1
+            return status, payload
         finally:
             self.inflight -= 1
+            self.port_inflight[port] -= 1
+            self.port_last[port] = time.monotonic()
 
     def cloud_token(self, body: bytes) -> tuple[int, dict]:
         """Atlassian's POST /oauth/token, grant_type=refresh_token: JSON in, no redirect_uri, 403 for a dead token."""
@@ -300,11 +326,13 @@ class TokenEndpoint:
         }
 
 
-def serve(key: bytes, latency: float, expires_in: int, port_pipe) -> None:
+def serve(key: bytes, latency: float, expires_in: int, port_pipe, extra_hosts: int = 0) -> None:
     async def main():
         endpoint = TokenEndpoint(key, latency, expires_in)
         server = await asyncio.start_server(endpoint.handle, "127.0.0.1", 0, backlog=1024)
-        port_pipe.send(server.sockets[0].getsockname()[1])
+        # More Jiras for the burst: the same endpoint on one more port each (a host of its own to the refresher).
+        extra = [await asyncio.start_server(endpoint.handle, "127.0.0.1", 0, backlog=128) for _ in range(extra_hosts)]
+        port_pipe.send([s.sockets[0].getsockname()[1] for s in (server, *extra)])
         port_pipe.close()
         async with server:
             await server.serve_forever()
@@ -313,15 +341,17 @@ def serve(key: bytes, latency: float, expires_in: int, port_pipe) -> None:
 
 
 class JiraStandIn:
-    def __init__(self, key: bytes, latency: float, expires_in: int = 7200):
+    def __init__(self, key: bytes, latency: float, expires_in: int = 7200, extra_hosts: int = 0):
         context = multiprocessing.get_context("spawn")
         receiver, sender = context.Pipe(duplex=False)
-        self.process = context.Process(target=serve, args=(key, latency, expires_in, sender), daemon=True)
+        self.process = context.Process(target=serve, args=(key, latency, expires_in, sender, extra_hosts),
+                                       daemon=True)
         self.process.start()
         if not receiver.poll(30):
             raise RuntimeError("the token endpoint did not start")
-        self.port = receiver.recv()
+        self.port, *self.extra_ports = receiver.recv()
         self.base_url = f"http://127.0.0.1:{self.port}/jira"
+        self.extra_base_urls = [f"http://127.0.0.1:{port}/jira" for port in self.extra_ports]
         # Two spellings of one host, as two different hosts would be (the client never derives one from the other).
         self.cloud_auth_url = f"http://127.0.0.1:{self.port}{CLOUD_AUTH_PREFIX}"
         self.cloud_api_url = f"http://localhost:{self.port}{CLOUD_API_PREFIX}"
@@ -379,6 +409,10 @@ class Bench:
             # The deployment's Atlassian app, used by every Cloud account (they have no Client ID of their own).
             ATLASSIAN_CLIENT_ID=CLOUD_APP_ID,
             ATLASSIAN_CLIENT_SECRET=client_secret_for(self.token_key, CLOUD_APP_ID),
+            # One stand-in plays every Jira of the other scenarios (a single host): the limits per Jira are lifted
+            # there so that they measure the refresher itself, as before issue 21. The burst sets --per-jira.
+            REFRESH_CONCURRENCY_PER_JIRA="64",
+            REFRESH_CONCURRENCY_ATLASSIAN="64",
             **self.cloud_urls,
         )
         return env
@@ -533,6 +567,30 @@ def internal(argv: list[str]) -> None:
         print(json.dumps({"seeded": n * (1 + people), "accounts": n, "credentials": n * people,
                           "cloud_accounts": cloud_n, "cloud_grants": cloud_n * (1 + people),
                           "seconds": time.monotonic() - started}))
+
+    elif command == "seed_burst":
+        # Issue 21: `big` due accounts on one Jira, the most urgent (expired two minutes ago), and `other` due
+        # accounts spread evenly over the other Jiras (expired a minute ago); accounts only, each its own link.
+        started = time.monotonic()
+        wipe()
+        big, other, others = int(options["big"]), int(options["other"]), options["others"].split(",")
+        now = timezone.now()
+        batch = []
+        for i in range(big + other):
+            base_url = options["base_url"] if i < big else others[(i - big) % len(others)]
+            client_id = f"bench-client-{i:06d}"
+            account = ALMAccount(
+                name=f"Bench account {i:06d}", base_url=base_url, client_id=client_id,
+                client_secret=client_secret_for(key, client_id), client_secret_base_url=base_url, scope="ADMIN",
+                refresh_token=new_refresh_token(key, client_id), token_scope="ADMIN", connected_as_name=f"user{i}",
+                access_token="at-initial-" + secrets.token_hex(16), status=ALMAccount.Status.CONNECTED,
+                token_expires_at=now - timedelta(minutes=2 if i < big else 1), connected_at=now,
+                connected_as_display_name=f"User {i}")
+            bulk_create(ALMAccount, [account], batch)
+        ALMAccount.objects.bulk_create(batch)
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {ALMAccount._meta.db_table}")
+        print(json.dumps({"seeded": big + other, "seconds": time.monotonic() - started}))
 
     elif command == "verify":
         refreshed = {model.__name__: model.objects.filter(last_refreshed_at__isnull=False).count()
@@ -724,6 +782,57 @@ class Scenarios:
         self._print_row(row)
         return row
 
+    def burst(self, url: str, big: int, other: int, hosts: int, concurrency: int, processes: int) -> dict:
+        """Issue 21: `big` due grants on one Jira (the most urgent) and `other` on `hosts` other Jiras, one run."""
+        bench, jira = self.bench, self.jira
+        others = jira.extra_base_urls[:hosts]
+        bench.helper(url, "seed_burst", f"big={big}", f"other={other}", f"base_url={jira.base_url}",
+                     f"others={','.join(others)}")
+        jira.reset()
+        argv = ["--concurrency", str(concurrency), "--per-jira", str(bench.args.per_jira), "-v", "1"] + (
+            ["--processes", str(processes)] if processes > 1 else [])
+        run = bench.run_commands(url, [argv], self.outdir)
+        stats = jira.stats()
+        db = bench.helper(url, "verify")
+        per_port = {int(port): figures for port, figures in stats["per_port"].items()}
+        big_port = per_port.get(jira.port, {"peak": 0, "refreshed": 0, "first": None, "last": None})
+        rest = [per_port[port] for port in jira.extra_ports[:hosts] if port in per_port]
+        starts = [f["first"] for f in per_port.values() if f["first"] is not None]
+        start = min(starts) if starts else 0.0
+        limit_per_jira = bench.args.per_jira
+        big_limit = big * bench.latency / min(limit_per_jira, concurrency)
+        rest_limit = other * bench.latency / max(concurrency - limit_per_jira, 1)
+        rest_done = max((f["last"] for f in rest if f["last"] is not None), default=start) - start
+        big_done = (big_port["last"] or start) - start
+        row = {
+            "scenario": f"burst: {big} due on one Jira + {other} on {hosts} others", "n": big + other,
+            "c": concurrency, "processes": processes, "wall": run["wall"], "exit": run["codes"],
+            "big_peak": big_port["peak"], "rest_peak": max((f["peak"] for f in rest), default=0),
+            "big_refreshed": big_port["refreshed"], "rest_refreshed": sum(f["refreshed"] for f in rest),
+            "big_done": big_done, "big_limit": big_limit, "big_ratio": big_done / big_limit if big_limit else 0,
+            "rest_done": rest_done, "rest_limit": rest_limit, "rest_ratio": rest_done / rest_limit if rest_limit else 0,
+            "peak_inflight": stats["peak_inflight"], "invalid_grant": stats["invalid_grant"],
+            "max_per_grant": stats["max_per_grant"], "db_refreshed": db["refreshed_in_db"],
+            "cpu_ms": run["cpu"] * 1000 / max(stats["refreshed"], 1), "rss": max(run["rss_mb"]),
+            "load": run["load"], "per_jira": limit_per_jira, "output": run["output"],
+        }
+        print(f"  postgresql {row['scenario']}, C={concurrency}"
+              f"{f' in {processes} processes' if processes > 1 else ''}: wall {row['wall']:.1f} s; peak in flight: "
+              f"the big Jira {row['big_peak']} (limit {limit_per_jira}), any other Jira {row['rest_peak']}, all "
+              f"{row['peak_inflight']}; the other Jiras done after {rest_done:.1f} s against their limit "
+              f"{rest_limit:.1f} s (ratio {row['rest_ratio']:.2f}); the big Jira after {big_done:.1f} s against "
+              f"{big_limit:.1f} s (ratio {row['big_ratio']:.2f}); refreshed {row['big_refreshed']} + "
+              f"{row['rest_refreshed']} (in the database {row['db_refreshed']}), max/grant {row['max_per_grant']}, "
+              f"invalid_grant {row['invalid_grant']}; CPU {row['cpu_ms']:.1f} ms/refresh, RSS {row['rss']:.0f} MB, "
+              f"load {row['load']:.1f}; exit {row['exit']}", flush=True)
+        lines = row["output"].splitlines()
+        summary = [line for line in lines if line.startswith("Summary")]
+        trouble = [line for line in lines if ": refreshed — " not in line and not line.startswith("Summary")][:5]
+        row["output"] = "\n".join(trouble + summary[-1:]) if summary else row["output"][-2000:]
+        print("    command output (summary, first lines other than refreshed): "
+              + row["output"].replace("\n", "\n    "), flush=True)
+        return row
+
     def startup(self, url: str) -> float:
         """A run that finds nothing due: the fixed cost of starting the command."""
         return self.bench.run_commands(url, [["-v", "0"]], self.outdir)["wall"]
@@ -775,13 +884,15 @@ class Scenarios:
             print("    command output: " + row["output"][:2000].replace("\n", "\n    "), flush=True)
 
 
-SCENARIOS = ("accounts", "mixed", "queries", "admin")
+DEFAULT_SCENARIOS = ("accounts", "mixed", "queries", "admin")
+SCENARIOS = (*DEFAULT_SCENARIOS, "burst")  # the burst takes minutes (the big Jira at its limit): asked for by name
 MIXED_RATIO_TARGET = 1.2  # issue 11's target for the mixed population (issue 7's for accounts only: 1.3)
 
 
 def run(args) -> int:
     bench = Bench(args)
-    jira = JiraStandIn(bench.token_key, bench.latency)
+    jira = JiraStandIn(bench.token_key, bench.latency,
+                       extra_hosts=args.burst_hosts if "burst" in args.scenarios else 0)
     cloud_share = args.mixed_cloud_share
     if args.debug:
         bench.cloud_urls = {"ATLASSIAN_AUTH_URL": jira.cloud_auth_url, "ATLASSIAN_API_URL": jira.cloud_api_url}
@@ -845,6 +956,10 @@ def run(args) -> int:
                     profile = f"{args.profile}-{backend}-mixed-parallel" if args.profile else ""
                     backend_results["mixed_parallel"] = scenarios.parallel_run(
                         backend, url, mixed_procs_n, args.procs, procs_c, profile, people, cloud_share)
+            if "burst" in chosen and backend == "postgresql":
+                backend_results["burst"] = [
+                    scenarios.burst(url, args.burst_big, args.burst_other, args.burst_hosts, c, procs)
+                    for procs in sorted({1, args.burst_processes})]
             if "queries" in chosen:
                 q = scenarios.queries(url, args.query_sample, cloud_share)
                 backend_results["queries"] = q
@@ -957,6 +1072,18 @@ def print_summary(args, results: dict) -> None:
     pg = results.get("postgresql")
     if not pg:
         return
+    if pg.get("burst"):
+        print("\n| burst (PostgreSQL) | C | wall s | peak in flight: big Jira (limit) | any other Jira | all "
+              "| other Jiras done s | their limit s | ratio | big Jira done s | its limit s | ratio "
+              "| refreshed big + others (db) | max/grant | invalid_grant | CPU ms/refresh | load |")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+        for row in pg["burst"]:
+            c = f"{row['c']}" + (f" in {row['processes']} processes" if row["processes"] > 1 else "")
+            print(f"| {row['scenario']} | {c} | {row['wall']:.1f} | {row['big_peak']} ({row['per_jira']}) | "
+                  f"{row['rest_peak']} | {row['peak_inflight']} | {row['rest_done']:.1f} | {row['rest_limit']:.1f} | "
+                  f"{row['rest_ratio']:.2f} | {row['big_done']:.1f} | {row['big_limit']:.1f} | {row['big_ratio']:.2f} "
+                  f"| {row['big_refreshed']} + {row['rest_refreshed']} ({row['db_refreshed']}) | "
+                  f"{row['max_per_grant']} | {row['invalid_grant']} | {row['cpu_ms']:.1f} | {row['load']:.1f} |")
     print("\n### Targets (PostgreSQL)\n")
     force = {row["n"]: row for row in pg["force"]}
     big, small = force.get(args.n), force.get(args.n_small)
@@ -1035,9 +1162,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["postgresql", "sqlite"],
                         help="comma-separated: postgresql, sqlite")
-    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=list(SCENARIOS),
+    parser.add_argument("--scenarios", type=lambda s: s.split(","), default=list(DEFAULT_SCENARIOS),
                         help="comma-separated: accounts (accounts only: --force runs, start-up, parallel run), "
-                             "mixed (accounts and user credentials), queries (SQL per refresh), admin (changelist)")
+                             "mixed (accounts and user credentials), queries (SQL per refresh), admin (changelist); "
+                             "burst (one big Jira beside many others, issue 21: only when named)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL),
                         help="PostgreSQL database to DROP and create again (env BENCH_DATABASE_URL)")
     parser.add_argument("--n", type=int, default=10_000, help="accounts for the main --force run")
@@ -1080,6 +1208,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the refresh_tokens processes under py-spy (GIL samples, collapsed stacks to "
                              "PREFIX-<backend>-<scenario>-<repeat>-<process>.txt); peak RSS is then py-spy's own")
     parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable for --profile")
+    parser.add_argument("--burst-big", type=int, default=5_000, help="burst: due grants on the one big Jira")
+    parser.add_argument("--burst-other", type=int, default=5_000,
+                        help="burst: due grants spread over the other Jiras")
+    parser.add_argument("--burst-hosts", type=int, default=500, help="burst: how many other Jiras")
+    parser.add_argument("--burst-processes", type=int, default=2,
+                        help="burst: also run it with refresh_tokens --processes this many (1: only one process)")
+    parser.add_argument("--per-jira", type=int, default=4,
+                        help="burst: refresh_tokens --per-jira of its runs (REFRESH_CONCURRENCY_PER_JIRA's default; "
+                             "the figures compare against it)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     for backend in args.backends:

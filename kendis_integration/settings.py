@@ -307,6 +307,14 @@ OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=DEFAULTS["O
 REFRESHER_INTERVAL_SECONDS = env.int("REFRESHER_INTERVAL_SECONDS", default=DEFAULTS["REFRESHER_INTERVAL_SECONDS"])
 if not 30 <= REFRESHER_INTERVAL_SECONDS <= 3600:
     raise ImproperlyConfigured("REFRESHER_INTERVAL_SECONDS must be between 30 and 3600 (an hour).")
+# The most token requests one refresher run sends at once to one Jira Data Center host (its refreshes queue on one
+# cluster-wide lock there), and to Atlassian's token endpoint (shared by every Jira Cloud grant).
+REFRESH_CONCURRENCY_PER_JIRA = env.int("REFRESH_CONCURRENCY_PER_JIRA", default=DEFAULTS["REFRESH_CONCURRENCY_PER_JIRA"])
+REFRESH_CONCURRENCY_ATLASSIAN = env.int("REFRESH_CONCURRENCY_ATLASSIAN",
+                                        default=DEFAULTS["REFRESH_CONCURRENCY_ATLASSIAN"])
+for _name in ("REFRESH_CONCURRENCY_PER_JIRA", "REFRESH_CONCURRENCY_ATLASSIAN"):
+    if not 1 <= globals()[_name] <= 64:
+        raise ImproperlyConfigured(f"{_name} must be between 1 and 64 (the most refreshes one run has at once).")
 
 # --- Alerts: a connection broke, or works again (services.alerts) ---
 # Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).

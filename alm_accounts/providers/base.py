@@ -99,3 +99,13 @@ class Provider(ABC):
     @abstractmethod
     def describe_site(self, info: dict, account: ALMAccount) -> str:
         """How Test connection names where it connected."""
+
+    @abstractmethod
+    def token_host(self, account: ALMAccount) -> str:
+        """Where the token requests of the account's grants go, as scheme://host[:port]: the refresher paces each
+        such host (refresher.pacing), so every grant whose refresh lands on the same server counts against one
+        limit."""
+
+    @abstractmethod
+    def token_requests_at_once(self) -> int:
+        """The most token requests one refresher run may have in flight to one of its token hosts."""

@@ -137,6 +137,13 @@ class Cloud(Provider):
         name = f"{account.cloud_site_name} " if account.cloud_site_name else ""
         return f"Jira Cloud site {name}({url})"
 
+    def token_host(self, account: ALMAccount) -> str:
+        """Atlassian's authorization server: every Cloud grant, whatever its site or app, is refreshed there."""
+        return site_origin(app_settings.ATLASSIAN_AUTH_URL)
+
+    def token_requests_at_once(self) -> int:
+        return app_settings.REFRESH_CONCURRENCY_ATLASSIAN
+
 
 def cloud_scope(scopes: str) -> str:
     """The scopes asked for, space-separated, in Atlassian's order, always with offline_access."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from .. import egress, explain
-from ..atlassian import Site
+from ..atlassian import Site, site_origin
+from ..conf import app_settings
 from ..jira import Deadline, JiraClient, Secret
 from ..models import ALMAccount
 from .base import Provider
 
 APPLICATION_LINKS = "Administration → Applications → Application links"
+DEFAULT_PORTS = {"https": ":443", "http": ":80"}  # https://jira:443 is https://jira
 
 
 class DataCenter(Provider):
@@ -115,3 +117,13 @@ class DataCenter(Provider):
         version = explain.plain_text(info.get("version"), 40) or "?"
         url = explain.plain_text(info.get("baseUrl"), 500) or account.base_url
         return f"Jira {version} at {url}"
+
+    def token_host(self, account: ALMAccount) -> str:
+        """The Jira at the base URL (its context path aside): each refresh takes its one cluster-wide lock."""
+        origin = site_origin(account.base_url)
+        default_port = DEFAULT_PORTS.get(origin.partition("://")[0])
+        return origin.removesuffix(default_port) if default_port else origin
+
+    def token_requests_at_once(self) -> int:
+        # Jira DC serialises refreshes on one cluster-wide lock with a 10 s wait: more in flight only queue there.
+        return app_settings.REFRESH_CONCURRENCY_PER_JIRA

@@ -68,10 +68,10 @@ class Loop:
     """A pass every `interval` seconds (±10%) until a signal; a failed pass never ends the loop."""
 
     def __init__(self, *, stop: Stop, report: Report, effects: Effects, accounts: list[str], window: int,
-                 interval: int, concurrency: int, processes: int):
+                 interval: int, concurrency: int, processes: int, per_jira: int | None = None):
         self.stop, self.report, self.effects = stop, report, effects
         self.accounts, self.window, self.interval = accounts, window, interval
-        self.concurrency, self.processes = concurrency, processes
+        self.concurrency, self.processes, self.per_jira = concurrency, processes, per_jira
 
     def run(self) -> int:
         """The exit code: 0, or 128 + the signal that stopped a pass before every grant was tried."""
@@ -113,7 +113,7 @@ class Loop:
         label = f"Pass {number} ({timezone.localtime().strftime('%Y-%m-%d %H:%M:%S %Z')}). "
         run = Run(stop=self.stop, report=self.report, effects=self.effects, concurrency=self.concurrency,
                   processes=self.processes, accounts=self.accounts, due_within=timedelta(minutes=self.window),
-                  dry_run=False, mode=RefresherRun.Mode.LOOP, label=label)
+                  dry_run=False, mode=RefresherRun.Mode.LOOP, label=label, per_jira=self.per_jira)
         try:
             end = run.run()
         except BadArguments as exc:

@@ -33,6 +33,7 @@ class Options:
     dry_run: bool = False
     concurrency: int | None = None  # None: default_concurrency()
     processes: int = 1
+    per_jira: int | None = None  # None: each host's setting (REFRESH_CONCURRENCY_PER_JIRA / _ATLASSIAN)
     loop: bool = False
     interval: int | None = None  # seconds, with --loop; None: the REFRESHER_INTERVAL_SECONDS setting
 
@@ -49,17 +50,19 @@ def main(options: Options, *, report: Report, effects: Effects | None = None) ->
         raise BadArguments("--interval goes with --loop.")
     concurrency = concurrency_for(options.concurrency, report)
     processes = processes_for(options.processes, concurrency, report)
+    if options.per_jira is not None and not 1 <= options.per_jira <= MAX_CONCURRENCY:
+        raise BadArguments(f"--per-jira must be between 1 and {MAX_CONCURRENCY}.")
     stop = Stop()
     accounts = list(options.accounts)
     if options.loop:
         return Loop(stop=stop, report=report, effects=effects, accounts=accounts, window=window, interval=interval,
-                    concurrency=concurrency, processes=processes).run()
+                    concurrency=concurrency, processes=processes, per_jira=options.per_jira).run()
 
     due_within = None if options.force else timedelta(minutes=window or SINGLE_RUN_WINDOW)
     with stop.on_signals():
         end = Run(stop=stop, report=report, effects=effects, concurrency=concurrency, processes=processes,
                   accounts=accounts, due_within=due_within, dry_run=options.dry_run,
-                  mode=RefresherRun.Mode.ONCE).run()
+                  mode=RefresherRun.Mode.ONCE, per_jira=options.per_jira).run()
     if not options.dry_run and stop.signal is None:
         deliver_alerts(effects, report)
     return end.code

@@ -39,6 +39,7 @@ from alm_accounts.services.grants import refresh_deadline
 
 from . import selection
 from .heartbeat import Heartbeat
+from .pacing import Pacer, paced_note
 from .processes import WorkerEnded, WorkerPool
 from .refresh import refresh_grant_once, refresh_one
 from .report import BadArguments, Report, RunEnd, summarize
@@ -140,16 +141,20 @@ class Run:
     """One run: refresh what is due, write its lines and summary, record its heartbeat; run() gives its RunEnd."""
 
     def __init__(self, *, stop: Stop, report: Report, effects: Effects, concurrency: int, processes: int,
-                 accounts: list[str], due_within: timedelta | None, dry_run: bool, mode: str, label: str = ""):
+                 accounts: list[str], due_within: timedelta | None, dry_run: bool, mode: str, label: str = "",
+                 per_jira: int | None = None):
         self.stop, self.report, self.effects = stop, report, effects
         self.concurrency, self.processes = concurrency, processes
         self.accounts, self.due_within, self.dry_run, self.mode, self.label = (accounts, due_within, dry_run, mode,
                                                                                label)
+        self.per_jira = per_jira  # --per-jira: every token host's limit for this run (None: each host's own)
         self.contended = threading.Event()  # set once another runner is met (see selection.spread)
         self.failure: str | None = None  # why the run itself failed: start no new refresh
         self.tried: Counter[str] = Counter()  # grants handed to a refresh (or listed, with --dry-run), by kind
         self.dropped: Counter[str] = Counter()  # grants spread left out (another runner refreshed them), by kind
-        self.handed_out: dict[Future, tuple[str, int, str]] = {}  # see refresh
+        self.handed_out: dict[Future, tuple] = {}  # see refresh
+        self.pacer: Pacer | None = None  # the token requests in flight per Jira host (see refresh)
+        self.list_failure: str | None = None  # the list could not be read: what was read is still refreshed
         self.counts: Counter[str] = Counter()  # by outcome
         self.kinds: Counter[str] = Counter()  # the same results, by kind of grant
 
@@ -164,6 +169,7 @@ class Run:
                 self._list(rows)
             else:
                 self._refresh_all(rows)
+            self.failure = self.failure or self.list_failure
             elapsed = time.monotonic() - started
             untried = self._untried(rows) if self.stop.signal is not None and self.failure is None else Counter()
             self.stop.in_pass = False
@@ -176,7 +182,8 @@ class Run:
             raise
         summary = summarize(counts=self.counts, kinds_done=self.kinds, elapsed=elapsed, concurrency=self.concurrency,
                             processes=self.processes, dry_run=self.dry_run, signum=self.stop.signal,
-                            failure=self.failure, untried=untried)
+                            failure=self.failure, untried=untried,
+                            paced=paced_note(self.pacer) if self.pacer is not None else "")
         if heartbeat is not None:
             heartbeat.finish(outcome=summary.outcome, counts=self.counts, tried=sum(self.tried.values()),
                              message=f"{summary.text} {summary.failure}".strip())
@@ -188,7 +195,7 @@ class Run:
         """--dry-run: each grant and what a run would do with it."""
         listing = self.read(rows)
         while not self.halted() and (row := next(listing, None)) is not None:
-            kind, pk, name, expires = row
+            kind, pk, name, expires, _host = row
             self.tried[kind] += 1
             # Grants of accounts named with --account are listed whatever their state: say what a real run would do.
             verdict = (selection.dry_run_verdict(kind, pk, self.due_within) if self.accounts
@@ -198,14 +205,15 @@ class Run:
             self.kinds[kind] += 1
 
     def _refresh_all(self, rows):
-        todo = ((kind, pk, name) for kind, pk, name, _ in rows)
+        todo = ((kind, pk, name, host) for kind, pk, name, _, host in rows)
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
         along = None
         if self.processes <= 1:  # worker processes read along under each grant's lock
             along = selection.ReadAlongBatches(concurrency=self.concurrency)
             todo = along.reading(todo)
-        for result in self.refresh(self.read(todo), along):
+        self.pacer = Pacer(self.read(todo), limit=self.per_jira)
+        for result in self.refresh(self.pacer, along):
             self.counts[result.outcome.value] += 1
             self.kinds[result.kind] += 1
             text = f"{result.account_name}: {result.outcome.value}"
@@ -229,7 +237,8 @@ class Run:
         return rows.taken - self.dropped - self.tried
 
     def read(self, items):
-        """The items, until the list ends or can no longer be read (then self.failure says so).
+        """The items, until the list ends or can no longer be read (then self.list_failure says so, and the run
+        fails once the grants already read are done: the pacer reads a little ahead, see refresher.pacing).
 
         The list is streamed from the database while refreshes run: a lost
         connection there must fail the run, not end it as if every grant had
@@ -242,17 +251,19 @@ class Run:
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001 - reported as the run's failure
-                self.failure = (f"the list of account connections and user credentials could not be read "
-                                f"({type(exc).__name__})")
+                self.list_failure = (f"the list of account connections and user credentials could not be read "
+                                     f"({type(exc).__name__})")
                 return
             yield item
 
-    def refresh(self, todo, along: selection.ReadAlongBatches | None = None):
+    def refresh(self, pacer: Pacer, along: selection.ReadAlongBatches | None = None):
         """Yield a RefreshResult per grant tried, starting no new refresh once the run is halted.
 
-        `todo` yields (kind, id, name); `along` has the rows their refreshes read
-        along. With --concurrency 1 each refresh runs in this (the main) thread.
-        Otherwise a pool of `concurrency` threads
+        `pacer` hands out (kind, id, name, token host), at most each host's limit in flight (refresher.pacing:
+        a grant counts from the moment it is handed to a thread or worker process until its result is back, so
+        the limit holds across --processes); `along` has the rows their refreshes read along (read for a batch of
+        grants at once, selection.ReadAlongBatches). With --concurrency 1 each refresh runs
+        in this (the main) thread. Otherwise a pool of `concurrency` threads
         (or worker processes, --processes) with a few grants queued per thread
         (memory stays bounded: the list is read as it is consumed; the queue
         keeps the threads busy while this thread reads the list). Once the run
@@ -261,10 +272,11 @@ class Run:
         """
         due_within, concurrency = self.due_within, self.concurrency
         if concurrency == 1:
-            while not self.halted() and (item := next(todo, None)) is not None:
+            while not self.halted() and (item := pacer.take()) is not None:
                 self.tried[item[0]] += 1
-                yield self._outcome(_run_now(refresh_grant_once, *item, due_within, along and along.take(*item[:2])),
-                                    *item)
+                future = _run_now(refresh_grant_once, *item[:3], due_within, along and along.take(*item[:2]))
+                pacer.done(item)
+                yield self._outcome(future, *item[:3])
             return
 
         threads_connections = []  # the database connections of the pool's threads, closed at the end
@@ -285,15 +297,15 @@ class Run:
             def shutdown():
                 pool.shutdown(wait=True, cancel_futures=True)
 
-        self.handed_out = in_flight = {}  # Future -> (kind, id, name): queued or running
+        self.handed_out = in_flight = {}  # Future -> (kind, id, name, token host): queued or running
         # Each future puts itself here when it is done (or withdrawn): taking the next one costs the same however
         # many are in flight, where concurrent.futures.wait would visit every one of them for each result.
         finished_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()
         try:
             while True:
                 while not self.halted() and len(in_flight) < QUEUED_PER_THREAD * concurrency and (
-                        item := next(todo, None)) is not None:
-                    future = submit(*item, due_within)
+                        item := pacer.take()) is not None:
+                    future = submit(*item[:3], due_within)
                     in_flight[future] = item
                     future.add_done_callback(finished_futures.put)
                     self.tried[item[0]] += 1
@@ -307,10 +319,11 @@ class Run:
                         finished.append(finished_futures.get_nowait())
                 for future in finished:
                     item = in_flight.pop(future)
+                    pacer.done(item)
                     if future.cancelled():
                         self.tried[item[0]] -= 1  # withdrawn before any thread took it: untried
                     else:
-                        yield self._outcome(future, *item)
+                        yield self._outcome(future, *item[:3])
         finally:
             # Also when the caller stops early (an error writing a line): the refreshes in flight still finish.
             shutdown()

@@ -22,8 +22,10 @@ from django.db.models import F
 from alm_accounts import selectors
 from alm_accounts.kinds import KINDS, ReadAlong
 from alm_accounts.models import ALMAccount, ALMCredential
+from alm_accounts.providers import provider_for
 from alm_accounts.services import RefreshOutcome
 
+from .pacing import TokenHost
 from .report import GRANT_KINDS, BadArguments
 
 SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see spread
@@ -34,7 +36,7 @@ LONGEST_ID = 18  # digits: a number longer than any id matches none
 
 
 def select(accounts: list[str], due_within: timedelta | None):
-    """(kind, id, name, expiry) of the grants to consider, most urgent first, streamed from the database.
+    """(kind, id, name, expiry, token host) of the grants to consider, most urgent first, streamed from the database.
 
     Two lists, each ordered by expiry (unknown first: it is due), merged as
     they are read, so that memory stays bounded however many grants there
@@ -50,7 +52,24 @@ def select(accounts: list[str], due_within: timedelta | None):
         querysets = {kind: selectors.refreshable_grants(kind) for kind in GRANT_KINDS}
     else:
         querysets = {kind: selectors.due_grants(kind, within=due_within) for kind in GRANT_KINDS}
-    return heapq.merge(*(_rows(kind, queryset) for kind, queryset in querysets.items()), key=_urgency)
+    hosts = TokenHosts()
+    return heapq.merge(*(_rows(kind, queryset, hosts) for kind, queryset in querysets.items()), key=_urgency)
+
+
+class TokenHosts:
+    """The token host (pacing.TokenHost) of each account's grants, asked of its provider once per base URL."""
+
+    def __init__(self):
+        self._known: dict[tuple[str, str], TokenHost] = {}
+
+    def __call__(self, authentication: str, base_url: str) -> TokenHost:
+        host = self._known.get((authentication, base_url))
+        if host is None:
+            account = ALMAccount(authentication=authentication, base_url=base_url)
+            provider = provider_for(account)
+            host = self._known[(authentication, base_url)] = TokenHost(provider.token_host(account),
+                                                                       provider.token_requests_at_once())
+        return host
 
 
 def named_accounts(accounts: list[str]) -> list[int]:
@@ -118,7 +137,7 @@ def spread(todo, due_within, *, contended: threading.Event, dropped: Counter[str
                 block[start:], shuffled = rest, True
             batch = block[start:start + SPREAD_BATCH]
             due = _still_due(batch, due_within)
-            dropped.update(kind for kind, pk, _ in batch if (kind, pk) not in due)
+            dropped.update(item[0] for item in batch if (item[0], item[1]) not in due)
             yield from (item for item in batch if (item[0], item[1]) in due)
 
 
@@ -128,12 +147,15 @@ def _urgency(row) -> tuple:
     return (0,) if expires is None else (1, expires)
 
 
-def _rows(kind: str, queryset):
-    """(kind, id, name, expiry) of the grants in `queryset`, by _urgency, named as in the command's lines."""
+def _rows(kind: str, queryset, hosts: TokenHosts):
+    """(kind, id, name, expiry, token host) of the grants in `queryset`, by _urgency, named as in the command's
+    lines."""
     if kind == "account":
         fields = ("pk", "name", "token_expires_at")
     else:
         fields = ("pk", "account__name", f"user__{get_user_model().USERNAME_FIELD}", "token_expires_at")
+    account = KINDS[kind].account_path
+    fields += (f"{account}authentication", f"{account}base_url")
     rows = queryset.order_by(F("token_expires_at").asc(nulls_first=True), "pk").values_list(*fields)
     if connection.vendor == "sqlite":
         # An unfinished SQLite read keeps a lock that stops other runners from committing: read it all at once
@@ -142,19 +164,20 @@ def _rows(kind: str, queryset):
     else:
         rows = rows.iterator(chunk_size=2000)
     for row in rows:
+        *row, authentication, base_url = row
         if kind == "account":
             pk, name, expires = row
         else:
             pk, account_name, owner, expires = row
             name = f"{account_name} ({owner})"  # as services.grant_name names a person's credential
-        yield kind, pk, name, expires
+        yield kind, pk, name, expires, hosts(authentication, base_url)
 
 
 def _still_due(batch, due_within) -> set[tuple[str, int]]:
     """(kind, id) of the grants in `batch` that are still due: one query per kind present."""
     due = set()
     for kind in GRANT_KINDS:
-        pks = [pk for item_kind, pk, _ in batch if item_kind == kind]
+        pks = [item[1] for item in batch if item[0] == kind]
         if pks:
             due.update((kind, pk) for pk in selectors.due_grants(kind, within=due_within).filter(
                 pk__in=pks).values_list("pk", flat=True))
@@ -181,10 +204,15 @@ class ReadAlongBatches:
     def __init__(self, *, concurrency: int):
         low, high = READ_ALONG_BATCH_LIMITS
         self.batch = min(high, max(low, READ_ALONG_PER_THREAD * concurrency))
+        # The rows of the last two batches read: the pacer (refresher.pacing) reads a little ahead and hands the
+        # grants out by turns of their Jiras, so a grant may start after the next batch was read. A grant held
+        # longer (its Jira at its limit) finds its rows gone, and its locked read reads them.
         self.rows: dict[tuple[str, int], ReadAlong] = {}
+        self.previous: dict[tuple[str, int], ReadAlong] = {}
 
     def reading(self, items):
-        """The (kind, id, name) items, unchanged, each batch's read-along rows read before its first is yielded."""
+        """The (kind, id, name, ...) items, unchanged, each batch's read-along rows read before its first is
+        yielded."""
         items = iter(items)
         while True:
             batch = []
@@ -193,24 +221,25 @@ class ReadAlongBatches:
             except Exception:
                 # The list broke off (a lost connection): the grants read before the break are still refreshed,
                 # as without batches (their locked reads read along), then the run learns of the break.
-                self.rows = {}
+                self.rows = self.previous = {}
                 yield from batch
                 raise
             if not batch:
                 return
-            self.rows = self._read(batch)  # the previous batch has been handed out: its rows taken or not needed
+            self.previous, self.rows = self.rows, self._read(batch)
             yield from batch
 
     def take(self, kind: str, pk: int) -> ReadAlong | None:
         """The grant's read-along rows, once (None: not read, the locked read reads them)."""
-        return self.rows.pop((kind, pk), None)
+        key = (kind, pk)
+        return self.rows.pop(key, None) or self.previous.pop(key, None)
 
     @staticmethod
     def _read(batch) -> dict[tuple[str, int], ReadAlong]:
         rows: dict[tuple[str, int], ReadAlong] = {}
         for kind_key in GRANT_KINDS:
             kind = KINDS[kind_key]
-            pks = [pk for item_kind, pk, _ in batch if item_kind == kind_key]
+            pks = [item[1] for item in batch if item[0] == kind_key]
             if not pks or not kind.read_along:
                 continue
             fields = [kind.model._meta.get_field(name) for name in kind.read_along]

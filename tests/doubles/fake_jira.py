@@ -22,7 +22,11 @@ cookies, TLS) rather than `responses` at the `requests` level:
   request with that Client ID gets 401 `invalid_client` (Cloud: 401 `access_denied` "Unauthorized", as
   Atlassian answers an unknown app), whatever the refresh token.
 - **Overlap**: `max_token_in_flight` is the most token requests Jira was
-  answering at once; `hold_token_requests(until_in_flight=n)` holds each token
+  answering at once, `max_token_in_flight_per_host` the most per host the client
+  called (scheme://host:port, as refresher.pacing names it; `token_in_flight_log`
+  has each host's count and the total as each request arrived);
+  `another_host()` serves the same fake on one more port, a Jira (or an
+  Atlassian token endpoint) of its own for the client. `hold_token_requests(until_in_flight=n)` holds each token
   request until n are in flight (bounded by a timeout), so a test of parallel
   clients can prove they really overlapped instead of hoping they did.
 - **Consents**: `add_code(code, key, ...)` is an authorization code Jira issued for a consent (Data Center);
@@ -114,20 +118,33 @@ class FakeJira:
         self.unscripted: list[str] = []  # requests answered by the behaviour above, not by a queued answer
         self.token_in_flight = 0
         self.max_token_in_flight = 0
+        self.token_in_flight_per_host: Counter[str] = Counter()
+        self.max_token_in_flight_per_host: Counter[str] = Counter()
+        self.token_in_flight_log: list[tuple[str, int, int]] = []  # (host, its in flight, all in flight) on arrival
         self._in_flight_changed = threading.Condition()
         self._hold_until: int | None = None  # see hold_token_requests
         self._hold_timeout = 0.0
         self.outage: Answer | None = None
         self.removed_clients: set[str] = set()
-        self.server = ThreadingHTTPServer((host, 0), self._handler())
-        self.server.daemon_threads = True
-        if tls_context is not None:
-            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        scheme = "https" if tls_context is not None else "http"
-        self.base_url = f"{scheme}://{host}:{self.server.server_address[1]}{PREFIX}"
-        self.auth_url = f"{scheme}://{host}:{self.server.server_address[1]}{CLOUD_AUTH_PREFIX}"
+        self._host, self._tls_context = host, tls_context
+        self.scheme = "https" if tls_context is not None else "http"
+        self._servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+        origin = self.another_host()
+        self.server, self.thread = self._servers[0]
+        self.base_url = f"{origin}{PREFIX}"
+        self.auth_url = f"{origin}{CLOUD_AUTH_PREFIX}"
+
+    def another_host(self) -> str:
+        """This fake served on one more port, as scheme://host:port: another Jira to the client, same behaviour and
+        counts (its base URL: + PREFIX; as Atlassian's token endpoint: + CLOUD_AUTH_PREFIX)."""
+        server = ThreadingHTTPServer((self._host, 0), self._handler())
+        server.daemon_threads = True
+        if self._tls_context is not None:
+            server.socket = self._tls_context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self._servers.append((server, thread))
+        return f"{self.scheme}://{self._host}:{server.server_address[1]}"
 
     # --- set-up ---
 
@@ -297,9 +314,14 @@ class FakeJira:
         return 404, {"errorMessages": ["Not found"]}, cookie_header
 
     def _answer_token_request(self, headers: dict, body: bytes, *, cloud: bool = False) -> Answer:
+        host = f"{self.scheme}://{next((v for k, v in headers.items() if k.lower() == 'host'), '')}"
         with self._in_flight_changed:
             self.token_in_flight += 1
             self.max_token_in_flight = max(self.max_token_in_flight, self.token_in_flight)
+            self.token_in_flight_per_host[host] += 1
+            self.max_token_in_flight_per_host[host] = max(self.max_token_in_flight_per_host[host],
+                                                          self.token_in_flight_per_host[host])
+            self.token_in_flight_log.append((host, self.token_in_flight_per_host[host], self.token_in_flight))
             self._in_flight_changed.notify_all()
             if self._hold_until is not None:
                 self._in_flight_changed.wait_for(
@@ -322,6 +344,7 @@ class FakeJira:
         finally:
             with self._in_flight_changed:
                 self.token_in_flight -= 1
+                self.token_in_flight_per_host[host] -= 1
 
     # --- the HTTP server ---
 
@@ -383,9 +406,10 @@ class FakeJira:
         return Handler
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        for server, thread in self._servers:
+            server.shutdown()
+            server.server_close()
+            thread.join()
 
     def __enter__(self):
         return self

@@ -92,6 +92,11 @@ class Command(BaseCommand):
                             help="Spread the refreshes over N worker processes (the concurrency is shared between "
                                  "them): one process uses at most one CPU core, which thousands of due grants can "
                                  "fill. Default 1; at most the number of CPU cores and the concurrency.")
+        parser.add_argument("--per-jira", type=positive_int, default=None, metavar="N",
+                            help="At most N token requests in flight to any one Jira host (Data Center: the base "
+                                 "URL's host; Jira Cloud: Atlassian's token endpoint) while the rest of the "
+                                 "concurrency serves other Jiras. Default REFRESH_CONCURRENCY_PER_JIRA (4), and "
+                                 "REFRESH_CONCURRENCY_ATLASSIAN (8) for Jira Cloud; at most 64.")
         parser.add_argument("--loop", action="store_true",
                             help="Keep running: a pass every interval (with ±10%% jitter) until SIGTERM or Ctrl-C. "
                                  "For systemd, a container or a Procfile (see deploy/systemd/).")
@@ -108,11 +113,12 @@ class Command(BaseCommand):
         return super().execute(*args, **options)
 
     def handle(self, *args, window, account, force, dry_run, concurrency, loop, interval, verbosity, processes,
-               **options):
+               per_jira, **options):
         report = Report(stdout=self.stdout, stderr=self.stderr, style=self.style, verbosity=verbosity)
         try:
             code = main(Options(window=window, accounts=tuple(account), force=force, dry_run=dry_run,
-                                concurrency=concurrency, processes=processes, loop=loop, interval=interval),
+                                concurrency=concurrency, processes=processes, per_jira=per_jira, loop=loop,
+                                interval=interval),
                         report=report, effects=self.effects)
         except BadArguments as exc:
             raise CommandError(str(exc), returncode=BAD_ARGUMENTS) from None
