@@ -42,6 +42,11 @@ DEFAULTS = {
     "OAUTH_STATE_TTL_SECONDS": 600,
     # How often the refresher runs (the --loop interval; the health checks expect a run this often).
     "REFRESHER_INTERVAL_SECONDS": 300,
+    # Which grants are kept fresh and which only kept alive (refresh_plan): a grant the product asked a token of
+    # within this many hours is refreshed before its access token expires; an idle one once every
+    # REFRESH_IDLE_KEEPALIVE_HOURS, spread over that interval, well inside every provider's refresh-token lifetime.
+    "REFRESH_ACTIVE_WITHIN_HOURS": 24,
+    "REFRESH_IDLE_KEEPALIVE_HOURS": 24,
     # Alerts: when a failing grant is reported broken, the optional webhook and its signing secret, and how long
     # a delivery that keeps failing is retried.
     "ALERT_FAILING_AFTER_MINUTES": 30,
