@@ -353,6 +353,7 @@ class RefreshDay(models.Model):
     class Meta:
         verbose_name = "refresh day"
         constraints = [models.UniqueConstraint(fields=["grant_kind", "grant_id", "day"], name="alm_refresh_day_once")]
+        indexes = [models.Index(fields=["day"], name="alm_refresh_day_age")]  # pruning
 
     def __str__(self):
         return f"{self.grant_kind} {self.grant_id} on {self.day}"

@@ -48,6 +48,7 @@ class Migration(migrations.Migration):
             options={
                 'verbose_name': 'refresh day',
                 'constraints': [models.UniqueConstraint(fields=('grant_kind', 'grant_id', 'day'), name='alm_refresh_day_once')],
+                'indexes': [models.Index(fields=['day'], name='alm_refresh_day_age')],
             },
         ),
         migrations.RunPython(used_at_upgrade, migrations.RunPython.noop),
