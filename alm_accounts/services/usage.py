@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError
@@ -36,7 +35,7 @@ RECORD_EVERY = timedelta(minutes=5)
 REMEMBERED_AT_MOST = 10_000
 
 _local = threading.local()  # .pending: the grants noted during this thread's request (None outside a request)
-_written: dict[tuple[str, int], float] = {}  # (kind, pk) -> time.monotonic() of this process's last write
+_written: dict[tuple[str, int], datetime] = {}  # (kind, pk) -> when this process last wrote it
 _written_lock = threading.Lock()
 
 
@@ -49,7 +48,7 @@ def note_used(grant: Grant, *, at_once: bool = False) -> None:
     ref = (grant.grant_kind, grant.pk)
     with _written_lock:
         written = _written.get(ref)
-    if written is not None and time.monotonic() - written < RECORD_EVERY.total_seconds():
+    if written is not None and now - RECORD_EVERY < written <= now:
         return
     grant.last_used_at = now  # this instance says so from now on: its next calls cost nothing
     pending = getattr(_local, "pending", None)
@@ -75,7 +74,7 @@ def write_used(refs, *, now=None) -> int:
         with _written_lock:
             if len(_written) >= REMEMBERED_AT_MOST:
                 _written.clear()
-            _written[(kind, pk)] = time.monotonic()
+            _written[(kind, pk)] = now
     return changed
 
 
