@@ -142,6 +142,7 @@ def test_a_request_that_uses_a_grant_writes_nothing_before_its_response_and_one_
                                         status=GrantStatus.CONNECTED, refresh_token="RT", access_token="AT",
                                         connected_at=START, token_expires_at=START + timedelta(hours=1))
     # As Django's test client does: close_old_connections would end the test's transaction.
+    request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
         request_started.send(sender=None)
@@ -151,9 +152,10 @@ def test_a_request_that_uses_a_grant_writes_nothing_before_its_response_and_one_
         with CaptureQueriesContext(connection) as after:
             request_finished.send(sender=None)
     finally:
+        request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
     assert during.captured_queries == [], "nothing on the request's critical path"
-    assert len(updates_of(after)) == 1 and len(after.captured_queries) == 1
+    assert len(updates_of(after)) == 1 and len(after.captured_queries) == 1, after.captured_queries
     account.refresh_from_db()
     assert account.last_used_at == START
 
@@ -277,3 +279,41 @@ def test_five_days_of_passes_keep_idle_grants_alive_on_keepalives_and_grants_in_
     assert flagged["Busy doomed"] - kills["Busy doomed"] <= timedelta(hours=2) + step
     broken = set(Alert.objects.filter(event=Alert.Event.BROKEN).values_list("account_name", flat=True))
     assert broken == set(kills)
+
+
+# --------------------------------------------------------------------------
+# What the metrics and the refresher's summary count
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_metrics_count_grants_in_use_and_idle_and_the_refreshes_each_needed(fake_jira, clock):
+    from alm_accounts.health import DeploymentCollector
+
+    fake_jira.clock = clock.seconds
+    busy, quiet, other = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5))
+                          for name in ("Busy", "Quiet", "Other"))
+    services.valid_access_token(account=busy)
+    for account in (busy, quiet):
+        assert services.refresh_grant(grant=GrantRef.of(account), actor="t").outcome is RefreshOutcome.REFRESHED
+    families = {family.name: family for family in DeploymentCollector(now=clock.now).collect()}
+    by_use = {(s.labels["kind"], s.labels["use"]): s.value for s in families["kendis_grants_by_use"].samples}
+    assert by_use == {("account", "in_use"): 1, ("account", "idle"): 2, ("user", "in_use"): 0, ("user", "idle"): 0}
+    today = {(s.labels["kind"], s.labels["reason"]): s.value
+             for s in families["kendis_token_refreshes_today"].samples}
+    assert today == {("account", "in_use"): 1, ("account", "keep_alive"): 1, ("user", "in_use"): 0,
+                     ("user", "keep_alive"): 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_refreshers_summary_says_how_many_refreshes_kept_grants_fresh_and_how_many_kept_idle_ones_alive(
+        fake_jira, clock):
+    fake_jira.clock = clock.seconds
+    busy, quiet = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5)) for name in ("Busy", "Quiet"))
+    services.valid_access_token(account=busy)
+    out = io.StringIO()
+    report = Report(stdout=OutputWrapper(out), stderr=OutputWrapper(io.StringIO()), style=no_style(), verbosity=1)
+    assert main(Options(concurrency=1), report=report) == 0
+    summary = [line for line in out.getvalue().splitlines() if line.startswith("Summary: ")]
+    assert summary and "2 refreshed (2 account connections, 0 user credentials" in summary[0], out.getvalue()
+    assert "Of the refreshes: 1 for a grant in use, 1 keep-alive of an idle grant." in summary[0], summary[0]

@@ -151,6 +151,7 @@ class Run:
         self.dropped: Counter[str] = Counter()  # grants spread left out (another runner refreshed them), by kind
         self.handed_out: dict[Future, tuple[str, int, str]] = {}  # see refresh
         self.counts: Counter[str] = Counter()  # by outcome
+        self.kept_alive = 0  # refreshes that only kept an idle grant alive
         self.kinds: Counter[str] = Counter()  # the same results, by kind of grant
 
     def run(self) -> RunEnd:
@@ -176,7 +177,7 @@ class Run:
             raise
         summary = summarize(counts=self.counts, kinds_done=self.kinds, elapsed=elapsed, concurrency=self.concurrency,
                             processes=self.processes, dry_run=self.dry_run, signum=self.stop.signal,
-                            failure=self.failure, untried=untried)
+                            failure=self.failure, untried=untried, kept_alive=self.kept_alive)
         if heartbeat is not None:
             heartbeat.finish(outcome=summary.outcome, counts=self.counts, tried=sum(self.tried.values()),
                              message=f"{summary.text} {summary.failure}".strip())
@@ -203,6 +204,7 @@ class Run:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
         for result in self.refresh(self.read(todo)):
             self.counts[result.outcome.value] += 1
+            self.kept_alive += result.kept_alive
             self.kinds[result.kind] += 1
             text = f"{result.account_name}: {result.outcome.value}"
             self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
