@@ -213,8 +213,9 @@ def refresh_grant(
                                        latency=time.monotonic() - asked)
 
             rotated = (tokens, sent, name)
+            # A forced refresh (Refresh token now, --force) or a 401's is asked for, not a keep-alive.
             return _store_refreshed(account, tokens, actor=actor, audited=admin_action,
-                                    latency=time.monotonic() - asked)
+                                    latency=time.monotonic() - asked, routine=due_within is not None)
     except DatabaseError as exc:
         if rotated is None:
             raise  # nothing was rotated: the grant is as it was
@@ -224,7 +225,7 @@ def refresh_grant(
 
 @sensitive_variables()
 def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str = "",
-                     audited: bool = False, latency: float | None = None) -> RefreshResult:
+                     audited: bool = False, latency: float | None = None, routine: bool = True) -> RefreshResult:
     """Store the new pair on the locked grant: one UPDATE of what changed (read under the lock, the other columns
     hold what the row holds). A routine success is counted on the grant
     (refresh_count, last_refreshed_at) and logged; the audit trail gets only what a person looks for there: a
@@ -232,7 +233,8 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     """
     now = timezone.now()
     recovered = account.failing_since is not None or account.status != Status.CONNECTED or bool(account.last_error)
-    kept_alive = account.last_used_at is None or account.last_used_at < now - selectors.active_within()
+    idle = account.last_used_at is None or account.last_used_at < now - selectors.active_within()
+    kept_alive = routine and idle  # the refresher's refresh of an idle grant (selectors.due)
     outcome = {"status": Status.CONNECTED, "last_error": "", **alerts.after_success(account, now=now)}
     changed = [name for name, value in outcome.items() if getattr(account, name) != value]
     for name in changed:
