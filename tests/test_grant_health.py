@@ -67,7 +67,8 @@ def test_the_refresh_token_s_life_is_told_for_each_provider():
 def test_the_next_refresh_says_why_in_use_or_keep_alive():
     now = timezone.now()
     busy = AccountFactory(name="Busy", last_used_at=now - timedelta(hours=1), expires_in=timedelta(hours=1))
-    idle = AccountFactory(name="Idle", last_refreshed_at=now - timedelta(hours=1), expires_in=timedelta(hours=1))
+    idle = AccountFactory(name="Idle", last_refreshed_at=now - timedelta(hours=1), expires_in=timedelta(hours=1),
+                          last_used_at=None)
     assert health_of(busy, now=now).why.startswith("in use: refreshed before its access token expires, until ")
     assert health_of(idle, now=now).why.startswith("keep-alive: idle, refreshed once every 24 h")
     assert health_of(busy, now=now).next_refresh.startswith("about ")

@@ -180,7 +180,7 @@ def test_a_grant_used_all_the_time_is_written_at_most_once_every_few_minutes(clo
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_grant_the_product_needs_is_refreshed_on_demand_and_counts_as_in_use(fake_jira, clock):
     fake_jira.clock = clock.seconds
-    account = connect_account(fake_jira, "Core", expires_in=timedelta(hours=-5))  # idle, token long expired
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(hours=-5), last_used_at=None)  # idle
     token = services.valid_access_token(account=account)
     assert token == fake_jira.current_tokens(grant_key(account))[0]
     account.refresh_from_db()
@@ -199,7 +199,7 @@ def test_an_idle_grant_the_product_needs_is_refreshed_on_demand_and_counts_as_in
 def test_each_refresh_adds_itself_to_its_grants_day(fake_jira, clock):
     fake_jira.clock = clock.seconds
     fake_jira.latency = 0.05
-    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5), last_used_at=None)
     ref = GrantRef.of(account)
     fake_jira.token_outage()
     assert services.refresh_grant(grant=ref, actor="t").outcome is RefreshOutcome.FAILED
@@ -239,9 +239,11 @@ def test_five_days_of_passes_keep_idle_grants_alive_on_keepalives_and_grants_in_
     settings.REFRESHER_INTERVAL_SECONDS = 300
     fake_jira.clock = clock.seconds
     fake_jira.refresh_token_lifetime = 3 * 24 * 3600
-    busy = [connect_account(fake_jira, name, expires_in=timedelta(hours=1)) for name in ("Busy", "Busy doomed")]
-    quiet = [connect_account(fake_jira, f"Quiet {i}", expires_in=timedelta(hours=1)) for i in range(4)]
-    doomed = connect_account(fake_jira, "Quiet doomed", expires_in=timedelta(hours=1))
+    busy = [connect_account(fake_jira, name, expires_in=timedelta(hours=1), last_used_at=None)
+            for name in ("Busy", "Busy doomed")]
+    quiet = [connect_account(fake_jira, f"Quiet {i}", expires_in=timedelta(hours=1), last_used_at=None)
+             for i in range(4)]
+    doomed = connect_account(fake_jira, "Quiet doomed", expires_in=timedelta(hours=1), last_used_at=None)
     kills = {doomed.name: START + timedelta(days=1, hours=13), "Busy doomed": START + timedelta(days=3, hours=8)}
     flagged = {}
     for account in busy:  # in use from the start
@@ -292,7 +294,7 @@ def test_the_metrics_count_grants_in_use_and_idle_and_the_refreshes_each_needed(
     from alm_accounts.health import DeploymentCollector
 
     fake_jira.clock = clock.seconds
-    busy, quiet, other = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5))
+    busy, quiet, other = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5), last_used_at=None)
                           for name in ("Busy", "Quiet", "Other"))
     services.valid_access_token(account=busy)
     for account in (busy, quiet):  # as the refresher refreshes them: due within its window
@@ -311,7 +313,8 @@ def test_the_metrics_count_grants_in_use_and_idle_and_the_refreshes_each_needed(
 def test_the_refreshers_summary_says_how_many_refreshes_kept_grants_fresh_and_how_many_kept_idle_ones_alive(
         fake_jira, clock):
     fake_jira.clock = clock.seconds
-    busy, quiet = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5)) for name in ("Busy", "Quiet"))
+    busy, quiet = (connect_account(fake_jira, name, expires_in=timedelta(minutes=5), last_used_at=None)
+                   for name in ("Busy", "Quiet"))
     services.valid_access_token(account=busy)
     out = io.StringIO()
     report = Report(stdout=OutputWrapper(out), stderr=OutputWrapper(io.StringIO()), style=no_style(), verbosity=1)

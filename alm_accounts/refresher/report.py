@@ -110,7 +110,7 @@ def summarize(*, counts: Counter[str], kinds_done: Counter[str], elapsed: float,
     spread = f" in {processes} processes" if processes > 1 and not dry_run else ""
     text = f"{text} ({kinds(kinds_done, every_kind=True)}, {elapsed:.1f} s, concurrency {concurrency}{spread})."
     refreshed = counts[RefreshOutcome.REFRESHED.value]
-    if refreshed:
+    if kept_alive:  # else every refresh was for a grant in use, as before issue 21: nothing to add
         kept = kept_alive
         fresh = f"{refreshed - kept} for {'a grant' if refreshed - kept == 1 else 'grants'} in use"
         alive = f"{kept} keep-alive{'' if kept == 1 else 's'} of {'an idle grant' if kept == 1 else 'idle grants'}"
