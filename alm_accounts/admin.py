@@ -28,6 +28,7 @@ from . import services
 from .admin_records import RecordAdmin
 from .conf import app_settings
 from .forms import ALMAccountForm
+from .grant_health import health_of, healths
 from .jira import Deadline
 from .models import ALMAccount, ALMCredential, AuthEvent
 from .providers import provider_for
@@ -69,7 +70,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
     actions = ["refresh_selected"]
     readonly_fields = ["provider_display", "cloud_site", "consent_ends", "status_display", "connected_as",
                        "token_state", "token_scope", "connected_at", "last_refreshed_at", "refresh_count", "last_error",
-                       "audit_trail",
+                       "grant_health", "audit_trail",
                        "user_credentials", "user_credentials_view"]
 
     def get_fieldsets(self, request, obj=None):
@@ -122,7 +123,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
             connection = ["provider_display"] + (["cloud_site", "consent_ends"] if obj.is_cloud else [])
             fieldsets.insert(0, ("Connection", {"fields": connection + [
                 "status_display", "connected_as", "token_state", "token_scope", "connected_at", "last_refreshed_at",
-                "refresh_count", "last_error"]}))
+                "refresh_count", "last_error", "grant_health"]}))
             fieldsets.append(("Audit trail", {"fields": ["audit_trail"], "classes": ["collapse"]
                                               if not obj.events.exists() else []}))
         return fieldsets
@@ -208,6 +209,11 @@ class ALMAccountAdmin(admin.ModelAdmin):
             return f"Present; the access token expired at {at} (it is refreshed when next used)."
         return f"Present; the access token expires at {at} (in {int(left.total_seconds() // 60)} min)."
 
+    @admin.display(description="Health")
+    def grant_health(self, obj):
+        """Last used, next refresh and why, the refresh token's life, scopes, and the refreshes of the last weeks."""
+        return health_of(obj).render()
+
     @admin.display(description="Recent activity")
     def audit_trail(self, obj):
         events = list(obj.events.all()[:AUDIT_TRAIL_ROWS])
@@ -254,6 +260,12 @@ class ALMAccountAdmin(admin.ModelAdmin):
             return "Nobody has connected their own Jira account to this ALM account yet."
         more = len(shown) > USER_CREDENTIAL_ROWS
         shown = shown[:USER_CREDENTIAL_ROWS]
+        health = healths(shown)  # one query for every person's days of refreshes
+
+        def health_of_person(credential):
+            own = health[(credential.grant_kind, credential.pk)]
+            return format_html('<details class="alm-person-health"><summary>{}</summary>{}</details>',
+                               f"Next refresh: {own.next_refresh}", own.render())
 
         def revoke(credential):
             if not (can_revoke and credential.holds_tokens):
@@ -264,15 +276,16 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                'name="revoke_credential" value="{}" aria-label="Revoke the Jira credential of {}">'
                                "Revoke</button>", url, credential.pk, credential.user.get_username())
 
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (c.user.get_username(), c.connected_as or "—", status_badge(c), when(c.token_expires_at),
-             when(c.last_refreshed_at), revoke(c))
-            for c in shown
-        ))
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (c.user.get_username(), c.connected_as or "—", status_badge(c), when(c.token_expires_at),
+                 when(c.last_refreshed_at), health_of_person(c), revoke(c))
+                for c in shown
+            ))
         listing = reverse("admin:alm_accounts_almcredential_changelist") + f"?account__id__exact={obj.pk}"
         return format_html(
             '<table class="alm-user-credentials"><thead><tr><th>Person</th><th>Jira user</th><th>Status</th>'
-            "<th>Token expires</th><th>Last refresh</th><th></th></tr></thead><tbody>{}</tbody></table>"
+            "<th>Token expires</th><th>Last refresh</th><th>Health</th><th></th></tr></thead><tbody>{}</tbody></table>"
             '<p>{}<a href="{}">All user credentials of this account</a></p>',
             rows,
             f"Showing the first {USER_CREDENTIAL_ROWS}. " if more else "",
@@ -472,7 +485,7 @@ class ALMCredentialAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "account__name", "connected_as_name", "connected_as_display_name"]
     list_per_page = 100
     fields = ["account", "user", "connected_as", "status_display", "token_scope", "token_expires_at", "connected_at",
-              "last_refreshed_at", "refresh_count", "last_error"]
+              "last_refreshed_at", "refresh_count", "last_error", "grant_health"]
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -485,6 +498,10 @@ class ALMCredentialAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj):
         return status_badge(obj)
+
+    @admin.display(description="Health")
+    def grant_health(self, obj):
+        return health_of(obj).render()
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "account__id__exact" or super().lookup_allowed(lookup, value, request)

@@ -49,6 +49,11 @@ DEFAULTS = {
     # shares (providers.Provider.token_host).
     "REFRESH_CONCURRENCY_PER_JIRA": 4,
     "REFRESH_CONCURRENCY_ATLASSIAN": 8,
+    # Which grants are kept fresh and which only kept alive (refresh_plan): a grant the product asked a token of
+    # within this many hours is refreshed before its access token expires; an idle one once every
+    # REFRESH_IDLE_KEEPALIVE_HOURS, spread over that interval, well inside every provider's refresh-token lifetime.
+    "REFRESH_ACTIVE_WITHIN_HOURS": 24,
+    "REFRESH_IDLE_KEEPALIVE_HOURS": 24,
     # Alerts: when a failing grant is reported broken, the optional webhook and its signing secret, and how long
     # a delivery that keeps failing is retried.
     "ALERT_FAILING_AFTER_MINUTES": 30,

@@ -44,10 +44,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from . import rate_limits
+from . import rate_limits, selectors
 from .conf import app_settings
 from .kinds import KINDS
-from .models import Alert, GrantStatus, RefresherRun
+from .models import Alert, GrantStatus, RefreshDay, RefresherRun
 from .providers import PROVIDERS
 from .status import HEALTH, HealthCount, StatusSummary, rules_for, status_summary
 
@@ -140,12 +140,14 @@ class ProbeMiddleware:
 # --------------------------------------------------------------------------
 
 
-def _grant_figures(queryset, *, kept_alive: Q) -> dict:
-    """One aggregate query: counts by status and by health, kept alive, the earliest expiry of a live token."""
+def _grant_figures(queryset, *, kept_alive: Q, now: datetime) -> dict:
+    """One aggregate query: counts by status and by health, kept alive (and of them in use: selectors.in_use), the
+    earliest expiry of a live token."""
     statuses = {f"status_{status}": Count("pk", filter=Q(status=status)) for status in GrantStatus.values}
     healths = {f"health_{health}": Count("pk", filter=rule) for health, rule in rules_for(queryset.model).items()}
     return queryset.order_by().aggregate(
         **statuses, **healths, kept_alive=Count("pk", filter=kept_alive),
+        in_use=Count("pk", filter=kept_alive & selectors.in_use(now)),
         earliest_expiry=Min("token_expires_at", filter=kept_alive & Q(status=GrantStatus.CONNECTED)),
     )
 
@@ -165,20 +167,28 @@ def _by(label: str, values: dict) -> dict:
     return {((label, name),): number for name, number in values.items()}
 
 
+def _refreshes_by_reason(row: dict | None) -> dict:
+    successes, keepalives = (row["successes"] or 0, row["keepalives"] or 0) if row else (0, 0)
+    return {"in_use": successes - keepalives, "keep_alive": keepalives}
+
+
 def _seconds(delta: timedelta) -> float:
     return delta.total_seconds()
 
 
 class DeploymentCollector:
-    """The numbers of one scrape, read from the database when collected: five queries, whatever the numbers."""
+    """The numbers of one scrape, read from the database when collected: six queries, whatever the numbers."""
 
     def __init__(self, *, now: datetime):
         self.now = now
 
     def collect(self):
         now = self.now
-        kinds = {key: _grant_figures(kind.model.objects.all(), kept_alive=kind.kept_alive())
+        kinds = {key: _grant_figures(kind.model.objects.all(), kept_alive=kind.kept_alive(), now=now)
                  for key, kind in KINDS.items()}
+        # Today's refreshes (UTC day) by kind: those of grants in use, and the keep-alives of idle ones.
+        today = {row["grant_kind"]: row for row in RefreshDay.objects.filter(day=now.date()).order_by()
+                 .values("grant_kind").annotate(successes=Sum("successes"), keepalives=Sum("keepalives"))}
         last = (RefresherRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-pk")
                 .only("started_at", "finished_at", "outcome", *RUN_RESULTS).first())
         recent = RefresherRun.objects.filter(finished_at__gte=now - RECENT).order_by().aggregate(
@@ -213,6 +223,15 @@ class DeploymentCollector:
                       for kind, row in kinds.items() for name in HEALTH})
         yield _gauge("kendis_grants_kept_alive", "Jira grants the refresher keeps alive.",
                      per_kind(lambda row: row["kept_alive"]))
+        yield _gauge("kendis_grants_by_use", "Jira grants the refresher keeps alive, by use: in_use (the product "
+                     "asked for a token within REFRESH_ACTIVE_WITHIN_HOURS: refreshed before expiry) or idle (one "
+                     "keep-alive refresh every REFRESH_IDLE_KEEPALIVE_HOURS).",
+                     {(("kind", kind), ("use", use)): number for kind, row in kinds.items()
+                      for use, number in (("in_use", row["in_use"]), ("idle", row["kept_alive"] - row["in_use"]))})
+        yield _gauge("kendis_token_refreshes_today", "Successful token refreshes since midnight UTC, by kind and "
+                     "reason: in_use (a grant in use, or on demand) or keep_alive (an idle grant kept alive).",
+                     {(("kind", kind), ("reason", reason)): number for kind in kinds
+                      for reason, number in _refreshes_by_reason(today.get(kind)).items()})
         yield _gauge("kendis_access_token_earliest_expiry_timestamp_seconds", "When the first access token of a "
                      "connected grant expires (Unix time); absent without one.",
                      per_kind(lambda row: expiry(row, datetime.timestamp)))

@@ -96,6 +96,9 @@ class Grant(models.Model):
     # Jira Cloud ends every grant 365 days after its consent: when the warning before that was raised (a new
     # consent clears it).
     reconsent_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the product last asked for its token (services.usage): coarse, written at most once per grant every few
+    # minutes. In use within REFRESH_ACTIVE_WITHIN_HOURS: kept fresh; else only kept alive (refresh_plan).
+    last_used_at = models.DateTimeField("Last used", null=True, blank=True, editable=False)
 
     class Meta:
         abstract = True
@@ -324,6 +327,40 @@ class ALMCredential(Grant):
     def unreadable_secrets(self) -> list[str]:
         client = ["client secret"] if isinstance(self.account.client_secret, UnreadableSecret) else []
         return client + self.unreadable_tokens
+
+
+class RefreshDay(models.Model):
+    """One grant's token refreshes on one day (UTC): the health timeline (services.history).
+
+    Routine successes are not in the audit trail; one row per grant and day, upserted by the refresh in one
+    statement, keeps what the timeline draws. Named like a GrantRef (kind, id), without a foreign key: the two
+    kinds live in two tables; rows of a deleted grant age out with the others (history.KEEP_DAYS).
+    """
+
+    grant_kind = models.CharField(max_length=20)
+    grant_id = models.BigIntegerField()
+    day = models.DateField()
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    # Successes right after a failure (the grant works again), and successes that only kept an idle grant alive.
+    recoveries = models.PositiveIntegerField(default=0)
+    keepalives = models.PositiveIntegerField(default=0)
+    # Milliseconds Jira took to answer, over every timed attempt of the day: their sum (for the mean) and the
+    # longest.
+    latency_ms_total = models.BigIntegerField(default=0)
+    latency_ms_max = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "refresh day"
+        constraints = [models.UniqueConstraint(fields=["grant_kind", "grant_id", "day"], name="alm_refresh_day_once")]
+        indexes = [models.Index(fields=["day"], name="alm_refresh_day_age")]  # pruning
+
+    def __str__(self):
+        return f"{self.grant_kind} {self.grant_id} on {self.day}"
+
+    @property
+    def attempts(self) -> int:
+        return self.successes + self.failures
 
 
 class AuthEvent(models.Model):

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .conf import app_settings
+from .grant_health import GrantHealth, healths
 from .models import ALMAccount, ALMCredential, GrantStatus
 
 TITLE = "My ALM Credentials"
@@ -61,7 +62,8 @@ def ready_accounts() -> QuerySet[ALMAccount]:
 
 # What the page shows of a credential: never a token column (holds_tokens says whether there are any).
 CREDENTIAL_COLUMNS = ["id", "account_id", "user_id", "status", "last_error", "token_expires_at", "token_scope",
-                      "connected_as_name", "connected_as_display_name", "connected_at", "last_refreshed_at"]
+                      "connected_as_name", "connected_as_display_name", "connected_at", "last_refreshed_at",
+                      "last_used_at"]
 
 
 def my_accounts(user) -> QuerySet[ALMAccount]:
@@ -74,7 +76,9 @@ def my_accounts(user) -> QuerySet[ALMAccount]:
             .annotate(holds_tokens=ExpressionWrapper(Q(refresh_token__isnull=False) | Q(access_token__isnull=False),
                                                      output_field=BooleanField())))
     # connected_as_name: whom the account's own connection acts as, which no person's credential may be.
-    return (ready_accounts().only("id", "name", "base_url", "unconnected_users", "connected_as_name")
+    # authentication, scope, cloud_scopes: the provider, and the scopes asked for (the health section).
+    return (ready_accounts().only("id", "name", "base_url", "unconnected_users", "connected_as_name",
+                                  "authentication", "scope", "cloud_scopes")
             .order_by("name", "pk")
             .prefetch_related(Prefetch("credentials", queryset=mine, to_attr="mine")))
 
@@ -91,18 +95,20 @@ class Row:
     policy: str
     can_test: bool
     can_disconnect: bool
+    health: GrantHealth | None = None  # the health section of my own credential (grant_health)
 
     @property
     def connect_label(self) -> str:
         return "Connect my Jira account" if self.state == "not_connected" else "Reconnect"
 
 
-def row_for(account: ALMAccount) -> Row:
+def row_for(account: ALMAccount, health: GrantHealth | None = None) -> Row:
     credential = account.mine[0] if account.mine else None
     policy = POLICY_TEXT.get(account.unconnected_users, POLICY_TEXT[ALMAccount.UnconnectedUsers.ACT_AS_ACCOUNT])
     holds_tokens = bool(credential is not None and credential.holds_tokens)
     status = credential.status if credential is not None else GrantStatus.NOT_CONNECTED
-    row = functools.partial(Row, account=account, policy=policy, can_test=holds_tokens, can_disconnect=holds_tokens)
+    row = functools.partial(Row, account=account, policy=policy, can_test=holds_tokens, can_disconnect=holds_tokens,
+                            health=health if holds_tokens else None)
     if holds_tokens and credential.connected_as_name and credential.connected_as_name == account.connected_as_name:
         # Refused by services.jira_calls whatever its status: through it the person would act as the account.
         display = credential.connected_as_display_name or credential.connected_as_name
@@ -134,10 +140,12 @@ def row_for(account: ALMAccount) -> Row:
 
 def my_credentials(request):
     page = Paginator(my_accounts(request.user), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
+    mine = healths([account.mine[0] for account in page.object_list if account.mine])  # one query
     context = {
         **admin.site.each_context(request),
         "title": TITLE,
-        "rows": [row_for(account) for account in page.object_list],
+        "rows": [row_for(account, mine.get((ALMCredential.grant_kind, account.mine[0].pk)) if account.mine else None)
+                 for account in page.object_list],
         "page_obj": page,
         "paginated": page.paginator.num_pages > 1,
     }

@@ -78,8 +78,9 @@ DEFAULT_PG_URL = "postgres://kendis:kendis@127.0.0.1:5432/kendis_bench"
 ADMIN_SMALL_N = 100
 # SQL statements per refresh through services.refresh_grant (BEGIN/COMMIT apart): the locked SELECT, the UPDATE,
 # and the set_config of a connection not protected for its session (the benchmark's main thread). It was 4 with
-# the audit event's INSERT, before routine refreshes left the audit trail (issue 20).
-SQL_PER_REFRESH = 3
+# the audit event's INSERT, before routine refreshes left the audit trail (issue 20). Issue 21 adds the upsert of the
+# grant's day of refreshes (its health timeline).
+SQL_PER_REFRESH = 4
 
 
 # ---------------------------------------------------------------------------

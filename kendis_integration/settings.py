@@ -315,6 +315,15 @@ REFRESH_CONCURRENCY_ATLASSIAN = env.int("REFRESH_CONCURRENCY_ATLASSIAN",
 for _name in ("REFRESH_CONCURRENCY_PER_JIRA", "REFRESH_CONCURRENCY_ATLASSIAN"):
     if not 1 <= globals()[_name] <= 64:
         raise ImproperlyConfigured(f"{_name} must be between 1 and 64 (the most refreshes one run has at once).")
+# Grants used within REFRESH_ACTIVE_WITHIN_HOURS are kept fresh; idle ones only kept alive, one refresh every
+# REFRESH_IDLE_KEEPALIVE_HOURS: at most 30 days, well inside the 90 days a refresh token lives at Jira and Atlassian.
+REFRESH_ACTIVE_WITHIN_HOURS = env.int("REFRESH_ACTIVE_WITHIN_HOURS", default=DEFAULTS["REFRESH_ACTIVE_WITHIN_HOURS"])
+if not 1 <= REFRESH_ACTIVE_WITHIN_HOURS <= 30 * 24:
+    raise ImproperlyConfigured("REFRESH_ACTIVE_WITHIN_HOURS must be between 1 and 720 (30 days).")
+REFRESH_IDLE_KEEPALIVE_HOURS = env.int("REFRESH_IDLE_KEEPALIVE_HOURS", default=DEFAULTS["REFRESH_IDLE_KEEPALIVE_HOURS"])
+if not 1 <= REFRESH_IDLE_KEEPALIVE_HOURS <= 30 * 24:
+    raise ImproperlyConfigured("REFRESH_IDLE_KEEPALIVE_HOURS must be between 1 and 720 (30 days: refresh tokens die "
+                               "after 90 days without a refresh).")
 
 # --- Alerts: a connection broke, or works again (services.alerts) ---
 # Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).

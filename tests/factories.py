@@ -94,6 +94,8 @@ class _GrantFactory(DjangoModelFactory):
     status = factory.Maybe("connected", Status.CONNECTED, Status.NOT_CONNECTED)
     token_expires_at = factory.LazyAttribute(_expiry)
     connected_at = factory.LazyAttribute(lambda o: timezone.now() - timedelta(days=1) if _holds_tokens(o) else None)
+    # In use (issue 21): the refresher keeps it fresh. last_used_at=None makes an idle grant, only kept alive.
+    last_used_at = factory.LazyAttribute(lambda o: timezone.now() if _holds_tokens(o) else None)
     failing_since = factory.Maybe("failing", factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=12)),
                                   None)
 
@@ -186,7 +188,8 @@ def create_accounts(fake, count: int, *, client_id: str = "cmd-client",
     accounts = [
         ALMAccount(name=f"Jira {i:02}", base_url=fake.base_url, client_id=client_id, client_secret=client_secret,
                    client_secret_base_url=fake.base_url, token_expires_at=now + timedelta(minutes=5),
-                   token_scope="ADMIN", status=Status.CONNECTED, connected_at=now - timedelta(days=1))
+                   token_scope="ADMIN", status=Status.CONNECTED, connected_at=now - timedelta(days=1),
+                   last_used_at=now)
         for i in range(count)
     ]
     for i, account in enumerate(accounts):
@@ -198,11 +201,11 @@ def create_accounts(fake, count: int, *, client_id: str = "cmd-client",
 
 
 def connect_account(fake, name: str, *, expires_in: timedelta | None, client_id: str = "cred-client",
-                    client_secret: str = "CLIENTSECRET-cred-3c4d") -> ALMAccount:
+                    client_secret: str = "CLIENTSECRET-cred-3c4d", **fields) -> ALMAccount:
     """An ALM account connected at the fake Jira as Jira user "jadmin-<name>", its access token expiring in
     `expires_in` (None: unknown); its grant key at Jira is its name."""
     return AccountFactory(name=name, jira=fake, jira_user=f"jadmin-{name}", expires_in=expires_in,
-                          client_id=client_id, client_secret=client_secret)
+                          client_id=client_id, client_secret=client_secret, **fields)
 
 
 def connect_person(fake, account: ALMAccount, username: str, *, expires_in: timedelta | None,

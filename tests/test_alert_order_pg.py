@@ -52,7 +52,8 @@ def connected_grants(fake, *, accounts: int, people: int) -> list:
     users = [User.objects.create_user(f"person{p}", f"person{p}@example.com") for p in range(people)]
     now = timezone.now()
     common = {"status": ALMAccount.Status.CONNECTED, "token_scope": "ADMIN", "token_expires_at": now,
-              "connected_at": now - timedelta(days=30), "last_refreshed_at": now - timedelta(hours=2)}
+              "connected_at": now - timedelta(days=30), "last_refreshed_at": now - timedelta(hours=2),
+              "last_used_at": now}  # in use: refreshed before expiry (issue 21)
     grants = []
     for a in range(accounts):
         account = ALMAccount.objects.create(

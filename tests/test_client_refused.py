@@ -48,7 +48,8 @@ def linked(fake_jira, settings):
     settings.ADMINS = [("Ops", "ops@bank.example")]
     now = timezone.now()
     common = {"status": Status.CONNECTED, "token_scope": "ADMIN", "token_expires_at": now + timedelta(minutes=2),
-              "connected_at": now - timedelta(days=20), "last_refreshed_at": now - timedelta(hours=2)}
+              "connected_at": now - timedelta(days=20), "last_refreshed_at": now - timedelta(hours=2),
+              "last_used_at": now}  # in use: refreshed before expiry (issue 21)
     account = ALMAccount.objects.create(name="Jira - Core Banking", base_url=fake_jira.base_url, client_id=CLIENT_ID,
                                         client_secret=CLIENT_SECRET, client_secret_base_url=fake_jira.base_url,
                                         notify=TEAM, **common)

@@ -35,6 +35,10 @@ class Provider(ABC):
     # the administrators are warned (services.alerts.consent_ending).
     consent_lifetime: timedelta | None = None
     consent_warning: timedelta | None = None
+    # How long a refresh token lives without a refresh (each refresh issues a new one), in the health section's words
+    # (None: the provider issues no refresh token).
+    refresh_token_lifetime: timedelta | None = None
+    refresh_token_rule = ""
     can_revoke: bool  # whether it has an endpoint that ends a grant (services.connection)
     identity_label: str  # what its unique Jira user name is called on the screens
     advice: dict = {}  # its own words for its OAuth errors where they differ from explain.ADVICE

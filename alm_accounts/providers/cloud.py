@@ -37,6 +37,8 @@ class Cloud(Provider):
     # Every Cloud grant ends 365 days after its consent, refreshed or not.
     consent_lifetime = timedelta(days=365)
     consent_warning = timedelta(days=14)
+    refresh_token_lifetime = timedelta(days=90)  # of inactivity: each refresh starts it again
+    refresh_token_rule = "90 days without a refresh, and 365 days after the consent at most"
     can_revoke = False  # Atlassian documents no revocation endpoint
     identity_label = "Atlassian account ID"
     advice = explain.CLOUD_ADVICE

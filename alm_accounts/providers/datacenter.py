@@ -31,6 +31,8 @@ class DataCenter(Provider):
     reuse_leeway: timedelta | None = None
     # Data Center's refresh tokens live 90 days by default, renewed by each refresh: no fixed end.
     consent_lifetime: timedelta | None = None
+    refresh_token_lifetime = timedelta(days=90)  # refresh.token.expiration.seconds, counted from issue
+    refresh_token_rule = "90 days from its last refresh (Jira's default, refresh.token.expiration.seconds)"
     can_revoke = True  # best effort: DC documents no endpoint, only a 200 counts (services.connection)
     identity_label = "Jira user name"
     advice: dict = {}  # explain.ADVICE as it is

@@ -21,7 +21,7 @@ from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from alm_accounts.models import RefresherRun
-from alm_accounts.services import RefreshOutcome
+from alm_accounts.services import RefreshOutcome, history
 
 from .report import Report
 
@@ -65,6 +65,7 @@ class Heartbeat:
                 else:
                     RefresherRun.objects.filter(pk=self.pk).update(**fields)
                 prune_heartbeat(keep_at_most=self.keep_at_most)
+                history.prune()  # the grants' days of refreshes older than the health timeline keeps
                 return
             except Exception as exc:  # noqa: BLE001 - reported; the run's own result stands
                 if attempt == 1 and not connection.in_atomic_block:

@@ -101,13 +101,20 @@ class Summary:
 
 def summarize(*, counts: Counter[str], kinds_done: Counter[str], elapsed: float, concurrency: int, processes: int,
               dry_run: bool, signum: int | None, failure: str | None, untried: Counter[str] | None,
-              paced: str = "") -> Summary:
+              paced: str = "", kept_alive: int = 0) -> Summary:
+    """`kept_alive`: how many of the refreshes only kept an idle grant alive (services.RefreshResult.kept_alive)."""
     failed = sum(n for outcome, n in counts.items() if outcome in (RefreshOutcome.FAILED.value,
                                                                     RefreshOutcome.NEEDS_REAUTHORIZATION.value))
     stopped = signum is not None and (untried is None or sum(untried.values()) != 0)
     text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to refresh"
     spread = f" in {processes} processes" if processes > 1 and not dry_run else ""
     text = f"{text} ({kinds(kinds_done, every_kind=True)}, {elapsed:.1f} s, concurrency {concurrency}{spread}).{paced}"
+    refreshed = counts[RefreshOutcome.REFRESHED.value]
+    if kept_alive:  # else every refresh was for a grant in use, as before issue 21: nothing to add
+        kept = kept_alive
+        fresh = f"{refreshed - kept} for {'a grant' if refreshed - kept == 1 else 'grants'} in use"
+        alive = f"{kept} keep-alive{'' if kept == 1 else 's'} of {'an idle grant' if kept == 1 else 'idle grants'}"
+        text += f" Of the refreshes: {fresh}, {alive}."
     if stopped:
         left = "the rest" if untried is None else kinds(untried)
         text += f" Stopped early ({signal.Signals(signum).name}): {left} left untried."

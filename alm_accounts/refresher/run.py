@@ -156,6 +156,7 @@ class Run:
         self.pacer: Pacer | None = None  # the token requests in flight per Jira host (see refresh)
         self.list_failure: str | None = None  # the list could not be read: what was read is still refreshed
         self.counts: Counter[str] = Counter()  # by outcome
+        self.kept_alive = 0  # refreshes that only kept an idle grant alive
         self.kinds: Counter[str] = Counter()  # the same results, by kind of grant
 
     def run(self) -> RunEnd:
@@ -182,7 +183,7 @@ class Run:
             raise
         summary = summarize(counts=self.counts, kinds_done=self.kinds, elapsed=elapsed, concurrency=self.concurrency,
                             processes=self.processes, dry_run=self.dry_run, signum=self.stop.signal,
-                            failure=self.failure, untried=untried,
+                            failure=self.failure, untried=untried, kept_alive=self.kept_alive,
                             paced=paced_note(self.pacer) if self.pacer is not None else "")
         if heartbeat is not None:
             heartbeat.finish(outcome=summary.outcome, counts=self.counts, tried=sum(self.tried.values()),
@@ -215,6 +216,7 @@ class Run:
         self.pacer = Pacer(self.read(todo), limit=self.per_jira)
         for result in self.refresh(self.pacer, along):
             self.counts[result.outcome.value] += 1
+            self.kept_alive += result.kept_alive
             self.kinds[result.kind] += 1
             text = f"{result.account_name}: {result.outcome.value}"
             self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)

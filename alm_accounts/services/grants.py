@@ -25,13 +25,13 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import explain, messages
+from .. import explain, messages, selectors
 from ..conf import app_settings
 from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret, TokenSet
 from ..kinds import KINDS, ReadAlong, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused, rate_limits
+from . import alerts, client_refused, history, rate_limits, usage
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -110,6 +110,8 @@ class RefreshResult:
     outcome: RefreshOutcome
     message: str = ""
     kind: str = "account"
+    # Refreshed while idle (selectors.in_use: not used within REFRESH_ACTIVE_WITHIN_HOURS): only kept alive.
+    kept_alive: bool = False
 
     @property
     def failed(self) -> bool:
@@ -201,6 +203,7 @@ def refresh_grant(
                 return _client_refused(account, actor)
 
             sent = Secret(account.refresh_token)
+            asked = time.monotonic()  # how long Jira took: the health timeline's latency (services.history)
             try:
                 client = client_for(account.grant_account)
                 waiting = rate_limits.token_endpoint_wait(client)
@@ -215,21 +218,26 @@ def refresh_grant(
                 if client_refused.confirmed_by(account, exc):
                     client_refused.record(account, now=timezone.now())
                     return _client_refused(account, actor)
+                took = time.monotonic() - asked
                 if exc.error == "invalid_grant":
                     # Under the row lock nobody else can have used this refresh token: the grant is dead.
                     return _refresh_failed(account, actor, _refresh_advice(account, exc),
-                                           RefreshOutcome.NEEDS_REAUTHORIZATION, status=Status.NEEDS_REAUTHORIZATION)
+                                           RefreshOutcome.NEEDS_REAUTHORIZATION, status=Status.NEEDS_REAUTHORIZATION,
+                                           latency=took)
                 return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED,
-                                       status=Status.ERROR)
+                                       status=Status.ERROR, latency=took)
             except JiraUnavailable as exc:
                 if exc.rate_limited:
                     rate_limits.token_endpoint_refused(client, exc.limits)
                     return _rate_limited(account, exc, actor=actor)
                 # Tokens untouched and status kept: the grant is most likely still alive.
-                return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED)
+                return _refresh_failed(account, actor, _refresh_advice(account, exc), RefreshOutcome.FAILED,
+                                       latency=time.monotonic() - asked)
 
             rotated = (tokens, sent, name)
-            return _store_refreshed(account, tokens, actor=actor, audited=admin_action)
+            # A forced refresh (Refresh token now, --force) or a 401's is asked for, not a keep-alive.
+            return _store_refreshed(account, tokens, actor=actor, audited=admin_action,
+                                    latency=time.monotonic() - asked, routine=due_within is not None)
     except DatabaseError as exc:
         if rotated is None:
             raise  # nothing was rotated: the grant is as it was
@@ -239,7 +247,7 @@ def refresh_grant(
 
 @sensitive_variables()
 def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str = "",
-                     audited: bool = False) -> RefreshResult:
+                     audited: bool = False, latency: float | None = None, routine: bool = True) -> RefreshResult:
     """Store the new pair on the locked grant: one UPDATE of what changed (read under the lock, the other columns
     hold what the row holds). A routine success is counted on the grant
     (refresh_count, last_refreshed_at) and logged; the audit trail gets only what a person looks for there: a
@@ -247,6 +255,8 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     """
     now = timezone.now()
     recovered = account.failing_since is not None or account.status != Status.CONNECTED or bool(account.last_error)
+    idle = account.last_used_at is None or account.last_used_at < now - selectors.active_within()
+    kept_alive = routine and idle  # the refresher's refresh of an idle grant (selectors.due)
     outcome = {"status": Status.CONNECTED, "last_error": "", **alerts.after_success(account, now=now)}
     changed = [name for name, value in outcome.items() if getattr(account, name) != value]
     for name in changed:
@@ -258,11 +268,13 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     account.last_refreshed_at = now
     account.refresh_count += 1  # under the row lock: no other refresh of this grant can count meanwhile
     account.save(update_fields=TOKEN_FIELDS + changed)
+    history.record(account, ok=True, recovered=recovered, kept_alive=kept_alive, latency=latency, now=now)
     message = f"Token refreshed; {expires_text(account)}{note}."
     if recovered or audited or note:
         record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
     _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message, actor=actor)
-    return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind)
+    return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind,
+                         kept_alive=kept_alive)
 
 
 class WriteLost(Exception):
@@ -397,13 +409,14 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
             sleep(pause)
 
 
-def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
+def _refresh_failed(account, actor, message, outcome, *, status=None, latency=None) -> RefreshResult:
     """Record a failed refresh of the locked grant; raises its "broken" alert when due (services.alerts)."""
     fields = {"last_error": message}
     if status is not None:
         fields["status"] = status
     fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message))
     mark(account, **fields)
+    history.record(account, ok=False, latency=latency)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
                  account, outcome, message, actor=actor)
@@ -488,9 +501,12 @@ def valid_access_token(*, account: Grant, actor: str = "system") -> str:
     if kind_of(account).holds_accounts_identity(account):
         raise ServiceError(accounts_identity_refusal(account, account.grant_owner))
     token = account.access_token
-    if isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
-        account.token_expires_at, within=ACCESS_TOKEN_MIN_VALIDITY
-    ):
+    fresh = isinstance(token, str) and account.status == Status.CONNECTED and not is_due(
+        account.token_expires_at, within=ACCESS_TOKEN_MIN_VALIDITY)
+    # In use: kept fresh by the refresher. Written after the response, at most every few minutes (services.usage);
+    # at once when a refresh follows anyway, so that the refresh sees the grant in use (not a keep-alive).
+    usage.note_used(account, at_once=not fresh)
+    if fresh:
         return token
     result = refresh_grant(grant=GrantRef.of(account), actor=actor, due_within=ACCESS_TOKEN_MIN_VALIDITY)
     account.refresh_from_db()

@@ -34,6 +34,10 @@ cookies, TLS) rather than `responses` at the `requests` level:
   consent's Jira user. `revoke` at REVOKE_PATH kills a live token (and its pair), lists it in `revoked` and
   answers 200.
 - A token request that is not form-encoded gets HTTP 500, as from Jira DC.
+- **Lifetimes and kills**: with `refresh_token_lifetime` (seconds) a refresh token older than that by `clock`
+  (a callable giving seconds, time.time unless a test moves the app's clock) gets `invalid_grant`, as Data Center's
+  refresh tokens do after 90 days; `kill(key)` is a grant revoked in Jira (its user deactivated, the application
+  removed from their profile): its next refresh gets `invalid_grant`.
 - An anonymous `/rest/api/2/serverInfo` (the base URL check before consent) is
   answered as Jira does, counted in `base_url_checks`, never from a queue.
 - **Atlassian Cloud's token endpoint** too, at `auth_url` + /oauth/token: grants
@@ -95,6 +99,7 @@ class Grant:
     display_name: str
     generation: int = 0
     cloud: bool = False
+    issued_at: float = 0.0  # by FakeJira.clock: when its current refresh token was issued
 
 
 class FakeJira:
@@ -126,6 +131,9 @@ class FakeJira:
         self._hold_timeout = 0.0
         self.outage: Answer | None = None
         self.removed_clients: set[str] = set()
+        self.clock = time.time
+        self.refresh_token_lifetime: float | None = None
+        self.expired: list[str] = []  # grant keys whose refresh token was refused as too old
         self._host, self._tls_context = host, tls_context
         self.scheme = "https" if tls_context is not None else "http"
         self._servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
@@ -153,7 +161,7 @@ class FakeJira:
         """A grant as Jira (or, `cloud`, Atlassian) holds it after consent; returns its first (access, refresh) pair."""
         with self.lock:
             grant = Grant(key, redirect_uri, client_id, client_secret, user or f"user-{key}",
-                          display_name or f"User {key}", cloud=cloud)
+                          display_name or f"User {key}", cloud=cloud, issued_at=self.clock())
             self.grants[key] = grant
             access, refresh = self.current_tokens(key)
             self.live_refresh[refresh] = key
@@ -189,6 +197,13 @@ class FakeJira:
     def token_outage(self, status: int = 503, text: str = "<html>Service Unavailable</html>") -> None:
         """Every token request gets this answer until `outage` is set back to None."""
         self.outage = Answer(status, text.encode(), {"Content-Type": "text/html"})
+
+    def kill(self, key: str) -> None:
+        """Grant `key` revoked in Jira: its tokens are refused from now on."""
+        with self.lock:
+            access, refresh = self.current_tokens(key)
+            self.live_refresh.pop(refresh, None)
+            self.live_access.pop(access, None)
 
     def remove_client(self, client_id: str) -> None:
         """A Jira admin deleted the incoming link of this Client ID: its token requests are refused from now on."""
@@ -238,6 +253,11 @@ class FakeJira:
                 if cloud:
                     return 403, {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."}, {}
                 return 400, {"error": "invalid_grant", "error_description": "Refresh token is invalid"}, {}
+            lifetime = self.refresh_token_lifetime
+            if lifetime is not None and self.clock() - grant.issued_at > lifetime:
+                self.expired.append(key)
+                self.rejected.append(f"expired refresh token of {key}")
+                return 400, {"error": "invalid_grant", "error_description": "Refresh token expired"}, {}
             if grant.cloud != cloud:
                 self.rejected.append(f"{key} sent to the {'Cloud' if cloud else 'Data Center'} token endpoint")
                 return 400, {"error": "invalid_grant"}, {}
@@ -251,6 +271,7 @@ class FakeJira:
             del self.live_refresh[sent]
             self.live_access.pop(old_access, None)
             grant.generation += 1
+            grant.issued_at = self.clock()
             self.refreshes[key] += 1
             access, refresh = self.current_tokens(key)
             self.live_refresh[refresh] = key
