@@ -153,6 +153,8 @@ class CountsWriter:
             self._due.wait()
             time.sleep(self.every)  # whatever is counted meanwhile goes into this one write
             self._due.clear()
+            if not self.background:
+                continue  # turned off meanwhile: only write() writes (see __init__)
             try:
                 self.write()
             except Exception as exc:  # noqa: BLE001 - the thread must go on counting, whatever happened
