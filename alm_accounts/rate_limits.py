@@ -196,9 +196,9 @@ class Counts:
         with self._lock:
             for key, (number, _) in handed_on.items():
                 self._counts[key] -= number
-                if self._counts[key] <= 0:
+                if self._counts[key] <= 0:  # (below 0 only after a clear() meanwhile)
                     del self._counts[key]
-                    del self._last_seen[key]
+                    self._last_seen.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
