@@ -17,14 +17,15 @@ deployment, so they travel over HTTPS (or from inside, with the proxy's
 X-Forwarded-Proto header).
 
 Nothing here names an account, a URL, a person or a host: only states, counts,
-ages and timestamps. Every metric but two is computed from the database at scrape time
+ages and timestamps. Every metric is computed from the database at scrape time
 (a fresh CollectorRegistry per request, never the process-global one): several
 gunicorn workers on several hosts all answer the same numbers, in a fixed
-number of aggregate queries whatever the number of grants. The two exceptions are
-the rate-limit counters (kendis_jira_rate_limited_responses_total,
-kendis_jira_near_limit_responses_total): counted in memory by the process that made
-the calls (alm_accounts.rate_limits.COUNTS), they are that process's since it
-started; no table keeps them yet.
+number of aggregate queries whatever the number of grants. The rate-limit
+counters (kendis_jira_rate_limited_responses_total,
+kendis_jira_near_limit_responses_total) too: every process that calls Jira (web
+workers, the refresher and its worker processes) adds its counts to the
+RateLimitCount rows within a few seconds (services.rate_limits.CountsWriter),
+and the process scraped writes its own first, so it is never behind itself.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from . import rate_limits, selectors
+from . import selectors
 from .conf import app_settings
 from .kinds import KINDS
-from .models import Alert, GrantStatus, RefreshDay, RefresherRun
+from .models import Alert, GrantStatus, RateLimitCount, RefreshDay, RefresherRun
 from .providers import PROVIDERS
+from .services.rate_limits import write_counts
 from .status import HEALTH, HealthCount, StatusSummary, rules_for, status_summary
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ DATABASE_TIMEOUT_MS = 2000
 RECENT = timedelta(hours=1)
 RUN_OUTCOMES = ("ok", "failed", "stopped", "crashed")  # RefresherRun.outcome (refresh_tokens' heartbeat)
 RUN_RESULTS = ("tried", "refreshed", "failed", "needs_reauthorization", "client_refused")  # RefresherRun's counts
+Signal = RateLimitCount.Signal
 
 
 # --------------------------------------------------------------------------
@@ -267,25 +270,28 @@ class DeploymentCollector:
 
 
 class RateLimitCollector:
-    """Rate-limited answers (HTTP 429) and near-limit signals from Jira, per provider: this process's counts."""
+    """Rate-limited answers (HTTP 429) and near-limit signals from Jira, per provider, counted by every process
+    (the RateLimitCount rows): this process's own counts written first, then one query."""
 
     def collect(self):
-        counts = rate_limits.COUNTS.snapshot()
+        write_counts()  # a failure is logged there; the rows still say what the others wrote
+        counts = {(signal, provider, reason): number for signal, provider, reason, number in
+                  RateLimitCount.objects.order_by().values_list("signal", "provider", "reason", "count")}
         providers = sorted(provider.metrics_name for provider in PROVIDERS.values())
         limited = CounterMetricFamily(
             "kendis_jira_rate_limited_responses", "Answers of Jira (or Atlassian's gateway or token endpoint) refusing "
             "a call for a rate limit (HTTP 429), by provider and the limit named (RateLimit-Reason; unspecified: "
-            "none named), counted by this process since it started.", labels=["provider", "reason"])
+            "none named), counted by every process of the deployment.", labels=["provider", "reason"])
         near = CounterMetricFamily(
             "kendis_jira_near_limit_responses", "Answers of Jira saying a rate limit is near (X-RateLimit-NearLimit, "
-            "or under 20 % of X-RateLimit-Limit left), by provider, counted by this process since it started.",
+            "or under 20 % of X-RateLimit-Limit left), by provider, counted by every process of the deployment.",
             labels=["provider"])
         for provider in providers:
-            near.add_metric([provider], counts.get(("near_limit", provider, ""), 0))
-            if not any(key[0] == "rate_limited" and key[1] == provider for key in counts):
+            near.add_metric([provider], counts.get((Signal.NEAR_LIMIT, provider, ""), 0))
+            if not any(key[0] == Signal.RATE_LIMITED and key[1] == provider for key in counts):
                 limited.add_metric([provider, "unspecified"], 0)
-        for (what, provider, reason), number in sorted(counts.items()):
-            if what == "rate_limited":
+        for (signal, provider, reason), number in sorted(counts.items()):
+            if signal == Signal.RATE_LIMITED:
                 limited.add_metric([provider, reason], number)
         yield limited
         yield near

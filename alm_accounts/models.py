@@ -508,3 +508,32 @@ class Alert(models.Model):
 
     def __str__(self):
         return self.subject
+
+
+class RateLimitCount(models.Model):
+    """How many answers of Jira refused a call for a rate limit (HTTP 429), or said a limit is near, by provider
+    (and the limit named): the counters of /metrics, added to by every process that calls Jira (web workers, the
+    refresher and its worker processes), so that every process scraped shows the same numbers.
+
+    Added to with an UPDATE of count + n (services.rate_limits.CountsWriter): several processes never lose one
+    another's counts. A row per provider, signal and reason: a handful, whatever the traffic.
+    """
+
+    class Signal(models.TextChoices):
+        RATE_LIMITED = "rate_limited", "Rate limited (HTTP 429)"
+        NEAR_LIMIT = "near_limit", "Near the limit"
+
+    provider = models.CharField(max_length=20, help_text="datacenter or cloud (the metrics' provider label).")
+    signal = models.CharField(max_length=20, choices=Signal.choices)
+    reason = models.CharField(max_length=60, blank=True,
+                              help_text="The limit Jira named (RateLimit-Reason), other or unspecified; empty for "
+                              "near-limit signals.")
+    count = models.PositiveBigIntegerField(default=0)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "signal", "reason"],
+                                               name="alm_rate_limit_count_unique")]
+
+    def __str__(self):
+        return f"{self.provider} {self.signal} {self.reason}".strip()

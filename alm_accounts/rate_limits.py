@@ -1,5 +1,5 @@
 """Rate limits: what Jira and Atlassian's gateway say about them in an answer's headers, and what this process
-does about it (the pacing of each Jira host and app, and the counts /metrics shows).
+does about it (the pacing of each Jira host and app, and the counts /metrics shows, until they are written).
 
 Jira Data Center (8.6 and later, when an administrator turns rate limiting on): a token bucket per user,
 `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Interval-Seconds`, `X-RateLimit-FillRate`, and
@@ -162,27 +162,48 @@ class Pacing:
 
 
 class Counts:
-    """Rate-limited answers and near-limit signals seen by this process since it started, by provider (and
-    reason): /metrics shows them as counters."""
+    """Rate-limited answers and near-limit signals this process has seen and not yet handed on, by (signal,
+    provider, reason): services.rate_limits adds them to the database, where /metrics reads them, and takes what it
+    wrote off here. Adding is a dictionary update under a lock: what a Jira call pays for being counted."""
 
-    def __init__(self):
+    def __init__(self, clock=time.time):
+        self._clock = clock
         self._counts: Counter = Counter()
+        self._last_seen: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
 
-    def add(self, provider: str, signal: RateLimit) -> None:
+    def add(self, provider: str, signal: RateLimit) -> bool:
+        """Count what `signal` says; True when it counted something (a 429, a near limit, or both)."""
+        keys = []
+        if signal.refused:
+            keys.append(("rate_limited", provider, signal.reason_label))
+        if signal.near_limit:
+            keys.append(("near_limit", provider, ""))
+        now = self._clock()
         with self._lock:
-            if signal.refused:
-                self._counts[("rate_limited", provider, signal.reason_label)] += 1
-            if signal.near_limit:
-                self._counts[("near_limit", provider, "")] += 1
+            for key in keys:
+                self._counts[key] += 1
+                self._last_seen[key] = now
+        return bool(keys)
 
-    def snapshot(self) -> dict[tuple[str, str, str], int]:
+    def snapshot(self) -> dict[tuple[str, str, str], tuple[int, float]]:
+        """{(signal, provider, reason): (count, when the last one was seen, Unix time)} not handed on yet."""
         with self._lock:
-            return dict(self._counts)
+            return {key: (number, self._last_seen[key]) for key, number in self._counts.items() if number}
+
+    def subtract(self, handed_on: dict[tuple[str, str, str], tuple[int, float]]) -> None:
+        """Take off what was handed on (a snapshot): what was counted meanwhile stays."""
+        with self._lock:
+            for key, (number, _) in handed_on.items():
+                self._counts[key] -= number
+                if self._counts[key] <= 0:  # (below 0 only after a clear() meanwhile)
+                    del self._counts[key]
+                    self._last_seen.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._last_seen.clear()
 
 
 PACING = Pacing()  # REST calls: a host (per app) near its limit

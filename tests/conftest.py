@@ -693,11 +693,18 @@ def my_row(text: str, account: ALMAccount) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_rate_limits_carried_over():
+def _no_rate_limits_carried_over(monkeypatch):
     """What this process learnt of rate limits (alm_accounts.rate_limits: hosts paced, token endpoints left alone,
-    counts) is process-wide: no test inherits another's."""
-    for state in (rate_limits.PACING, rate_limits.TOKEN_ENDPOINTS, rate_limits.COUNTS):
+    counts not yet written) is process-wide: no test inherits another's. The counts' writing thread stays off
+    (its own connection would write outside the test's transaction): the counts are written when /metrics is
+    read, at the refresher's end, or by the test (services.rate_limits.write_counts); a test of the thread turns
+    it on (COUNTS_WRITER.background)."""
+    from alm_accounts.services.rate_limits import COUNTS_WRITER
+
+    monkeypatch.setattr(COUNTS_WRITER, "background", False)
+    states = (rate_limits.PACING, rate_limits.TOKEN_ENDPOINTS, rate_limits.COUNTS, COUNTS_WRITER)
+    for state in states:
         state.clear()
     yield
-    for state in (rate_limits.PACING, rate_limits.TOKEN_ENDPOINTS, rate_limits.COUNTS):
+    for state in states:
         state.clear()

@@ -9,16 +9,20 @@ our clock for "is this token expired?" is jira_calls.now.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts import jira, rate_limits, services
-from alm_accounts.models import ALMAccount, AuthEvent
+from alm_accounts.models import ALMAccount, AuthEvent, RateLimitCount
 from alm_accounts.services import grants, jira_calls
+from alm_accounts.services import rate_limits as rate_limits_service
 from alm_accounts.services.grants import GrantRef
 from tests.conftest import ACCESS_TOKEN, CLOUD_BASE, JIRA, MYSELF_URL, PROVIDERS, REFRESH_TOKEN
 from tests.factories import CredentialFactory
@@ -355,6 +359,96 @@ def test_the_refresher_lists_a_rate_limited_refresh_apart_and_exits_0(
     assert "1 rate limited: tried again later" in run.out
     provider_account.refresh_from_db()
     assert (provider_account.status, provider_account.failing_since) == (Status.CONNECTED, None)
+
+
+# --------------------------------------------------------------------------
+# The counts are the deployment's: written to the database by whichever process met them, read by /metrics
+# --------------------------------------------------------------------------
+
+LIMITED_TOTAL = "kendis_jira_rate_limited_responses_total"
+NEAR_TOTAL = "kendis_jira_near_limit_responses_total"
+
+
+def test_the_refreshers_429s_are_in_the_metrics_of_a_web_process_that_never_saw_them(
+        transactional_db, provider, provider_account, mocked_jira, settings, run_command, client):
+    """transactional_db: the refresher's own transactions see the rows."""
+    settings.JIRA_RETRY_BACKOFF = []
+    mocked_jira.post(provider.token_url, status=429, json={},
+                     headers={"Retry-After": "30", "RateLimit-Reason": "jira-quota-global-based"})
+
+    assert run_command("--force", "--concurrency", "1").code == 0
+    rate_limits.COUNTS.clear()  # /metrics is served by a web process: it never held what the refresher counted
+
+    found = metric_samples(client, settings)
+    label = "cloud" if provider.name == "cloud" else "datacenter"
+    assert found[(LIMITED_TOTAL, (("provider", label), ("reason", "jira-quota-global-based")))] == 1
+
+
+@pytest.mark.stubs_may_go_unused
+def test_counts_the_database_refuses_fail_no_call_are_logged_once_without_a_secret_and_are_written_later(
+        client, settings, connected_cloud_account, mocked_jira, waits, monkeypatch, caplog):
+    settings.JIRA_RETRY_BACKOFF = []
+    mocked_jira.get(CLOUD_ISSUE_URL, status=429, json={},
+                    headers={"Retry-After": "2", "RateLimit-Reason": "jira-burst-based"})
+    mocked_jira.get(CLOUD_ISSUE_URL, json={"key": "CB-1"}, headers={"X-RateLimit-NearLimit": "true"})
+    working = rate_limits_service.add_counts_to_database
+
+    def database_down(pending):
+        raise OperationalError('connection to server at "db.internal" (10.0.0.7), port 5432 failed: password '
+                               'authentication failed for user "kendis" password=hunter2-db')
+
+    monkeypatch.setattr(rate_limits_service, "add_counts_to_database", database_down)
+    with caplog.at_level(logging.INFO):
+        answer = services.jira_request(account=connected_cloud_account, method="GET", path="/rest/api/3/issue/CB-1")
+        while_down = [metric_samples(client, settings) for _ in range(2)]  # each scrape tries to write them
+        monkeypatch.setattr(rate_limits_service, "add_counts_to_database", working)
+        once_up = metric_samples(client, settings)
+
+    assert answer == {"key": "CB-1"}
+    assert [found[(NEAR_TOTAL, (("provider", "cloud"),))] for found in while_down] == [0, 0]
+    assert once_up[(LIMITED_TOTAL, (("provider", "cloud"), ("reason", "jira-burst-based")))] == 1
+    assert once_up[(NEAR_TOTAL, (("provider", "cloud"),))] == 1
+    refused = [r for r in caplog.records if r.levelno == logging.WARNING and "could not be written" in r.getMessage()]
+    assert len(refused) == 1, caplog.text
+    assert "OperationalError" in refused[0].getMessage()
+    assert "hunter2" not in caplog.text and "db.internal" not in caplog.text and "10.0.0.7" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_near_limit_signals_from_busy_threads_are_written_in_a_few_writes_and_none_is_lost(monkeypatch):
+    """Every answer of a busy Jira near its limit says so: the calls only count in memory, and the writing thread
+    adds them to the database at most once per interval, however many came meanwhile."""
+    every, threads, per_thread = 0.2, 4, 500
+    writes: list[int] = []
+    working = rate_limits_service.add_counts_to_database
+
+    def counted_write(pending):
+        working(pending)
+        writes.append(sum(number for number, _ in pending.values()))
+
+    monkeypatch.setattr(rate_limits_service, "add_counts_to_database", counted_write)
+    monkeypatch.setattr(rate_limits_service.COUNTS_WRITER, "every", every)
+    monkeypatch.setattr(rate_limits_service.COUNTS_WRITER, "background", True)
+    near = rate_limits.read({"X-RateLimit-NearLimit": "true"}, 200)
+
+    def busy_calls():
+        for _ in range(per_thread):
+            rate_limits_service.counted("cloud", near)
+            time.sleep(0.0005)  # a Jira answer takes a moment: the signals spread over a few intervals
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=busy_calls) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    while sum(writes) < threads * per_thread and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+
+    assert RateLimitCount.objects.get(provider="cloud", signal="near_limit").count == threads * per_thread
+    assert sum(writes) == threads * per_thread
+    assert len(writes) <= elapsed / every + 1, (len(writes), elapsed)
 
 
 # --------------------------------------------------------------------------

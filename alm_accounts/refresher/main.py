@@ -3,7 +3,8 @@
 `manage.py refresh_tokens` parses its arguments into Options and calls it;
 so can anything else (tests give their own Effects). After a single run, and
 after each pass of a loop, alerts whose delivery is due are sent
-(services.deliver_pending), unless a signal is stopping the refresher.
+(services.deliver_pending), unless a signal is stopping the refresher. At
+the end, the rate-limit counts of its refreshes are written for /metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import timedelta
 from django.db import connection
 
 from alm_accounts.models import RefresherRun
+from alm_accounts.services.rate_limits import write_counts
 
 from .loop import SINGLE_RUN_WINDOW, Loop, loop_arguments
 from .report import BadArguments, Report
@@ -41,7 +43,15 @@ class Options:
 def main(options: Options, *, report: Report, effects: Effects | None = None) -> int:
     """Run the refresher once, or as a loop until a signal; the exit code (report.py, loop.py). BadArguments
     for arguments it refuses (exit code 2)."""
-    effects = effects or Effects()
+    try:
+        return _main(options, report=report, effects=effects or Effects())
+    finally:
+        # The 429s its token requests met, for /metrics (every web process reads them from the database); a
+        # failed write is logged there and changes no exit code.
+        write_counts()
+
+
+def _main(options: Options, *, report: Report, effects: Effects) -> int:
     window, interval = options.window, options.interval
     if options.loop:
         interval, window = loop_arguments(force=options.force, dry_run=options.dry_run, interval=interval,

@@ -178,6 +178,7 @@ def worker_main(connection, threads: int) -> None:
     from django.db import DatabaseError, connections
 
     from alm_accounts.refresher.refresh import refresh_one
+    from alm_accounts.services.rate_limits import write_counts
 
     send_lock = threading.Lock()
     threads_connections = []
@@ -205,6 +206,7 @@ def worker_main(connection, threads: int) -> None:
                 lambda future, job_id=job_id: reply(job_id, future))
     finally:
         pool.shutdown(wait=True)
+        write_counts()  # this worker's 429s, for /metrics (its memory ends with it)
         for wrapper in threads_connections:
             wrapper.inc_thread_sharing()
             try:
