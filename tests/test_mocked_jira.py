@@ -1,5 +1,6 @@
 """The `mocked_jira` fixture itself: an answer a test registers and the code never asks for fails the test, unless
-the test says its answers may go unused (`@pytest.mark.stubs_may_go_unused`).
+it is registered as one that must not be asked (`mocked_jira.must_not_be_asked`: then asking for it fails the test),
+or the test says its answers may go unused (`@pytest.mark.stubs_may_go_unused`).
 
 Each case is a small test file run by a real pytest in a subprocess with this repository's conftest.
 """
@@ -65,3 +66,32 @@ def test_a_test_marked_stubs_may_go_unused_passes_with_an_unused_answer(tmp_path
 """)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_an_answer_that_must_not_be_asked_passes_unused_and_the_test_stays_strict_for_the_others(tmp_path):
+    result = run_pytest(tmp_path, """
+def test_a_retry_that_must_not_happen(mocked_jira):
+    mocked_jira.get(STUB, json={"name": "jadmin"})
+    mocked_jira.must_not_be_asked(mocked_jira.get(STUB, json={"name": "retried"}))
+    assert requests.get(STUB).json() == {"name": "jadmin"}
+
+def test_an_unused_answer_beside_it_still_fails(mocked_jira):
+    mocked_jira.must_not_be_asked(mocked_jira.post(STUB, json={}))
+    mocked_jira.get(STUB, json={"name": "jadmin"})
+""")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 passed, 1 error" in result.stdout
+    assert "ERROR test_case.py::test_an_unused_answer_beside_it_still_fails" in result.stdout
+    assert "Not all requests have been executed [('GET', " in result.stdout
+
+
+def test_an_answer_that_must_not_be_asked_fails_the_test_when_it_is_asked(tmp_path):
+    result = run_pytest(tmp_path, """
+def test_a_request_that_must_not_be_made(mocked_jira):
+    mocked_jira.must_not_be_asked(mocked_jira.post(STUB, json={}))
+    requests.post(STUB)
+""")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "POST https://jira.example.com/jira/rest/api/2/myself must not be asked for; it was asked 1 time(s)" \
+        in result.stdout
+    assert "1 passed, 1 error" in result.stdout
