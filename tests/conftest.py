@@ -134,14 +134,28 @@ class JiraMock(responses.RequestsMock):
             registered[:] = [kept for kept in registered if kept is not answer]
 
 
+def stubs_may_go_unused_reason(request) -> str | None:
+    """The reason a test gives for answers it registers in case (None: the test is strict). The marker without a
+    reason is refused: whoever relaxes a test says why."""
+    marker = request.node.get_closest_marker("stubs_may_go_unused")
+    if marker is None:
+        return None
+    reason = str(marker.kwargs.get("reason") or "").strip()
+    if not reason:
+        pytest.fail("@pytest.mark.stubs_may_go_unused needs a reason: say why the test's answers may go unused, "
+                    "e.g. @pytest.mark.stubs_may_go_unused(reason=\"...\"). An answer for a request that must not "
+                    "be made is registered with mocked_jira.must_not_be_asked(...) instead.", pytrace=False)
+    return reason
+
+
 @pytest.fixture
 def mocked_jira(request):
     """Jira's answers mocked with `responses`. Every answer a test registers must be asked for: an unused one fails
     the test (a stub the code never reached proves nothing). An answer for a request that must NOT be made is
     registered with `mocked_jira.must_not_be_asked(...)`: the test fails if it is asked for. A test whose answers
-    are there in case says so with `@pytest.mark.stubs_may_go_unused` (the anonymous serverInfo fallback is never
-    counted)."""
-    strict = request.node.get_closest_marker("stubs_may_go_unused") is None
+    are genuinely there in case says why with `@pytest.mark.stubs_may_go_unused(reason="...")` (the anonymous
+    serverInfo fallback is never counted)."""
+    strict = stubs_may_go_unused_reason(request) is None
     with JiraMock(assert_all_requests_are_fired=strict, registry=_WithFallbacks) as rsps:
         answer_server_info_anonymously(rsps)
         yield rsps
