@@ -103,6 +103,10 @@ class JiraMock(responses.RequestsMock):
     OAuth and REST calls); the base URL checks made before consent, which carry no credential, are in
     `base_url_checks`."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._must_not_be_asked: list[responses.BaseResponse] = []
+
     @property
     def calls(self) -> responses.CallList:
         kept = _FilteredCalls(self._calls)
@@ -115,17 +119,47 @@ class JiraMock(responses.RequestsMock):
     def base_url_checks(self) -> list:
         return [call for call in self._calls if is_base_url_check(call)]
 
+    def must_not_be_asked(self, answer: responses.BaseResponse) -> responses.BaseResponse:
+        """`answer` (as returned by `add`/`get`/`post`...) stands for a request that must NOT be made: it is there so
+        that a wrong request would "work" and go on (a retry that would succeed, a new host that would answer). The
+        test fails if it is asked for; unused, it is not counted as an unused answer."""
+        self._must_not_be_asked.append(answer)
+        return answer
+
+    def check_the_answers_that_must_not_be_asked(self) -> None:
+        registered = self.get_registry().registered
+        for answer in self._must_not_be_asked:
+            assert answer.call_count == 0, (
+                f"{answer.method} {answer.url} must not be asked for; it was asked {answer.call_count} time(s)")
+            registered[:] = [kept for kept in registered if kept is not answer]
+
+
+def stubs_may_go_unused_reason(request) -> str | None:
+    """The reason a test gives for answers it registers in case (None: the test is strict). The marker without a
+    reason is refused: whoever relaxes a test says why."""
+    marker = request.node.get_closest_marker("stubs_may_go_unused")
+    if marker is None:
+        return None
+    reason = str(marker.kwargs.get("reason") or "").strip()
+    if not reason:
+        pytest.fail("@pytest.mark.stubs_may_go_unused needs a reason: say why the test's answers may go unused, "
+                    "e.g. @pytest.mark.stubs_may_go_unused(reason=\"...\"). An answer for a request that must not "
+                    "be made is registered with mocked_jira.must_not_be_asked(...) instead.", pytrace=False)
+    return reason
+
 
 @pytest.fixture
 def mocked_jira(request):
     """Jira's answers mocked with `responses`. Every answer a test registers must be asked for: an unused one fails
-    the test (a stub the code never reached proves nothing). A test whose answers are there in case, or stand for
-    a request that must NOT be made, says so with `@pytest.mark.stubs_may_go_unused` (the anonymous serverInfo
-    fallback is never counted)."""
-    strict = request.node.get_closest_marker("stubs_may_go_unused") is None
+    the test (a stub the code never reached proves nothing). An answer for a request that must NOT be made is
+    registered with `mocked_jira.must_not_be_asked(...)`: the test fails if it is asked for. A test whose answers
+    are genuinely there in case says why with `@pytest.mark.stubs_may_go_unused(reason="...")` (the anonymous
+    serverInfo fallback is never counted)."""
+    strict = stubs_may_go_unused_reason(request) is None
     with JiraMock(assert_all_requests_are_fired=strict, registry=_WithFallbacks) as rsps:
         answer_server_info_anonymously(rsps)
         yield rsps
+        rsps.check_the_answers_that_must_not_be_asked()
 
 
 @pytest.fixture(autouse=True)
@@ -622,12 +656,12 @@ class Provider:
     lost_answer_retries: int  # a refresh answer lost on the way is asked again this often (Cloud's reuse leeway)
     unwarned_age_days: int  # a grant connected this many days ago gets no "consent ends soon" (DC's never end)
 
-    def refreshes(self, mocked, n: int = 2) -> None:
-        """The token endpoint answers a refresh with pair n, as this provider does."""
+    def refreshes(self, mocked, n: int = 2) -> responses.BaseResponse:
+        """The token endpoint answers a refresh with pair n, as this provider does (the answer is returned)."""
         if self.name == "cloud":
-            mocked.post(self.token_url, json=token_answer(n, expires_in=3600, scope="read:jira-work offline_access"))
-        else:
-            mocked.post(self.token_url, json=token_answer(n))
+            return mocked.post(self.token_url, json=token_answer(n, expires_in=3600,
+                                                                 scope="read:jira-work offline_access"))
+        return mocked.post(self.token_url, json=token_answer(n))
 
     def token_requests(self, mocked) -> list[dict[str, str]]:
         """The bodies of the requests to the token endpoint (Data Center: a form, Cloud: JSON)."""

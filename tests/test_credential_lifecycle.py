@@ -207,7 +207,6 @@ def test_an_unconfirmed_revocation_tells_the_person_where_to_remove_the_grant_th
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.stubs_may_go_unused
 @pytest.mark.django_db(transaction=True)
 def test_a_new_base_url_ends_every_persons_credential_revoked_at_the_old_jira_only(
         admin_client, connected_account, other_account, alice, bob, mocked_jira):
@@ -216,7 +215,7 @@ def test_a_new_base_url_ends_every_persons_credential_revoked_at_the_old_jira_on
     elsewhere = CredentialFactory(user=alice, account=other_account, access_token="ACCESSTOKEN-alice-other",
                                   refresh_token="REFRESHTOKEN-alice-other")
     mocked_jira.post(REVOKE_URL, status=200)
-    mocked_jira.post(f"{NEW}/rest/oauth2/latest/revoke", status=200)  # would "work": must never be asked
+    mocked_jira.must_not_be_asked(mocked_jira.post(f"{NEW}/rest/oauth2/latest/revoke", status=200))  # would "work"
 
     response = admin_client.post(change_url(connected_account), change_form_data(
         connected_account, base_url=NEW, client_secret=NEW_SECRET))

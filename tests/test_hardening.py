@@ -102,13 +102,12 @@ REFUSED_PATHS = [
 ]
 
 
-@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("path", REFUSED_PATHS, ids=repr)
 def test_jira_request_refuses_a_path_that_could_leave_jira_before_anything_is_sent(connected_account, mocked_jira,
                                                                                    path):
     # Due for a refresh: the old code refreshed (a call to Jira, a rotated token) before it even looked at the path.
     ALMAccount.objects.filter(pk=connected_account.pk).update(token_expires_at=timezone.now() - timedelta(minutes=1))
-    mocked_jira.post(TOKEN_URL, json=token_answer())
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer()))
 
     with pytest.raises(jira.InvalidPath, match="nothing was sent"):
         services.jira_request(account=stored(connected_account), method="GET", path=path)
@@ -628,7 +627,6 @@ def test_a_state_ttl_under_a_minute_is_said_in_seconds(settings, account, admin_
     assert "0 minutes" not in str(unknown.value) + str(expired.value)
 
 
-@pytest.mark.stubs_may_go_unused
 def test_an_access_token_that_cannot_be_decrypted_is_reported_as_a_key_problem(settings, connected_account,
                                                                                mocked_jira):
     # A caller loaded the account while its access token was readable; then another process, configured with
@@ -640,7 +638,7 @@ def test_an_access_token_that_cannot_be_decrypted_is_reported_as_a_key_problem(s
     ALMAccount.objects.filter(pk=connected_account.pk).update(access_token=NEW_ACCESS_TOKEN)
     settings.FIELD_ENCRYPTION_KEY = own_keys
     mocked_jira.get(MYSELF_URL, status=401, json={"errorMessages": ["You are not authenticated."]})
-    mocked_jira.post(TOKEN_URL, json=token_answer(3))
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer(3)))  # no refresh: unreadable pair
 
     # The old code said "refreshed meanwhile by another caller": nothing an admin could act on.
     with pytest.raises(services.ServiceError, match="FIELD_ENCRYPTION_KEY") as after_401:

@@ -67,10 +67,10 @@ ALICE_ME = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Alice Jones
 
 
 def atlassian_consents(mocked, sites, *, me=ATLASSIAN_ME, n: int = 2):
-    """Atlassian's answers to a consent: the token exchange, the sites the grant reaches, who it is."""
-    mocked.post(CLOUD_TOKEN_URL, json=token_answer(n, expires_in=3600, scope=SCOPES))
-    mocked.get(ACCESSIBLE_RESOURCES_URL, json=sites)
-    mocked.get(CLOUD_MYSELF_URL, json=me)
+    """Atlassian's answers to a consent: the token exchange, the sites the grant reaches, who it is (returned)."""
+    return (mocked.post(CLOUD_TOKEN_URL, json=token_answer(n, expires_in=3600, scope=SCOPES)),
+            mocked.get(ACCESSIBLE_RESOURCES_URL, json=sites),
+            mocked.get(CLOUD_MYSELF_URL, json=me))
 
 
 def come_back(client, **params):
@@ -193,7 +193,6 @@ def test_a_consent_whose_first_write_fails_is_stored_again_with_its_site(admin_c
     assert (cloud_account.cloud_id, cloud_account.cloud_site_name) == (CLOUD_ID, "kendis-demo")
 
 
-@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("connected", [False, True], ids=["new account", "working connection"])
 def test_a_consent_that_misses_the_accounts_site_stores_nothing_and_names_the_sites_it_covered(
         admin_client, cloud_account, connected_cloud_account, mocked_jira, connected):
@@ -206,7 +205,8 @@ def test_a_consent_that_misses_the_accounts_site_stores_nothing_and_names_the_si
     q = start_cloud_consent(admin_client, account)
     third = {"id": "c0ffee00-0000-4000-8000-000000000003", "url": "https://kendis-third.atlassian.net",
              "name": "kendis-third"}
-    atlassian_consents(mocked_jira, [OTHER_SITE, third])
+    *_, who_it_is = atlassian_consents(mocked_jira, [OTHER_SITE, third])
+    mocked_jira.must_not_be_asked(who_it_is)  # a grant that misses the site is never used
 
     page = land(admin_client, come_back(admin_client, code=CODE, state=q["state"]))
 
@@ -290,10 +290,10 @@ def test_a_person_connects_their_own_atlassian_account_to_the_accounts_site(alic
     assert tokens_of(cloud_account) == (None, None, Status.NOT_CONNECTED)  # the account's own: untouched
 
 
-@pytest.mark.stubs_may_go_unused
 def test_a_persons_consent_that_misses_the_site_stores_nothing(alice_client, cloud_account, mocked_jira):
     q = connect_myself(alice_client, cloud_account)
-    atlassian_consents(mocked_jira, [OTHER_SITE], me=ALICE_ME)
+    *_, who_it_is = atlassian_consents(mocked_jira, [OTHER_SITE], me=ALICE_ME)
+    mocked_jira.must_not_be_asked(who_it_is)  # a grant that misses the site is never used
 
     response = come_back(alice_client, code=CODE, state=q["state"])
 
@@ -423,10 +423,10 @@ def test_the_data_center_secret_never_serves_as_a_cloud_apps_secret(admin_client
     assert len(mocked_jira.calls) == 0 or all("atlassian" not in c.request.url for c in mocked_jira.calls)
 
 
-@pytest.mark.stubs_may_go_unused
 def test_a_malformed_site_url_in_atlassians_answer_matches_no_site(admin_client, cloud_account, mocked_jira):
     q = start_cloud_consent(admin_client, cloud_account)
-    atlassian_consents(mocked_jira, [{**OUR_SITE, "url": "https://kendis-demo.atlassian.net:notaport"}])
+    *_, who_it_is = atlassian_consents(mocked_jira, [{**OUR_SITE, "url": "https://kendis-demo.atlassian.net:notaport"}])
+    mocked_jira.must_not_be_asked(who_it_is)  # a grant that misses the site is never used
 
     page = land(admin_client, come_back(admin_client, code=CODE, state=q["state"]))
 

@@ -79,8 +79,7 @@ def snapshot(account) -> dict:
 
 
 def jira_connects(mocked_jira, n: int = 2, **answer):
-    mocked_jira.post(TOKEN_URL, json=token_answer(n, **answer))
-    mocked_jira.get(MYSELF_URL, json=ME)
+    return mocked_jira.post(TOKEN_URL, json=token_answer(n, **answer)), mocked_jira.get(MYSELF_URL, json=ME)
 
 
 def token_calls(mocked_jira):
@@ -412,12 +411,12 @@ def test_unknown_state_is_rejected(admin_client, connected_account, mocked_jira)
                     "Jira's answer does not match any authorization in progress")
 
 
-@pytest.mark.stubs_may_go_unused
 def test_expired_state_is_rejected(admin_client, connected_account, mocked_jira):
     q = start(admin_client, connected_account)
     PendingAuthorization.objects.update(created_at=timezone.now() - timedelta(minutes=10, seconds=5))
     before = snapshot(connected_account)
-    jira_connects(mocked_jira)
+    for answer in jira_connects(mocked_jira):  # Jira would exchange the code: it must not be asked to
+        mocked_jira.must_not_be_asked(answer)
     response = callback(admin_client, connected_account, code="CODE-1", state=q["state"])
     assert_rejected(admin_client, response, connected_account, before, mocked_jira,
                     "The authorization took longer than 10 minutes and expired.")

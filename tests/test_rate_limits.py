@@ -184,7 +184,6 @@ def test_a_bucket_well_filled_is_not_near_its_limit(connected_account, mocked_ji
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.stubs_may_go_unused
 def test_metrics_count_rate_limited_answers_by_reason_and_near_limit_signals_per_provider(
         client, settings, connected_cloud_account, mocked_jira, waits):
     settings.JIRA_RETRY_BACKOFF = []
@@ -230,14 +229,13 @@ def test_a_429_on_a_token_refresh_leaves_the_grant_connected_and_intact(db, prov
                   (("provider", label), ("reason", "jira-quota-tenant-based")))] == 1
 
 
-@pytest.mark.stubs_may_go_unused
 def test_a_call_whose_token_refresh_is_rate_limited_fails_saying_so_and_the_grant_stays_connected(
         db, provider, provider_account, mocked_jira, settings, waits):
     settings.JIRA_RETRY_BACKOFF = []
     provider_account.token_expires_at = timezone.now() + timedelta(seconds=30)  # due: refreshed before the call
     provider_account.save()
     mocked_jira.post(provider.token_url, status=429, json={}, headers={"Retry-After": "60"})
-    mocked_jira.get(provider.myself_url, json=provider.me)  # must not be reached
+    mocked_jira.must_not_be_asked(mocked_jira.get(provider.myself_url, json=provider.me))  # the call is not made
 
     with pytest.raises(services.JiraRequestError, match="rate limiting") as failed:
         get_myself(provider_account, provider)

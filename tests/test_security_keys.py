@@ -368,9 +368,8 @@ def test_wrong_key_admin_get_auth_token_shows_error_and_stays_here(wrong_key, co
     assert raw_account(connected_account) == wrong_key
 
 
-@pytest.mark.stubs_may_go_unused
 def test_wrong_key_refresh_test_connection_and_disconnect_send_nothing(wrong_key, connected_account, mocked_jira):
-    mocked_jira.post(TOKEN_URL, json=token_answer())
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer()))
     result = services.refresh_account(account_id=connected_account.pk, actor="test")
     assert result.failed
     assert "cannot be decrypted" in result.message
@@ -388,10 +387,9 @@ def test_wrong_key_refresh_test_connection_and_disconnect_send_nothing(wrong_key
     assert raw(ALMAccount, connected_account.pk, "client_secret") == wrong_key["client_secret"]
 
 
-@pytest.mark.stubs_may_go_unused
 def test_wrong_key_refresh_tokens_command_sends_nothing_and_fails(wrong_key, connected_account, mocked_jira,
                                                                   run_command):
-    mocked_jira.post(TOKEN_URL, json=token_answer())
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer()))
     # One worker: the rows live in this test's open transaction, invisible to other threads' connections.
     run = run_command("--force", "--concurrency", "1")
     assert run.code == 1
@@ -400,15 +398,15 @@ def test_wrong_key_refresh_tokens_command_sends_nothing_and_fails(wrong_key, con
     assert raw_account(connected_account) == wrong_key
 
 
-@pytest.mark.stubs_may_go_unused
 def test_readable_client_secret_but_unreadable_tokens_send_nothing(settings, connected_account, mocked_jira):
     """After a key change the admin re-pasted the Client Secret; the old tokens still cannot be read."""
     settings.FIELD_ENCRYPTION_KEY = [WRONG_KEY]
     account = ALMAccount.objects.get(pk=connected_account.pk)
     account.client_secret = "REPASTED-SECRET-77"
     account.save()
-    mocked_jira.post(TOKEN_URL, json=token_answer())
-    mocked_jira.get("https://jira.example.com/jira/rest/api/2/myself", json={"name": "x"})
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer()))
+    mocked_jira.must_not_be_asked(mocked_jira.get("https://jira.example.com/jira/rest/api/2/myself",
+                                                  json={"name": "x"}))
 
     assert services.refresh_account(account_id=account.pk, actor="test").failed
     with pytest.raises(services.ServiceError, match="cannot be decrypted"):
@@ -417,7 +415,6 @@ def test_readable_client_secret_but_unreadable_tokens_send_nothing(settings, con
     assert len(mocked_jira.calls) == 0
 
 
-@pytest.mark.stubs_may_go_unused
 def test_unreadable_pkce_verifier_is_never_sent(settings, account, admin_client, mocked_jira):
     url = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
     response = admin_client.post(url, {
@@ -429,7 +426,7 @@ def test_unreadable_pkce_verifier_is_never_sent(settings, account, admin_client,
     account = ALMAccount.objects.get(pk=account.pk)
     account.client_secret = "REPASTED-SECRET-77"  # the client secret is readable again, the verifier is not
     account.save()
-    mocked_jira.post(TOKEN_URL, json=token_answer())
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=token_answer()))
 
     callback = admin_client.get(account.callback_url.replace("http://testserver", ""),
                                 {"code": "CODE-1", "state": state})

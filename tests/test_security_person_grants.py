@@ -64,12 +64,15 @@ def signed_in(user: User) -> Client:
 
 
 
-def jira_consents(mocked, kind: str, me: dict) -> None:
-    """Jira's answers to a person's or an admin's consent: the code exchange and who the new grant is."""
+def jira_consents(mocked, kind: str, me: dict, *, revokes: bool = True) -> None:
+    """Jira's answers to a person's or an admin's consent: the code exchange and who the new grant is; on Data
+    Center, the revocation of the grant it replaces (`revokes=False`: there is none, nothing may be revoked)."""
     if kind == "dc":
         mocked.post(TOKEN_URL, json=token_answer(2, scope="WRITE"))
         mocked.get(MYSELF_URL, json=me)
-        mocked.post(REVOKE_URL, status=200)
+        revoke = mocked.post(REVOKE_URL, status=200)
+        if not revokes:
+            mocked.must_not_be_asked(revoke)
     else:
         mocked.post(CLOUD_TOKEN_URL, json=token_answer(2, expires_in=3600, scope="read:jira-work offline_access"))
         mocked.get(ACCESSIBLE_RESOURCES_URL, json=[OUR_SITE])
@@ -169,7 +172,6 @@ def test_an_admins_revoke_keeps_jiras_refusal(admin_client, connected_account, a
     assert "until they reconnect nothing is done in Jira for them" in event.message
 
 
-@pytest.mark.stubs_may_go_unused
 def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice_client, mocked_jira):
     jira_refuses_alices_grant(mocked_jira, either, alice, kind)
     alice_client.post(reverse("my_alm_credentials_disconnect", args=[either.pk]))
@@ -180,7 +182,7 @@ def test_only_a_successful_reconnect_ends_the_refusal(kind, either, alice, alice
     with pytest.raises(services.NoJiraIdentity):
         act_for(either, alice)
 
-    jira_consents(mocked_jira, kind, ALICE[kind])
+    jira_consents(mocked_jira, kind, ALICE[kind], revokes=False)  # her grant was revoked when she disconnected
     page = connect_myself(alice_client, either)
 
     assert page_messages(page)[0].startswith("Connected to Jira as Alice Jones")
@@ -335,10 +337,10 @@ def get_auth_token_page(admin_client, account: ALMAccount, kind: str) -> str:
     return admin_client.get(back["Location"]).content.decode()
 
 
-@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, either, alice, admin_client, mocked_jira):
     CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
-    jira_consents(mocked_jira, kind, ALICE[kind])  # the admin consented in a browser signed in to Jira as alice
+    # The admin consented in a browser signed in to Jira as alice; alice's own grant is not revoked.
+    jira_consents(mocked_jira, kind, ALICE[kind], revokes=False)
 
     page = get_auth_token_page(admin_client, either, kind)
 
@@ -352,11 +354,10 @@ def test_the_accounts_connection_made_as_a_persons_jira_user_says_so(kind, eithe
     assert "Warning: Alice Jones is also the Jira user of alice's own connection" in event.message
 
 
-@pytest.mark.stubs_may_go_unused
 def test_the_accounts_connection_as_its_own_jira_user_has_no_warning(kind, either, alice, admin_client,
                                                                      mocked_jira):
     CredentialFactory(account=either, user=alice, me=ALICE[kind], tokens="ALICE-1")
-    jira_consents(mocked_jira, kind, ACCOUNTS_OWN[kind])
+    jira_consents(mocked_jira, kind, ACCOUNTS_OWN[kind], revokes=False)
 
     (message,) = page_messages(get_auth_token_page(admin_client, either, kind))
 

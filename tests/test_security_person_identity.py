@@ -58,14 +58,13 @@ def act_for(account: ALMAccount, user: User):
     return services.jira_request(account=account, method="GET", path=myself_path(account), user=user)
 
 
-def jira_answers_myself(mocked, account: ALMAccount, me: dict) -> None:
-    """Jira's answers to Test: who the token's user is, and the server."""
+def jira_answers_myself(mocked, account: ALMAccount, me: dict) -> tuple:
+    """Jira's answers to Test: who the token's user is, and the server (returned)."""
     if account.is_cloud:
-        mocked.get(CLOUD_MYSELF_URL, json=me)
-        mocked.get(CLOUD_SERVER_INFO_URL, json={"version": "1001.0.0", "baseUrl": account.base_url})
-    else:
-        mocked.get(MYSELF_URL, json=me)
-        mocked.get(SERVER_INFO_URL, json={"version": "9.12.2", "baseUrl": account.base_url})
+        return (mocked.get(CLOUD_MYSELF_URL, json=me),
+                mocked.get(CLOUD_SERVER_INFO_URL, json={"version": "1001.0.0", "baseUrl": account.base_url}))
+    return (mocked.get(MYSELF_URL, json=me),
+            mocked.get(SERVER_INFO_URL, json={"version": "9.12.2", "baseUrl": account.base_url}))
 
 
 
@@ -259,11 +258,11 @@ def jira_refuses_alices_grant(mocked, account: ALMAccount, alice: User, kind: st
     return mine
 
 
-@pytest.mark.stubs_may_go_unused
 def test_jiras_refusal_survives_deactivation_and_reactivation(kind, either, alice, mocked_jira,
                                                              django_capture_on_commit_callbacks):
     mine = jira_refuses_alices_grant(mocked_jira, either, alice, kind)
-    jira_answers_myself(mocked_jira, either, ACCOUNTS_OWN[kind])  # as the account, were it used for her
+    for answer in jira_answers_myself(mocked_jira, either, ACCOUNTS_OWN[kind]):  # as the account, were it used
+        mocked_jira.must_not_be_asked(answer)  # for her: it is not
 
     with django_capture_on_commit_callbacks(execute=True):
         alice.is_active = False

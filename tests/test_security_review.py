@@ -34,14 +34,14 @@ def refused_by_jira(account: ALMAccount, user, mocked_jira) -> ALMCredential:
     return mine
 
 
-@pytest.mark.stubs_may_go_unused
-def test_a_person_jira_refused_stays_refused_after_being_made_inactive_and_active_again(connected_account,
-                                                                                        mocked_jira):
+def test_a_person_jira_refused_stays_refused_after_being_made_inactive_and_active_again(
+        connected_account, mocked_jira, django_capture_on_commit_callbacks):
     alice = staff_user("alice")
     mine = refused_by_jira(connected_account, alice, mocked_jira)
 
     alice.is_active = False
-    alice.save()  # her tokens are deleted here (and revoked at Jira)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.save()  # her tokens are deleted here (and revoked at Jira)
     alice.is_active = True
     alice.save()
 
@@ -54,9 +54,8 @@ def test_a_person_jira_refused_stays_refused_after_being_made_inactive_and_activ
     assert "the account's connection is not used instead" in str(refused.value)
 
 
-@pytest.mark.stubs_may_go_unused
-def test_a_working_connection_of_a_person_made_inactive_still_ends_as_not_connected(connected_account,
-                                                                                     mocked_jira):
+def test_a_working_connection_of_a_person_made_inactive_still_ends_as_not_connected(
+        connected_account, mocked_jira, django_capture_on_commit_callbacks):
     """Only a refusal is kept: the working connection of a person made inactive ends as before."""
     alice = staff_user("alice")
     now = timezone.now()
@@ -67,7 +66,8 @@ def test_a_working_connection_of_a_person_made_inactive_still_ends_as_not_connec
     mocked_jira.post(REVOKE_URL, status=200)
 
     alice.is_active = False
-    alice.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.save()  # her tokens are deleted here and revoked at Jira
 
     mine.refresh_from_db()
     assert (mine.status, mine.connected_as_name, mine.access_token) == (Status.NOT_CONNECTED, "", None)
