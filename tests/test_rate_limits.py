@@ -382,7 +382,6 @@ def test_the_refreshers_429s_are_in_the_metrics_of_a_web_process_that_never_saw_
     assert found[(LIMITED_TOTAL, (("provider", label), ("reason", "jira-quota-global-based")))] == 1
 
 
-@pytest.mark.stubs_may_go_unused
 def test_counts_the_database_refuses_fail_no_call_are_logged_once_without_a_secret_and_are_written_later(
         client, settings, connected_cloud_account, mocked_jira, waits, monkeypatch, caplog):
     settings.JIRA_RETRY_BACKOFF = []
