@@ -462,3 +462,60 @@ def test_the_service_secret_and_tokens_go_only_where_they_belong_and_are_never_s
             json.dumps(list(Alert.objects.values_list("subject", "message"))), account.last_error]
     for text in seen:
         assert SERVICE_SECRET not in text and SERVICE_TOKEN not in text
+
+
+# --------------------------------------------------------------------------
+# People keep their own connections on a service account; Jira Cloud renews through Atlassian
+# --------------------------------------------------------------------------
+
+
+def test_a_persons_own_connection_on_a_service_account_refreshes_through_the_incoming_link(service_account,
+                                                                                         mocked_jira):
+    from tests.factories import CredentialFactory
+
+    ALMAccount.objects.filter(pk=service_account.pk).update(client_id="client-id-123", client_secret=CLIENT_SECRET,
+                                                            client_secret_base_url=JIRA)
+    service_account.refresh_from_db()
+    credential = CredentialFactory(account=service_account, user__username="alice", expires_in=None)
+    mocked_jira.post(TOKEN_URL, json={"access_token": "ALICE-2", "refresh_token": "ALICE-R2", "token_type": "bearer",
+                                      "expires_in": 3600, "scope": "READ"})
+
+    result = services.refresh_grant(grant=services.GrantRef.of(credential), actor="test")
+
+    assert result.outcome is services.RefreshOutcome.REFRESHED
+    (call,) = token_calls(mocked_jira)
+    sent = form_of(call)
+    assert (sent["grant_type"], sent["client_id"], sent["client_secret"]) == ("refresh_token", "client-id-123",
+                                                                              CLIENT_SECRET)
+    assert SERVICE_SECRET not in str(call.request.body)
+
+
+def test_a_cloud_service_account_asks_atlassian_for_its_next_token(atlassian, mocked_jira, db):
+    account = ALMAccount.objects.create(
+        name="Jira Cloud - Service", base_url=CLOUD_SITE, authentication=Auth.JIRA_CLOUD_SERVICE_ACCOUNT,
+        cloud_scopes="read:jira-work read:jira-user", service_client_id=SERVICE_ID,
+        service_client_secret=SERVICE_SECRET, cloud_id=CLOUD_ID, cloud_site_name="kendis-demo",
+        status=Status.CONNECTED, connected_at=timezone.now() - timedelta(days=1),
+        last_refreshed_at=timezone.now() - timedelta(hours=2), connected_as_name=CLOUD_SERVICE_ME["accountId"])
+    mocked_jira.post(CLOUD_TOKEN_URL, json=service_token(SERVICE_TOKEN_2, scope="read:jira-work read:jira-user"))
+    mocked_jira.get(f"{CLOUD_MYSELF_URL.rsplit('/myself', 1)[0]}/issue/KEN-1", json={"key": "KEN-1"})
+
+    services.jira_request(account=account, method="GET", path="/rest/api/3/issue/KEN-1")
+
+    (token_call,) = token_calls(mocked_jira, CLOUD_TOKEN_URL)
+    assert json_of(token_call) == {"grant_type": "client_credentials", "client_id": SERVICE_ID,
+                                   "client_secret": SERVICE_SECRET}
+    rest = mocked_jira.calls[-1].request
+    assert rest.url.startswith(f"https://api.example-atlassian.test/ex/jira/{CLOUD_ID}/")
+    assert rest.headers["Authorization"] == f"Bearer {SERVICE_TOKEN_2}"
+
+
+def test_people_can_connect_to_a_cloud_service_account_through_the_deployments_app(atlassian, alice, client):
+    ALMAccount.objects.create(name="Jira Cloud - Service", base_url=CLOUD_SITE,
+                              authentication=Auth.JIRA_CLOUD_SERVICE_ACCOUNT, service_client_id=SERVICE_ID,
+                              service_client_secret=SERVICE_SECRET)
+    client.force_login(alice)
+
+    page = page_text(client.get(reverse("my_alm_credentials")))
+
+    assert 'data-account="Jira Cloud - Service"' in page
