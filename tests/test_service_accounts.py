@@ -549,3 +549,28 @@ def test_a_link_jira_refuses_does_not_stop_the_service_accounts_check(service_ac
     run_command("--concurrency", "1", "-v", "0")
 
     assert len(token_calls(mocked_jira)) == 1
+
+
+def test_a_token_request_that_did_not_get_through_is_asked_again_safely(service_account, mocked_jira, settings):
+    """Nothing rotates with client credentials: unlike a refresh, a lost or refused-before-processing request is
+    simply sent again within the deadline."""
+    settings.JIRA_RETRY_BACKOFF = (0, 0)
+    ALMAccount.objects.filter(pk=service_account.pk).update(token_expires_at=None)
+    service_account.refresh_from_db()
+    mocked_jira.post(TOKEN_URL, status=503, body="busy")
+    mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))
+
+    assert services.valid_access_token(account=service_account) == SERVICE_TOKEN_2
+    assert len(token_calls(mocked_jira)) == 2
+
+
+def test_saving_while_jira_cannot_be_reached_is_a_form_error_and_nothing_is_stored(admin_client, mocked_jira,
+                                                                                  settings):
+    settings.JIRA_RETRY_BACKOFF = ()
+    mocked_jira.post(TOKEN_URL, status=502, body="bad gateway")
+
+    response = add_account(admin_client, dc_form)
+
+    (error,) = form_errors(response)["base_url"]
+    assert error.startswith("Jira's token endpoint could not be used: Jira's token endpoint answered HTTP 502")
+    assert not ALMAccount.objects.exists()
