@@ -574,3 +574,14 @@ def test_saving_while_jira_cannot_be_reached_is_a_form_error_and_nothing_is_stor
     (error,) = form_errors(response)["base_url"]
     assert error.startswith("Jira's token endpoint could not be used: Jira's token endpoint answered HTTP 502")
     assert not ALMAccount.objects.exists()
+
+
+def test_a_viewer_sees_that_a_service_secret_is_stored_never_the_secret(client, service_account):
+    from tests.conftest import staff_user
+
+    client.force_login(staff_user("viewer", "view_almaccount"))
+
+    page = page_text(client.get(change_url(service_account)))
+
+    assert "Service account Client Secret" in page and "Stored (encrypted)" in page
+    assert SERVICE_SECRET not in page and SERVICE_TOKEN not in page
