@@ -15,6 +15,27 @@
   function show(name, visible) {
     rows(name).forEach(function (row) { row.hidden = !visible; });
   }
+  // The Service account section is taken out of the page while another authentication is chosen (not just
+  // hidden): its "Service account Client ID / Secret" must not be mistaken for the link's Client ID / Secret
+  // (by a password manager, a screen reader's label search, a browser test), and nothing of it is posted then.
+  var serviceSections = null;
+  function placeServiceAccountFields(service) {
+    if (serviceSections === null) {
+      serviceSections = [];
+      document.querySelectorAll("fieldset.alm-service-account").forEach(function (section) {
+        var marker = document.createComment("service account section");
+        section.parentNode.insertBefore(marker, section);
+        serviceSections.push({section: section, marker: marker});
+      });
+    }
+    serviceSections.forEach(function (entry) {
+      if (service && !entry.section.parentNode) {
+        entry.marker.parentNode.insertBefore(entry.section, entry.marker.nextSibling);
+      } else if (!service && entry.section.parentNode) {
+        entry.section.parentNode.removeChild(entry.section);
+      }
+    });
+  }
   function apply(select) {
     var cloud = CLOUD.indexOf(select.value) !== -1;
     var service = SERVICE.indexOf(select.value) !== -1;
@@ -27,7 +48,7 @@
     show("service_client_id", service);
     show("service_client_secret", service);
     show("callback_url", !service);
-    document.querySelectorAll("fieldset.alm-service-account").forEach(function (set) { set.hidden = !service; });
+    placeServiceAccountFields(service);
     document.querySelectorAll(".alm-get-auth-token").forEach(function (row) { row.hidden = service; });
     var baseUrl = document.getElementById("id_base_url");
     if (baseUrl) {
