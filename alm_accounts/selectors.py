@@ -113,19 +113,24 @@ def due(*, within: timedelta, now: datetime | None = None) -> Q:
     return expiring(now, within) & (in_use(now) | keepalive_passed(now))
 
 
-def _due(queryset: QuerySet, within: timedelta) -> QuerySet:
-    return queryset.filter(due(within=within))
+def _due(kind: GrantKind, queryset: QuerySet, within: timedelta) -> QuerySet:
+    """The one rule for the grants of one kind: its own (kinds.GrantKind.due: the access token expires within the
+    window; a service account's check is due), and in use or its keep-alive moment passed (as `due`)."""
+    now = timezone.now()
+    return queryset.filter(kind.due(within) & (in_use(now) | keepalive_passed(now)))
 
 
 def refreshable_grants(kind: str) -> QuerySet[Grant]:
     """The grants of one kind ("account", "user": kinds.KINDS) still worth keeping alive (kinds.GrantKind.kept_alive),
     less those of an account whose client Jira refuses until it is checked again."""
     grant_kind = KINDS[kind]
-    return grant_kind.model.objects.filter(grant_kind.kept_alive()).filter(_client_accepted(grant_kind))
+    accepted, independent = _client_accepted(grant_kind), grant_kind.without_the_link()
+    return grant_kind.model.objects.filter(grant_kind.kept_alive()).filter(
+        accepted if independent is None else accepted | independent)
 
 
 def due_grants(kind: str, *, within: timedelta) -> QuerySet[Grant]:
-    return _due(refreshable_grants(kind), within)
+    return _due(KINDS[kind], refreshable_grants(kind), within)
 
 
 @dataclass(frozen=True)

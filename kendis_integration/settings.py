@@ -324,6 +324,10 @@ REFRESH_IDLE_KEEPALIVE_HOURS = env.int("REFRESH_IDLE_KEEPALIVE_HOURS", default=D
 if not 1 <= REFRESH_IDLE_KEEPALIVE_HOURS <= 30 * 24:
     raise ImproperlyConfigured("REFRESH_IDLE_KEEPALIVE_HOURS must be between 1 and 720 (30 days: refresh tokens die "
                                "after 90 days without a refresh).")
+# How often the refresher verifies a service account's connection by asking for a token (hours).
+SERVICE_ACCOUNT_CHECK_HOURS = env.int("SERVICE_ACCOUNT_CHECK_HOURS", default=DEFAULTS["SERVICE_ACCOUNT_CHECK_HOURS"])
+if not 1 <= SERVICE_ACCOUNT_CHECK_HOURS <= 24 * 30:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_CHECK_HOURS must be between 1 and 720 (30 days).")
 
 # --- Alerts: a connection broke, or works again (services.alerts) ---
 # Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).

@@ -17,7 +17,7 @@ def used_at_upgrade(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('alm_accounts', '0008_grant_refresh_count'),
+        ('alm_accounts', '0009_service_accounts'),
     ]
 
     operations = [

@@ -31,7 +31,7 @@ from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret
 from ..kinds import KINDS, ReadAlong, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused, history, rate_limits, usage
+from . import alerts, client_refused, history, rate_limits, service_accounts, usage
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -136,7 +136,8 @@ def unreadable_message(account: Grant) -> str:
 def put_tokens(account: Grant, tokens: TokenSet, *, now, scope_if_none: str) -> None:
     """Put a new pair from Jira on `account` (not saved)."""
     account.access_token = tokens.access_token.reveal()
-    account.refresh_token = tokens.refresh_token.reveal()
+    # None: a service account's token (client credentials), renewed by asking again.
+    account.refresh_token = tokens.refresh_token.reveal() if tokens.refresh_token is not None else None
     account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
     # Informational only: whatever Jira puts in `scope` must not stop a rotated pair from being stored.
     account.token_scope = explain.plain_text(tokens.scope, TOKEN_SCOPE_LENGTH) or scope_if_none
@@ -183,8 +184,11 @@ def refresh_grant(
             def result(outcome, message=""):
                 return RefreshResult(account.pk, name, outcome, message, kind=grant.kind)
 
-            if account.refresh_token is None:
-                return result(RefreshOutcome.NOT_CONNECTED, f"no refresh token: {messages.reconnect_hint(account)}")
+            kind = kind_of(account)
+            if not kind.can_give_token(account):
+                missing = "no service account credentials" if kind.by_client_credentials(account) else \
+                    "no refresh token"
+                return result(RefreshOutcome.NOT_CONNECTED, f"{missing}: {messages.reconnect_hint(account)}")
             if account.status == Status.NEEDS_REAUTHORIZATION:
                 return result(RefreshOutcome.NOT_CONNECTED,
                               f"Jira no longer accepts its grant: {messages.reconnect_hint(account)}")
@@ -193,10 +197,14 @@ def refresh_grant(
             changed_from = unless_access_token_changed_from
             if changed_from is not None and account.access_token != changed_from:
                 return result(RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
-            if due_within is not None and not is_due(account.token_expires_at, within=due_within):
+            if due_within is not None and not kind.is_due(account, within=due_within):
                 return result(RefreshOutcome.NOT_DUE, expires_text(account))
             if account.unreadable_secrets:
                 return _refresh_failed(account, actor, unreadable_message(account), RefreshOutcome.FAILED)
+            if kind.by_client_credentials(account):
+                # A service account: a new token asked for under the row lock (concurrent callers wait here and
+                # find it stored); nothing rotates, so nothing needs writing again if the write fails.
+                return _renew_by_client_credentials(account, actor, deadline=deadline, audited=admin_action)
             # Forced by a person (Refresh token now, --force); a 401's retry is product traffic, not forced.
             forced = due_within is None and changed_from is None
             if not client_refused.ask_jira(account, now=timezone.now(), forced=forced):
@@ -409,12 +417,30 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
             sleep(pause)
 
 
-def _refresh_failed(account, actor, message, outcome, *, status=None, latency=None) -> RefreshResult:
+@sensitive_variables()
+def _renew_by_client_credentials(account: ALMAccount, actor: str, *, deadline: Deadline,
+                                 audited: bool) -> RefreshResult:
+    """The locked service account's new token (services.service_accounts), stored like a refresh. A refused
+    service account (deleted, disabled, secret changed) is broken at once (its alert), and keeps being checked: the
+    next success is its recovery."""
+    asked = time.monotonic()  # how long Jira took: the health timeline's latency (services.history)
+    try:
+        tokens = service_accounts.fetch_token(account, deadline=deadline)
+    except service_accounts.ServiceAccountRefused as exc:
+        return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED, status=Status.ERROR,
+                               reason=alerts.SERVICE_ACCOUNT_REFUSED, latency=time.monotonic() - asked)
+    except ServiceError as exc:
+        return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED, latency=time.monotonic() - asked)
+    return _store_refreshed(account, tokens, actor=actor, audited=audited, latency=time.monotonic() - asked)
+
+
+def _refresh_failed(account, actor, message, outcome, *, status=None, reason="", latency=None) -> RefreshResult:
     """Record a failed refresh of the locked grant; raises its "broken" alert when due (services.alerts)."""
     fields = {"last_error": message}
     if status is not None:
         fields["status"] = status
-    fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message))
+    fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message,
+                                       reason=reason))
     mark(account, **fields)
     history.record(account, ok=False, latency=latency)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
