@@ -241,9 +241,11 @@ RULES = [
          r"( --\w+ (\"[^\"]+\"|\S+))*$", "RUN", "on a sandbox database of the test's own; prints the credentials "
          "as JSON", transform=lambda c, s: _on_own_sandbox(s) + c, check=_service_account_json),
     Rule(r"^jira_sandbox/manage\.py sandbox_disable_service_account --client-id CLIENT_ID( --enable)?$", "RUN",
-         "CLIENT_ID: the Client ID of a service account the test creates first, on a sandbox database of its own",
-         transform=lambda c, s: (_on_own_sandbox(s) + "jira_sandbox/manage.py sandbox_create_service_account --name "
-                                 f"Docs >{s['tmp'] / 'sa.json'} && " + _on_own_sandbox(s, setup=False)
+         "CLIENT_ID: the Client ID of a service account the test creates first (once), on a sandbox database of its "
+         "own",
+         transform=lambda c, s: (f"( [ -s {s['tmp'] / 'sa.json'} ] || ( {_on_own_sandbox(s)}jira_sandbox/manage.py "
+                                 f"sandbox_create_service_account --name Docs >{s['tmp'] / 'sa.json'} ) ) && "
+                                 + _on_own_sandbox(s, setup=False)
                                  + c.replace("CLIENT_ID", "$(python -c 'import json, sys; print(json.load(sys.stdin)"
                                              f"[\"client_id\"])' <{s['tmp'] / 'sa.json'})"))),
     # --- manage.py commands that need a Jira or run forever ---
