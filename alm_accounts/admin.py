@@ -38,6 +38,8 @@ AUDIT_TRAIL_ROWS = 25
 USER_CREDENTIAL_ROWS = 100
 # The tokens never leave the database for a screen: not loaded, not decrypted.
 TOKEN_COLUMNS = ("access_token", "refresh_token")
+# Never rendered, never read for a list (the service account's secret: providers.service_accounts).
+SERVICE_SECRET_FIELDS = ("service_client_id", "service_client_secret")
 # Each refresh may wait for Jira up to JIRA_REFRESH_DEADLINE: more than a few in one web request would outlast
 # the proxy's or gunicorn's timeout. More accounts are refreshed by manage.py refresh_tokens.
 MAX_ACCOUNTS_PER_REFRESH_ACTION = 5
@@ -103,6 +105,17 @@ class ALMAccountAdmin(admin.ModelAdmin):
                     "Atlassian's developer console → your app → Settings), then click Get Auth Token."),
             }),
         ]
+        service = "service_client_secret" if obj is None or self.has_change_permission(request, obj) \
+            else "service_client_secret_state"
+        fieldsets.insert(3, ("Service account", {
+            "fields": ["service_client_id", service],
+            "classes": ["alm-service-account"],
+            "description": "Only for a service-account authentication (OAuth 2.0 client credentials): the Client ID "
+                           "and Client Secret of the service account's credential (Data Center: its Permission is "
+                           "Read or Write above; Cloud: its scopes above). No callback URL and no Get Auth Token: "
+                           "Save gets a token and reads who the service account is at once. The Client ID and Client "
+                           "Secret above stay optional: they are the link or app people use for My ALM Credentials.",
+        }))
         fieldsets.append(("Alerts", {
             "fields": ["notify"],
             "description": "Who is told by e-mail when this account's connection breaks (needs re-authorization, or "
@@ -127,7 +140,7 @@ class ALMAccountAdmin(admin.ModelAdmin):
                                               if not obj.events.exists() else []}))
         return fieldsets
 
-    @method_decorator(sensitive_post_parameters("client_secret"))
+    @method_decorator(sensitive_post_parameters("client_secret", "service_client_secret"))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         # Django's error reports (DEBUG page, error e-mails) then mask the typed Client Secret.
         return super().changeform_view(request, object_id, form_url, extra_context)
@@ -151,7 +164,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
         match = request.resolver_match
         if match and match.url_name and match.url_name.endswith("changelist"):
             # The list never shows secrets: don't load (or decrypt) them.
-            queryset = queryset.defer("client_secret", "access_token", "refresh_token", "last_error")
+            queryset = queryset.defer("client_secret", "service_client_secret", "access_token", "refresh_token",
+                                      "last_error")
         return queryset
 
     # --- read-only displays ---
@@ -189,6 +203,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
     def client_secret_state(self, obj):
         return "Stored (encrypted)" if obj.client_secret is not None else "Not set"
 
+    @admin.display(description="Service account Client Secret")
+    def service_client_secret_state(self, obj):
+        return "Stored (encrypted)" if obj.service_client_secret is not None else "Not set"
+
     @admin.display(description="Auth token")
     def token_state(self, obj):
         unreadable = obj.unreadable_secrets
@@ -198,8 +216,8 @@ class ALMAccountAdmin(admin.ModelAdmin):
                 "FIELD_ENCRYPTION_KEY.</strong>",
                 ", ".join(unreadable),
             )
-        if obj.refresh_token is None:
-            return "No token yet: click Get Auth Token."
+        if obj.refresh_token is None and obj.access_token is None:
+            return services.no_token_yet(obj)
         if obj.token_expires_at is None:
             return "Present (expiry unknown)"
         left = obj.token_expires_at - timezone.now()
@@ -286,9 +304,13 @@ class ALMAccountAdmin(admin.ModelAdmin):
         # ends the connection when the Jira base URL or the Client ID changed.
         ended = services.save_account(account=obj, form_fields=list(form._meta.fields),
                                       new_client_secret=form.client_secret_entered, actor=self._actor(request),
-                                      report=self._reporter(request))
+                                      report=self._reporter(request),
+                                      new_service_secret=getattr(form, "service_secret_entered", False),
+                                      service_check=getattr(form, "service_check", None))
         if ended:
             self.message_user(request, ended, messages.WARNING)
+        if getattr(form, "service_check", None) is not None:
+            self.message_user(request, services.service_connected(form.service_check.display), messages.SUCCESS)
         for note in getattr(form, "notes", []):
             self.message_user(request, note, messages.INFO)
         if not change:
@@ -334,6 +356,9 @@ class ALMAccountAdmin(admin.ModelAdmin):
         # Starting needs change permission (see _start_authorization), on the add form too.
         context["can_connect"] = self.has_change_permission(request, obj) and (
             obj is not None or self.has_add_permission(request))
+        # A service account's own connection needs no consent: no Get Auth Token (provider_fields.js hides it
+        # while the form's Authentication is one).
+        context["service_account"] = obj is not None and services.by_client_credentials(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- connection buttons (POST only, change permission) ---

@@ -40,6 +40,9 @@ DEFAULTS = {
     "ATLASSIAN_API_URL": "https://api.atlassian.com",
     # How long a "Get Auth Token" may wait for Jira's redirect.
     "OAUTH_STATE_TTL_SECONDS": 600,
+    # How often the refresher verifies a service account's connection by asking for a token (hours): there is no
+    # refresh token to keep alive, this is how a deleted or disabled service account is noticed.
+    "SERVICE_ACCOUNT_CHECK_HOURS": 24,
     # How often the refresher runs (the --loop interval; the health checks expect a run this often).
     "REFRESHER_INTERVAL_SECONDS": 300,
     # Alerts: when a failing grant is reported broken, the optional webhook and its signing secret, and how long

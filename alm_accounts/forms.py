@@ -16,8 +16,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from .models import CLOUD_SCOPES, ALMAccount, new_callback_id
-from .providers import cloud_scope
+from . import messages
+from .models import CLOUD_AUTHENTICATIONS, CLOUD_SCOPES, ALMAccount, new_callback_id
+from .providers import DATA_CENTER_SERVICE_SCOPES, SERVICE_ACCOUNT_AUTHENTICATIONS, cloud_scope
+from .services import service_accounts
 from .services.site_check import check_data_center_base_url, without_page
 from .validators import is_well_formed_callback_id, normalize_base_url, validate_base_url, validate_display_name
 from .widgets import CACertificateInput, CallbackURLWidget
@@ -67,6 +69,15 @@ class ALMAccountForm(forms.ModelForm):
             "Shown by Jira's incoming application link with the Client ID. Stored encrypted and never shown again.",
         ),
     )
+    service_client_secret = forms.CharField(
+        label="Service account Client Secret",
+        required=False,
+        strip=True,
+        max_length=1000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Service accounts only: shown once when the service account's OAuth 2.0 credential was created. "
+                  "Stored encrypted and never shown again; Save checks it at once by getting a token.",
+    )
     # Carries the account's callback id. On the add form it is chosen before the
     # first save, so that the Callback URL the admin copies into Jira is the one
     # the account keeps. (Named after what the admin sees: the URL.)
@@ -95,12 +106,14 @@ class ALMAccountForm(forms.ModelForm):
     class Meta:
         model = ALMAccount
         fields = ["alm_type", "name", "authentication", "base_url", "cloud_scopes", "jira_ca_certificate", "client_id",
-                  "client_secret", "scope", "unconnected_users", "notify"]
+                  "client_secret", "service_client_id", "service_client_secret", "scope", "unconnected_users",
+                  "notify"]
         widgets = {
             "base_url": forms.URLInput(attrs={"placeholder": "https://jira.example.com/jira", "size": 60}),
             "jira_ca_certificate": CACertificateInput(attrs={"rows": 6, "cols": 64, "spellcheck": "false",
                                                          "placeholder": "-----BEGIN CERTIFICATE-----"}),
             "client_id": forms.TextInput(attrs={"size": 40, "autocomplete": "off", "spellcheck": "false"}),
+            "service_client_id": forms.TextInput(attrs={"size": 40, "autocomplete": "off", "spellcheck": "false"}),
             "name": forms.TextInput(attrs={"placeholder": "Jira - Core Banking", "size": 40}),
             "notify": forms.Textarea(attrs={"rows": 2, "cols": 64, "placeholder": "jira-admins@example.com"}),
         }
@@ -113,6 +126,9 @@ class ALMAccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.request = request
         self.client_secret_entered = False
+        self.service_secret_entered = False
+        # What Save's check of a service account found (services.service_accounts.check): stored with the account.
+        self.service_check = None
         # Said after saving (admin.save_model): what the form changed in what was typed, e.g. a pasted page address.
         self.notes: list[str] = []
         if "unconnected_users" in self.fields:
@@ -174,7 +190,7 @@ class ALMAccountForm(forms.ModelForm):
 
     def clean_base_url(self):
         typed = normalize_base_url(self.cleaned_data.get("base_url", ""))
-        cloud = self.data.get(self.add_prefix("authentication")) == ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
+        cloud = self.data.get(self.add_prefix("authentication")) in CLOUD_AUTHENTICATIONS
         base_url, page = without_page(typed, cloud=cloud)
         if page:
             # An address copied from the browser while on a Jira page: its base URL is what comes before the page.
@@ -183,14 +199,29 @@ class ALMAccountForm(forms.ModelForm):
         return normalize_base_url(base_url)
 
     def is_cloud(self) -> bool:
-        return self.cleaned_data.get("authentication") == ALMAccount.Authentication.JIRA_CLOUD_OAUTH2
+        return self.cleaned_data.get("authentication") in CLOUD_AUTHENTICATIONS
+
+    def is_service_account(self) -> bool:
+        return self.cleaned_data.get("authentication") in SERVICE_ACCOUNT_AUTHENTICATIONS
 
     def clean_cloud_scopes(self):
         # Stored space-separated, in Atlassian's order, with offline_access (a refresh token needs it).
         chosen = self.cleaned_data.get("cloud_scopes") or []
         if not chosen and not self.is_cloud():
             return self.instance.cloud_scopes  # hidden for Data Center: kept as it is
+        if self.is_service_account():
+            # Client credentials issue no refresh token: no offline_access for a service account's credential.
+            return " ".join(scope for scope in cloud_scope(" ".join(chosen)).split() if scope != "offline_access")
         return cloud_scope(" ".join(chosen))
+
+    def clean_service_client_secret(self):
+        value = self.cleaned_data.get("service_client_secret") or ""
+        if not value:
+            return self.instance.service_client_secret  # blank keeps what is stored (None on a new account)
+        if any(ch.isspace() for ch in value):
+            raise ValidationError("The service account's Client Secret must not contain spaces; paste it again.")
+        self.service_secret_entered = True
+        return value
 
     def clean_client_secret(self):
         value = self.cleaned_data.get("client_secret") or ""
@@ -206,7 +237,10 @@ class ALMAccountForm(forms.ModelForm):
         base_url = cleaned.get("base_url")
         if (
             self.instance.pk is not None
-            and cleaned.get("authentication") not in (None, self.instance.authentication)
+            and cleaned.get("authentication") is not None
+            # The same kind of application (a Data Center link, an Atlassian app) whether or not the account's own
+            # connection is a service account's: its secret stays.
+            and (cleaned.get("authentication") in CLOUD_AUTHENTICATIONS) != self.instance.is_cloud
             and self.instance.client_secret is not None
             and not self.client_secret_entered
             and cleaned.get("client_id")
@@ -222,6 +256,7 @@ class ALMAccountForm(forms.ModelForm):
             ))
         if self.is_cloud():
             self._clean_cloud(cleaned)
+            self._clean_service_account(cleaned)
             return cleaned
         if (
             self.instance.pk is not None
@@ -242,7 +277,45 @@ class ALMAccountForm(forms.ModelForm):
                                                ca_certificate=cleaned.get("jira_ca_certificate") or "")
             if not check.ok:
                 self.add_error("base_url", ValidationError(check.message(), code="not_jira"))
+        self._clean_service_account(cleaned)
         return cleaned
+
+    def _clean_service_account(self, cleaned):
+        """A service account: its Client ID and Secret (the stored secret only where it was entered for), a scope a
+        Data Center service account can have; then, with no error left, Save's check: a token and /myself (Cloud:
+        the site too). Nothing is stored when any of it fails."""
+        if not self.is_service_account():
+            return
+        if not cleaned.get("service_client_id"):
+            self.add_error("service_client_id", ValidationError(messages.SERVICE_CLIENT_ID_MISSING,
+                                                                code="service_client_id_missing"))
+        secret = cleaned.get("service_client_secret")
+        instance = self.instance
+        if secret is not None and not self.service_secret_entered and instance.pk is not None and (
+            cleaned.get("authentication") != instance.authentication
+            or (not self.is_cloud() and cleaned.get("base_url") != normalize_base_url(instance.base_url))
+        ):
+            self.add_error("service_client_secret", ValidationError(messages.SERVICE_SECRET_FOR_ANOTHER,
+                                                                    code="service_secret_for_another"))
+        elif secret in (None, "") and "service_client_secret" not in self.errors:
+            self.add_error("service_client_secret", ValidationError(messages.SERVICE_SECRET_MISSING,
+                                                                    code="service_secret_missing"))
+        if not self.is_cloud() and cleaned.get("scope") not in DATA_CENTER_SERVICE_SCOPES:
+            self.add_error("scope", ValidationError(messages.SERVICE_SCOPE_ONLY_READ_WRITE,
+                                                    code="service_scope"))
+        if self.errors:
+            return
+        draft = ALMAccount(
+            name=cleaned.get("name") or "", authentication=cleaned["authentication"], base_url=cleaned["base_url"],
+            service_client_id=cleaned["service_client_id"], service_client_secret=secret,
+            service_client_secret_base_url=cleaned["base_url"] if self.service_secret_entered else
+            instance.service_client_secret_base_url, scope=cleaned.get("scope") or "",
+            cloud_scopes=cleaned.get("cloud_scopes") or "", jira_ca_certificate=cleaned.get("jira_ca_certificate", ""))
+        try:
+            self.service_check = service_accounts.check(draft)
+        except service_accounts.ServiceAccountError as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, ValidationError(str(exc), code="service_account_check"))
 
     def _clean_cloud(self, cleaned):
         """A Jira Cloud site is an https origin (no context path); the product needs some scope besides

@@ -165,7 +165,7 @@ class JiraUnauthorized(JiraError):
 @dataclass(frozen=True)
 class TokenSet:
     access_token: Secret
-    refresh_token: Secret
+    refresh_token: Secret | None  # None: a client-credentials token (a service account's), renewed by asking again
     expires_in: int
     scope: str
     token_type: str = "bearer"
@@ -331,6 +331,12 @@ class JiraClient:
             deadline,
         )
 
+    def client_credentials(self, *, scope: str, deadline: Deadline | None = None) -> TokenSet:
+        """A service account's token (OAuth 2.0 client credentials): no refresh token; when it expires, ask again.
+        `scope` empty: none sent (Atlassian's service-account credentials carry their scopes)."""
+        return self._token_request({"grant_type": "client_credentials", **({"scope": scope} if scope else {})},
+                                   deadline, refresh_token=False)
+
     def revoke(self, *, token: Secret, token_type_hint: str, deadline: Deadline | None = None) -> bool:
         """True only when Jira answered 200. Jira DC documents no revocation endpoint: a redirect (an SSO
         proxy's login page), a 404 or anything else is not a confirmation."""
@@ -454,7 +460,7 @@ class JiraClient:
     def _send_token_request(self, fields: dict, deadline: Deadline | None) -> requests.Response:
         return self._post(TOKEN_PATH, {**fields, **self._client_auth()}, deadline)
 
-    def _token_request(self, form: dict, deadline: Deadline | None) -> TokenSet:
+    def _token_request(self, form: dict, deadline: Deadline | None, *, refresh_token: bool = True) -> TokenSet:
         response = self._send_token_request(form, deadline)
         with response:
             status = response.status_code
@@ -472,7 +478,7 @@ class JiraClient:
             )
         if not body.is_object:
             raise JiraUnavailable("Jira's token endpoint did not answer with JSON", reached_jira=True, status=status)
-        return _token_set(body)
+        return _token_set(body, refresh_token=refresh_token)
 
 
 class _Body:
@@ -498,11 +504,11 @@ class _Body:
         return "<Jira's answer, hidden>"
 
 
-def _token_set(body: _Body) -> TokenSet:
-    access, refresh = body.secret("access_token"), body.secret("refresh_token")
+def _token_set(body: _Body, *, refresh_token: bool = True) -> TokenSet:
+    access, refresh = body.secret("access_token"), body.secret("refresh_token") if refresh_token else None
     if access is None:
         raise JiraUnavailable("Jira's answer has no access token", reached_jira=True)
-    if refresh is None:
+    if refresh is None and refresh_token:
         raise JiraUnavailable("Jira's answer has no refresh token", reached_jira=True)
     token_type = body.get("token_type", "bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":

@@ -14,12 +14,16 @@ alm_accounts.messages, chosen by the kind's `fixed_by`; the sentences particular
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import Q, QuerySet
 from django.urls import reverse
+from django.utils import timezone
 
 from . import explain
-from .models import ALMAccount, ALMCredential, Grant, GrantStatus
-from .providers import provider_for
+from .conf import app_settings
+from .models import ALMAccount, ALMCredential, Grant, GrantStatus, is_due
+from .providers import SERVICE_ACCOUNT_AUTHENTICATIONS, provider_for
 
 # How a person's credential that Test found acting as a Jira user not theirs (the account's own, or another
 # person's) starts its last_error: refused as needing re-authorization, in these words rather than "Jira no longer
@@ -29,6 +33,15 @@ NOT_THEIR_OWN_JIRA_USER = "Jira says this connection now acts as "
 # Who mends a grant Jira stopped accepting (messages.RECONNECT has the words for each).
 ADMINISTRATOR = "administrator"
 PERSON = "person"
+# An administrator, on an account whose own connection is a service account's: no Get Auth Token to click, the
+# service account's credentials to paste again.
+SERVICE_ADMINISTRATOR = "service account administrator"
+
+
+def service_check_interval() -> timedelta:
+    """How often the refresher verifies a service account's connection by asking for a token (no refresh token to
+    keep alive: this is how a deleted or disabled service account is noticed, SERVICE_ACCOUNT_CHECK_HOURS)."""
+    return timedelta(hours=app_settings.SERVICE_ACCOUNT_CHECK_HOURS)
 
 
 class GrantKind:
@@ -75,6 +88,32 @@ class GrantKind:
         glance (status) and in the metrics (health). The refresher also leaves out, for a while, the grants of an
         account whose client Jira refuses (selectors.refreshable_grants)."""
         return Q(refresh_token__isnull=False) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION) & self.usable()
+
+    def due(self, within: timedelta) -> Q:
+        """The refresher's "due" rule as a query: the access token expires within `within` (or its expiry is
+        unknown)."""
+        return Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=timezone.now() + within)
+
+    def is_due(self, grant: Grant, *, within: timedelta) -> bool:
+        """The same rule for one grant read under its lock (services.grants)."""
+        return is_due(grant.token_expires_at, within=within)
+
+    def can_give_token(self, grant: Grant) -> bool:
+        """It holds what a new token is obtained with (a refresh token; a service account's credentials)."""
+        return grant.refresh_token is not None
+
+    def by_client_credentials(self, grant: Grant) -> bool:
+        """Its token is a service account's, asked for with client credentials (services.service_accounts), not
+        refreshed with a refresh token."""
+        return False
+
+    def mended_by(self, grant: Grant) -> str:
+        """Whose action mends it (messages.RECONNECT has the words for each)."""
+        return self.fixed_by
+
+    def forgotten_on_disconnect(self, grant: Grant) -> dict:
+        """Fields besides the tokens that a Disconnect wipes (a service account's secret: Disconnect forgets it)."""
+        return {}
 
     def is_inactive(self, grant: Grant) -> bool:
         """Never refreshed or used (an inactive person's credential)."""
@@ -141,6 +180,44 @@ class AccountsOwn(GrantKind):
     alerts_when_client_refused = False
     gone = "This ALM account no longer exists."
 
+    # A service account's connection (providers.service_accounts) is kept alive differently: there is no refresh
+    # token, so the refresher only verifies it, once every SERVICE_ACCOUNT_CHECK_HOURS, by asking for a token.
+    SERVICE = Q(authentication__in=SERVICE_ACCOUNT_AUTHENTICATIONS)
+
+    def kept_alive(self) -> Q:
+        consent = Q(refresh_token__isnull=False) & ~self.SERVICE
+        service = self.SERVICE & Q(service_client_secret__isnull=False) & ~Q(service_client_id="")
+        return (consent | service) & ~Q(status=GrantStatus.NEEDS_REAUTHORIZATION) & self.usable()
+
+    def due(self, within: timedelta) -> Q:
+        # A service account's cached token is not renewed ahead of time (the next caller asks for one): it is due
+        # only for its check.
+        checked_before = timezone.now() - service_check_interval()
+        service_due = Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=checked_before)
+        return (~self.SERVICE & super().due(within)) | (self.SERVICE & service_due)
+
+    def is_due(self, grant: Grant, *, within: timedelta) -> bool:
+        if not self.by_client_credentials(grant):
+            return super().is_due(grant, within=within)
+        checked = grant.last_refreshed_at
+        return super().is_due(grant, within=within) or checked is None or \
+            checked <= timezone.now() - service_check_interval()
+
+    def can_give_token(self, grant: Grant) -> bool:
+        return provider_for(grant).own_connection_possible(grant)
+
+    def by_client_credentials(self, grant: Grant) -> bool:
+        return provider_for(grant).client_credentials
+
+    def mended_by(self, grant: Grant) -> str:
+        return SERVICE_ADMINISTRATOR if self.by_client_credentials(grant) else self.fixed_by
+
+    def forgotten_on_disconnect(self, grant: Grant) -> dict:
+        # The service account's secret is what gives its tokens: a Disconnect that kept it would connect again at
+        # the next call. Forgotten on any account (it is never sent under another authentication anyway).
+        return {"service_client_secret": None, "service_client_secret_base_url": ""} \
+            if grant.service_client_secret is not None else {}
+
     def acting(self, grant: Grant) -> str:
         return f"as the account's connection ({jira_name(grant)})"
 
@@ -156,6 +233,9 @@ class AccountsOwn(GrantKind):
         return str(exc)
 
     def not_connected(self, grant: Grant, actor: str) -> str:
+        if self.by_client_credentials(grant):
+            return ("This account is not connected to Jira: paste the service account's Client ID and Client "
+                    "Secret and save.")
         return "This account is not connected to Jira yet: click Get Auth Token."
 
     def disconnected(self, grant: Grant, actor: str) -> tuple[str, str, bool]:

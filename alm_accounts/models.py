@@ -135,6 +135,12 @@ class ALMAccount(Grant):
     class Authentication(models.TextChoices):
         JIRA_SERVER_OAUTH2 = "jira_server_oauth2", "Jira Server / Data Center — Use OAuth 2.0"
         JIRA_CLOUD_OAUTH2 = "jira_cloud_oauth2", "Jira Cloud — Use OAuth 2.0 (3LO)"
+        # The account's own connection is a service account's (OAuth 2.0 client credentials): no consent, no
+        # refresh token. People's own connections still go through the link / 3LO app (client_id, client_secret).
+        JIRA_SERVER_SERVICE_ACCOUNT = ("jira_server_service_account",
+                                       "Jira Server / Data Center — Service account (OAuth 2.0 client credentials)")
+        JIRA_CLOUD_SERVICE_ACCOUNT = ("jira_cloud_service_account",
+                                      "Jira Cloud — Service account (OAuth 2.0 client credentials)")
 
     class Scope(models.TextChoices):
         # Jira's "Permission" on the incoming link; higher includes lower.
@@ -184,6 +190,19 @@ class ALMAccount(Grant):
     client_secret_base_url = models.CharField(
         max_length=500, blank=True, editable=False, help_text="The Jira base URL the Client Secret was entered for."
     )
+    service_client_id = models.CharField(
+        "Service account Client ID",
+        max_length=255,
+        blank=True,
+        help_text="Service accounts only: the Client ID Jira (or Atlassian administration) showed when the service "
+        "account's OAuth 2.0 credential was created.",
+    )
+    service_client_secret = SecretField("Service account Client Secret", blank=True, null=True)
+    # As client_secret_base_url: the service account's secret goes only to the Jira it was entered for (Data
+    # Center); a changed base URL or authentication needs it pasted again.
+    service_client_secret_base_url = models.CharField(
+        max_length=500, blank=True, editable=False,
+        help_text="The Jira base URL the service account's Client Secret was entered for.")
     scope = models.CharField(
         "Permission",
         max_length=20,
@@ -246,7 +265,7 @@ class ALMAccount(Grant):
 
     @property
     def is_cloud(self) -> bool:
-        return self.authentication == self.Authentication.JIRA_CLOUD_OAUTH2
+        return self.authentication in CLOUD_AUTHENTICATIONS
 
     @property
     def callback_url(self) -> str:
@@ -271,6 +290,7 @@ class ALMAccount(Grant):
             label
             for label, value in (
                 ("client secret", self.client_secret),
+                ("service account client secret", self.service_client_secret),
                 ("access token", self.access_token),
                 ("refresh token", self.refresh_token),
             )
@@ -279,6 +299,11 @@ class ALMAccount(Grant):
 
     def get_admin_url(self) -> str:
         return reverse("admin:alm_accounts_almaccount_change", args=[self.pk])
+
+
+# Jira Cloud, by a person's consent (3LO) or by a service account: Atlassian's hosts, a site URL, one callback URL.
+CLOUD_AUTHENTICATIONS = frozenset({ALMAccount.Authentication.JIRA_CLOUD_OAUTH2,
+                                   ALMAccount.Authentication.JIRA_CLOUD_SERVICE_ACCOUNT})
 
 
 class ALMCredential(Grant):

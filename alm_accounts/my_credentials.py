@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .conf import app_settings
-from .models import ALMAccount, ALMCredential, GrantStatus
+from .models import CLOUD_AUTHENTICATIONS, ALMAccount, ALMCredential, GrantStatus
 
 TITLE = "My ALM Credentials"
 ACCOUNTS_PER_PAGE = 50
@@ -55,7 +55,8 @@ def ready_accounts() -> QuerySet[ALMAccount]:
     """
     own_app = ~Q(client_id="") & Q(client_secret__isnull=False)
     if app_settings.ATLASSIAN_CLIENT_ID and app_settings.ATLASSIAN_CLIENT_SECRET:
-        own_app |= Q(authentication=ALMAccount.Authentication.JIRA_CLOUD_OAUTH2, client_id="")
+        # Jira Cloud by consent or by a service account: people connect through the 3LO app either way.
+        own_app |= Q(authentication__in=CLOUD_AUTHENTICATIONS, client_id="")
     return ALMAccount.objects.filter(own_app)
 
 

@@ -29,9 +29,9 @@ def _client_accepted(kind: GrantKind) -> Q:
             | Q(**{f"{account}client_checked_at__lte": timezone.now() - CLIENT_RECHECK}))
 
 
-def _due(queryset: QuerySet, within: timedelta) -> QuerySet:
-    deadline = timezone.now() + within
-    return queryset.filter(Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=deadline))
+def _due(kind: GrantKind, queryset: QuerySet, within: timedelta) -> QuerySet:
+    # kinds.GrantKind.due: the access token expires within the window; a service account's check is due.
+    return queryset.filter(kind.due(within))
 
 
 def refreshable_grants(kind: str) -> QuerySet[Grant]:
@@ -42,4 +42,4 @@ def refreshable_grants(kind: str) -> QuerySet[Grant]:
 
 
 def due_grants(kind: str, *, within: timedelta) -> QuerySet[Grant]:
-    return _due(refreshable_grants(kind), within)
+    return _due(KINDS[kind], refreshable_grants(kind), within)

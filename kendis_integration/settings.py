@@ -302,6 +302,10 @@ OAUTH_STATE_TTL_SECONDS = env.int("OAUTH_STATE_TTL_SECONDS", default=DEFAULTS["O
 REFRESHER_INTERVAL_SECONDS = env.int("REFRESHER_INTERVAL_SECONDS", default=DEFAULTS["REFRESHER_INTERVAL_SECONDS"])
 if not 30 <= REFRESHER_INTERVAL_SECONDS <= 3600:
     raise ImproperlyConfigured("REFRESHER_INTERVAL_SECONDS must be between 30 and 3600 (an hour).")
+# How often the refresher verifies a service account's connection by asking for a token (hours).
+SERVICE_ACCOUNT_CHECK_HOURS = env.int("SERVICE_ACCOUNT_CHECK_HOURS", default=DEFAULTS["SERVICE_ACCOUNT_CHECK_HOURS"])
+if not 1 <= SERVICE_ACCOUNT_CHECK_HOURS <= 24 * 30:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_CHECK_HOURS must be between 1 and 720 (30 days).")
 
 # --- Alerts: a connection broke, or works again (services.alerts) ---
 # Mail: EMAIL_URL as django-environ reads it (smtp://user:password@host:587/?tls=True, consolemail://, ...).

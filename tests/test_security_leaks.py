@@ -34,7 +34,7 @@ from alm_accounts import services
 from alm_accounts.jira import PKCE, JiraClient, JiraError, TokenSet
 from alm_accounts.models import Alert, ALMAccount, AuthEvent, PendingAuthorization
 from kendis_integration.logs import JsonFormatter
-from tests.conftest import query_of
+from tests.conftest import JIRA, query_of
 from tests.doubles.fake_jira import MYSELF_PATH, REVOKE_PATH, SERVER_INFO_PATH, TOKEN_PATH
 from tests.doubles.webhook_receiver import WebhookReceiver
 
@@ -482,3 +482,52 @@ def test_error_reports_of_an_unexpected_failure_in_the_callback_hide_code_state_
     for secret in ("AUTHCODE-unexpected-77", state, verifier):
         assert secret not in error_reports[0]
         assert secret not in response.content.decode()
+
+
+def test_a_service_accounts_secret_and_tokens_leak_nowhere(admin_client, mocked_jira, caplog, settings, webhook,
+                                                          django_capture_on_commit_callbacks, run_command):
+    """Issue 22: a service account saved, used, refused (its broken alert mailed and posted) and disconnected. Its
+    Client Secret goes only to its token endpoint and its tokens only to the Jira REST API; neither appears in a
+    page, a log record, a message, an audit event, an alert, an e-mail or a webhook."""
+    secret, token = "SERVICESECRET-LeakCanary-9e1c", "SERVICETOKEN-LeakCanary-3f7a"
+    token_url, myself_url = f"{JIRA}/rest/oauth2/latest/token", f"{JIRA}/rest/api/2/myself"
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.ALERT_WEBHOOK_URL = webhook.base_url + "/hook"
+    settings.ALERT_WEBHOOK_SECRET = "webhook-signing-key"
+    mocked_jira.add_passthru(webhook.base_url)
+    mocked_jira.post(token_url, json={"access_token": token, "token_type": "bearer", "expires_in": 3600,
+                                      "scope": "READ"})
+    mocked_jira.get(myself_url, json={"name": "svc", "displayName": "Service"})
+    mocked_jira.post(token_url, status=401, json={"error": "invalid_client", "error_description": "disabled"})
+    add_url = reverse("admin:alm_accounts_almaccount_add")
+    callback_id = admin_client.get(add_url).context["adminform"].form["callback_url"].initial
+    pages = [admin_client.post(add_url, {
+        "alm_type": "jira", "name": "Jira - Service", "authentication": "jira_server_service_account",
+        "base_url": JIRA, "callback_url": callback_id, "scope": "READ", "service_client_id": "svc-id",
+        "service_client_secret": secret}, follow=True)]
+    account = ALMAccount.objects.get()
+    ALMAccount.objects.filter(pk=account.pk).update(last_refreshed_at=timezone.now() - timedelta(days=2))
+    run = run_command("--concurrency", "1")
+    services.deliver_pending()
+    change_url = reverse("admin:alm_accounts_almaccount_change", args=[account.pk])
+    pages.append(admin_client.get(change_url))
+    with django_capture_on_commit_callbacks(execute=True):
+        pages.append(admin_client.post(reverse("admin:alm_accounts_almaccount_disconnect", args=[account.pk]),
+                                       follow=True))
+
+    for call in mocked_jira.calls:
+        body = call.request.body or b""
+        if secret in (body.decode() if isinstance(body, bytes) else body):
+            assert call.request.url == token_url
+        if token in call.request.headers.get("Authorization", ""):
+            assert call.request.url.startswith(f"{JIRA}/rest/api/")
+    assert len(mail.outbox) == 1 and len(webhook.received) == 1  # the broken alert, sent both ways
+    seen = [page.content.decode() + str(dict(page.headers)) for page in pages]
+    seen += [run.out, run.err, "\n".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)]
+    seen += [message.message().as_string() for message in mail.outbox]
+    seen += [request.body.decode() + str(request.headers) for request in webhook.received]
+    seen += [repr(list(AuthEvent.objects.values())), repr(list(Alert.objects.values()))]
+    for text in seen:
+        assert secret not in text and token not in text

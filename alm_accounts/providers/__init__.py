@@ -10,8 +10,12 @@ from ..models import ALMAccount
 from .base import Provider, SiteNotCovered
 from .cloud import Cloud, cloud_scope
 from .datacenter import APPLICATION_LINKS, DataCenter
+from .service_accounts import DATA_CENTER_SERVICE_SCOPES, CloudServiceAccount, DataCenterServiceAccount
 
-PROVIDERS: dict[str, Provider] = {provider.authentication: provider for provider in (DataCenter(), Cloud())}
+PROVIDERS: dict[str, Provider] = {provider.authentication: provider for provider in (
+    DataCenter(), Cloud(), DataCenterServiceAccount(), CloudServiceAccount())}
+# The authentications whose account's own connection is a service account's (client credentials).
+SERVICE_ACCOUNT_AUTHENTICATIONS = frozenset(key for key, provider in PROVIDERS.items() if provider.client_credentials)
 
 
 def provider_for(account: ALMAccount) -> Provider:
@@ -19,5 +23,6 @@ def provider_for(account: ALMAccount) -> Provider:
     return PROVIDERS.get(account.authentication) or PROVIDERS[ALMAccount.Authentication.JIRA_SERVER_OAUTH2]
 
 
-__all__ = ["APPLICATION_LINKS", "PROVIDERS", "Cloud", "DataCenter", "Provider", "SiteNotCovered", "cloud_scope",
+__all__ = ["APPLICATION_LINKS", "DATA_CENTER_SERVICE_SCOPES", "PROVIDERS", "SERVICE_ACCOUNT_AUTHENTICATIONS", "Cloud",
+           "CloudServiceAccount", "DataCenter", "DataCenterServiceAccount", "Provider", "SiteNotCovered", "cloud_scope",
            "provider_for"]

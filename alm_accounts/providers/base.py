@@ -40,6 +40,14 @@ class Provider(ABC):
     # The token endpoint's errors that mean "this client does not exist (any more), or its secret is not this"
     # (services.client_refused).
     client_refused_errors: frozenset[str]
+    # The account's own connection is a service account's (OAuth 2.0 client credentials, providers/service_accounts):
+    # no consent and no refresh token; a token is asked for with the service account's Client ID and Secret.
+    # People's own connections on the account are the same either way.
+    client_credentials = False
+
+    def own_connection_possible(self, account: ALMAccount) -> bool:
+        """The account's own connection can give a token without a person (a refresh token is stored)."""
+        return account.refresh_token is not None
 
     @abstractmethod
     def client_refused_words(self, account: ALMAccount, *, for_person: bool) -> str:

@@ -62,6 +62,7 @@ from .jira_calls import (
     jira_identity,
     jira_request,
 )
+from .service_accounts import by_client_credentials, no_token_yet, service_connected
 
 __all__ = [
     "ACCESS_TOKEN_MIN_VALIDITY", "SESSION_BINDING_KEY", "CallbackForbidden", "CallbackOutcome", "CallbackRejected",
@@ -75,6 +76,8 @@ __all__ = [
     # Calling Jira as a person (jira_calls)
     "InvalidJiraPath", "JiraIdentity", "JiraRequestError", "NoJiraIdentity", "describe_grant", "grant_request",
     "iter_jira_pages", "jira_identity", "jira_request", "NOT_THEIR_OWN_JIRA_USER",
+    # Service accounts (service_accounts): what the screens say
+    "by_client_credentials", "no_token_yet", "service_connected",
     # Alerts: delivering the outbox (alert_delivery)
     "ChannelReport", "DeliveryCounts", "deliver_alert", "deliver_pending", "send_test_alert",
 ]

@@ -37,6 +37,8 @@ from .alert_delivery import ChannelReport, deliver_alert, send_test
 
 # The reason of the alerts about a removed link (services.client_refused).
 CLIENT_REFUSED = "client_refused"
+# A service account's own credentials are refused (deleted, disabled, secret changed): broken at once.
+SERVICE_ACCOUNT_REFUSED = "service_account_refused"
 
 
 def failing_after() -> timedelta:
@@ -88,7 +90,8 @@ def consent_ending(grant: Grant, *, now) -> dict:
     reconsent_warned_at and connected_at is now) starts a new year.
     """
     provider = provider_for(grant.grant_account)
-    lifetime = provider.consent_lifetime
+    # A service account's connection has no consent to end (providers.service_accounts).
+    lifetime = None if kind_of(grant).by_client_credentials(grant) else provider.consent_lifetime
     if lifetime is None or grant.connected_at is None or grant.reconsent_warned_at is not None:
         return {}
     ends = grant.connected_at + lifetime
@@ -192,7 +195,7 @@ def _words(grant: Grant, *, event: str, reason: str, detail: str, who: str, now)
             f"Jira connection working again: {who}",
             f"The Jira connection {who} works again (at {timezone.localtime(now):%Y-%m-%d %H:%M %Z}). Nothing to do.",
         )
-    if reason == CLIENT_REFUSED:
+    if reason in (CLIENT_REFUSED, SERVICE_ACCOUNT_REFUSED):  # the detail says what happened and what to do
         return f"Jira connection broken: {who}", detail
     if reason == "needs_reauthorization":
         happened = "Jira no longer accepts this connection: it needs to be authorized again."

@@ -10,10 +10,11 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import explain
+from .. import explain, messages
 from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import PKCE, JiraError, Secret, TokenSet, new_state
+from ..kinds import kind_of
 from ..models import ALMAccount, ALMCredential, Grant, PendingAuthorization
 from ..providers import SiteNotCovered, provider_for
 from ..validators import is_well_formed_callback_id
@@ -40,6 +41,8 @@ def start_authorization(*, account: ALMAccount, user, session, for_own_credentia
     account's connection. Same link, same callback URL: the pending authorization says which grant it is for.
     """
     provider = provider_for(account)
+    if not for_own_credential and kind_of(account).by_client_credentials(account):
+        raise ServiceError(messages.SERVICE_ACCOUNT_NO_CONSENT)
     if not provider.is_ready(account):
         raise ServiceError(provider.not_ready(account, for_own_credential=for_own_credential))
     if for_own_credential and not (user.is_active and user.is_staff):

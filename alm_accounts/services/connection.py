@@ -39,6 +39,9 @@ from .authorization import ACCOUNTS_OWN, identity_holder, jira_user, person_with
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 from .grants import GrantRef, refresh_deadline, valid_access_token
 from .jira_calls import grant_request
+from .service_accounts import ServiceAccountCheck
+from .service_accounts import store_check as store_service_check
+from .service_accounts import where as service_accounts_where
 
 # What "not connected" looks like: every field of a grant, wiped.
 WIPED = {
@@ -85,7 +88,7 @@ def test_grant(*, grant: Grant, actor: str) -> str:
     one who clicked Test wants to read, or raises ServiceError; both are audited.
     """
     try:
-        if grant.refresh_token is None:
+        if not kind_of(grant).can_give_token(grant):
             raise ServiceError(kind_of(grant).not_connected(grant, actor))
         # A grant that yields no token (Jira stopped accepting it, unreadable secrets) says why in its own words.
         valid_access_token(account=grant, actor=actor)
@@ -179,7 +182,7 @@ class HeldGrant:
     is that account as it was before an edit (save_account); by default the grant's account.
     """
 
-    __slots__ = ("account_id", "account_name", "owner", "jira", "tokens", "unreadable", "jira_user")
+    __slots__ = ("account_id", "account_name", "owner", "jira", "tokens", "unreadable", "jira_user", "service")
 
     @sensitive_variables()
     def __init__(self, locked: Grant, *, issued_by: ALMAccount | None = None):
@@ -205,6 +208,8 @@ class HeldGrant:
         )
         self.unreadable = any(isinstance(v, UnreadableSecret) for v in (locked.refresh_token, locked.access_token))
         self.jira_user = locked.connected_as
+        # A service account's token (client credentials): nothing at Jira to revoke with the link's credentials.
+        self.service = kind_of(locked).by_client_credentials(locked)
 
     @staticmethod
     def holds_tokens(grant: Grant) -> bool:
@@ -217,6 +222,9 @@ class HeldGrant:
     @sensitive_variables()
     def revoke(self, *, deadline: Deadline) -> Revocation:
         """Best effort, never raises: the tokens are already deleted here, whatever Jira answers."""
+        if self.service:
+            return Revocation(False, "a service account's access token is not revoked: it ends by itself within "
+                                     "the hour")
         if not provider_for(self.jira).can_revoke:
             return Revocation(False, f"{provider_for(self.jira).label} has no revocation endpoint")
         if self.unreadable:
@@ -246,6 +254,9 @@ class HeldGrant:
 
     def where_in_jira(self, *, to_owner: bool = False) -> str:
         """Where the grant can be ended in Jira itself; `to_owner`: addressed to the person whose grant it is."""
+        if self.service:
+            return (f"To stop the service account itself, disable it or delete its credential in "
+                    f"{service_accounts_where(self.jira)}.")
         return provider_for(self.jira).where_to_remove(account=self.jira, jira_user=self.jira_user, owner=self.owner,
                                                   to_owner=to_owner)
 
@@ -306,7 +317,12 @@ def disconnect_grant(*, grant: Grant, actor: str) -> Outcome:
         lead, tokens, to_owner = kind_of(locked).disconnected(locked, actor)
         held = HeldGrant(locked) if HeldGrant.holds_tokens(locked) else None
         refused = kind_of(locked).still_refused(locked, actor)
-        locked.save(update_fields=_wipe_keeping_refusal(locked))
+        forgotten = kind_of(locked).forgotten_on_disconnect(locked)
+        for name, value in forgotten.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=_wipe_keeping_refusal(locked) + list(forgotten))
+        if forgotten:
+            tokens += " and the service account's Client Secret"
         none_stored = f"{lead}: no tokens were stored.{refused}"
         event = record_event(locked, actor=actor, kind=Kind.DISCONNECTED, ok=True, message=(
             f"{lead}: {tokens} were deleted here; revoking them at Jira.{refused}" if held else none_stored))
@@ -425,6 +441,8 @@ def _what_ends(stored: ALMAccount, edited: ALMAccount) -> list[str]:
         changes.append(f"the Jira base URL changed from {stored.base_url} to {edited.base_url}")
     if edited.client_id != stored.client_id:
         changes.append("the Client ID changed")
+    if edited.service_client_id != stored.service_client_id:
+        changes.append("the service account's Client ID changed")
     if edited.authentication != stored.authentication:
         changes.append(f"the authentication changed from {stored.get_authentication_display()} to "
                        f"{edited.get_authentication_display()}")
@@ -450,6 +468,8 @@ def save_account(
     new_client_secret: bool,
     actor: str,
     report: Report | None = None,
+    new_service_secret: bool = False,
+    service_check: ServiceAccountCheck | None = None,
 ) -> str | None:
     """Save an admin's edit of `account` (the form's instance); a message when it ended connections.
 
@@ -463,11 +483,20 @@ def save_account(
 
     Runs inside the admin's transaction (the admin's save is atomic): the revocations are scheduled with
     on_commit, so they happen only once the wipe is committed, and `report` gets Jira's answers then.
+
+    A service account (providers.service_accounts): `service_check` is what the form's check found with its
+    credentials (services.service_accounts.check), stored in this transaction after any ending; its Client Secret
+    is bound to the base URL it was typed with, and forgotten when the authentication changes without it.
     """
+    if new_service_secret:
+        account.service_client_secret_base_url = account.base_url
     if account.pk is None:
         if new_client_secret:
             account.client_secret_base_url = account.base_url
-        account.save()
+        with transaction.atomic():
+            account.save()
+            if service_check is not None:
+                store_service_check(account, service_check, actor=actor)
         return None
 
     concrete = {field.name for field in account._meta.concrete_fields}
@@ -490,7 +519,13 @@ def save_account(
                 account.client_secret_base_url = account.base_url
                 fields.append("client_secret_base_url")
 
-        if account.authentication != stored.authentication and not new_client_secret:
+        if new_service_secret:
+            fields.append("service_client_secret_base_url")
+        elif account.authentication != stored.authentication and stored.service_client_secret is not None:
+            # The service account's secret is bound to its provider (and Data Center host) like the Client Secret.
+            account.service_client_secret, account.service_client_secret_base_url = None, ""
+            fields += ["service_client_secret", "service_client_secret_base_url"]
+        if account.is_cloud != stored.is_cloud and not new_client_secret:
             # A secret entered for one kind of application (a Data Center link, an Atlassian app) never goes to the
             # other's host, even if a later edit gives the account a Client ID again.
             account.client_secret, account.client_secret_base_url = None, ""
@@ -514,6 +549,8 @@ def save_account(
                 held = HeldGrant(stored)
                 fields += _wipe(account)
         account.save(update_fields=list(dict.fromkeys(fields)))
+        if service_check is not None:
+            store_service_check(account, service_check, actor=actor)
         because = " and ".join(changes)
         if changes:
             credentials = _locked_credentials(stored.pk)
@@ -525,8 +562,8 @@ def save_account(
 
         event = None
         if held is not None:
-            message = (f"The connection to Jira was ended because {because}: its tokens were deleted here. "
-                       "Click Get Auth Token to connect again.")
+            message = (f"The connection to Jira was ended because {because}: its tokens were deleted here."
+                       + ("" if service_check is not None else " Click Get Auth Token to connect again."))
             event = record_event(account, actor=actor, kind=Kind.CONNECTION_ENDED, ok=True,
                                  message=f"{message} Revoking them at {held.jira.base_url}.")
             own_ended = message

@@ -31,7 +31,7 @@ from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret
 from ..kinds import KINDS, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused
+from . import alerts, client_refused, service_accounts
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -121,7 +121,8 @@ def unreadable_message(account: Grant) -> str:
 def put_tokens(account: Grant, tokens: TokenSet, *, now, scope_if_none: str) -> None:
     """Put a new pair from Jira on `account` (not saved)."""
     account.access_token = tokens.access_token.reveal()
-    account.refresh_token = tokens.refresh_token.reveal()
+    # None: a service account's token (client credentials), renewed by asking again.
+    account.refresh_token = tokens.refresh_token.reveal() if tokens.refresh_token is not None else None
     account.token_expires_at = now + timedelta(seconds=tokens.expires_in)
     # Informational only: whatever Jira puts in `scope` must not stop a rotated pair from being stored.
     account.token_scope = explain.plain_text(tokens.scope, TOKEN_SCOPE_LENGTH) or scope_if_none
@@ -166,8 +167,11 @@ def refresh_grant(
             def result(outcome, message=""):
                 return RefreshResult(account.pk, name, outcome, message, kind=grant.kind)
 
-            if account.refresh_token is None:
-                return result(RefreshOutcome.NOT_CONNECTED, f"no refresh token: {messages.reconnect_hint(account)}")
+            kind = kind_of(account)
+            if not kind.can_give_token(account):
+                missing = "no service account credentials" if kind.by_client_credentials(account) else \
+                    "no refresh token"
+                return result(RefreshOutcome.NOT_CONNECTED, f"{missing}: {messages.reconnect_hint(account)}")
             if account.status == Status.NEEDS_REAUTHORIZATION:
                 return result(RefreshOutcome.NOT_CONNECTED,
                               f"Jira no longer accepts its grant: {messages.reconnect_hint(account)}")
@@ -176,10 +180,14 @@ def refresh_grant(
             changed_from = unless_access_token_changed_from
             if changed_from is not None and account.access_token != changed_from:
                 return result(RefreshOutcome.NOT_DUE, "refreshed meanwhile by another caller")
-            if due_within is not None and not is_due(account.token_expires_at, within=due_within):
+            if due_within is not None and not kind.is_due(account, within=due_within):
                 return result(RefreshOutcome.NOT_DUE, expires_text(account))
             if account.unreadable_secrets:
                 return _refresh_failed(account, actor, unreadable_message(account), RefreshOutcome.FAILED)
+            if kind.by_client_credentials(account):
+                # A service account: a new token asked for under the row lock (concurrent callers wait here and
+                # find it stored); nothing rotates, so nothing needs writing again if the write fails.
+                return _renew_by_client_credentials(account, actor, deadline=deadline, audited=admin_action)
             # Forced by a person (Refresh token now, --force); a 401's retry is product traffic, not forced.
             forced = due_within is None and changed_from is None
             if not client_refused.ask_jira(account, now=timezone.now(), forced=forced):
@@ -370,12 +378,29 @@ def _refresh_with_retries(client: JiraClient, *, refresh_token: Secret, redirect
             time.sleep(pauses.pop(0))
 
 
-def _refresh_failed(account, actor, message, outcome, *, status=None) -> RefreshResult:
+@sensitive_variables()
+def _renew_by_client_credentials(account: ALMAccount, actor: str, *, deadline: Deadline,
+                                 audited: bool) -> RefreshResult:
+    """The locked service account's new token (services.service_accounts), stored like a refresh. A refused
+    service account (deleted, disabled, secret changed) is broken at once (its alert), and keeps being checked: the
+    next success is its recovery."""
+    try:
+        tokens = service_accounts.fetch_token(account, deadline=deadline)
+    except service_accounts.ServiceAccountRefused as exc:
+        return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED, status=Status.ERROR,
+                               reason=alerts.SERVICE_ACCOUNT_REFUSED)
+    except ServiceError as exc:
+        return _refresh_failed(account, actor, str(exc), RefreshOutcome.FAILED)
+    return _store_refreshed(account, tokens, actor=actor, audited=audited)
+
+
+def _refresh_failed(account, actor, message, outcome, *, status=None, reason="") -> RefreshResult:
     """Record a failed refresh of the locked grant; raises its "broken" alert when due (services.alerts)."""
     fields = {"last_error": message}
     if status is not None:
         fields["status"] = status
-    fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message))
+    fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message,
+                                       reason=reason))
     mark(account, **fields)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,

@@ -2,10 +2,13 @@
    Permission and (for a company CA) a CA certificate, and each account has its
    own callback URL; Jira Cloud needs the scopes, and this deployment has one
    callback URL for every Cloud account. Show what the chosen authentication
-   needs, as soon as it is chosen (the server ignores the hidden fields). */
+   needs, as soon as it is chosen (the server ignores the hidden fields).
+   A service account (OAuth 2.0 client credentials, on either platform) needs
+   its Client ID and Secret, and neither a callback URL nor Get Auth Token. */
 (function () {
   "use strict";
-  var CLOUD = "jira_cloud_oauth2";
+  var CLOUD = ["jira_cloud_oauth2", "jira_cloud_service_account"];
+  var SERVICE = ["jira_server_service_account", "jira_cloud_service_account"];
   function rows(name) {
     return document.querySelectorAll(".form-row.field-" + name + ", .fieldBox.field-" + name);
   }
@@ -13,13 +16,19 @@
     rows(name).forEach(function (row) { row.hidden = !visible; });
   }
   function apply(select) {
-    var cloud = select.value === CLOUD;
+    var cloud = CLOUD.indexOf(select.value) !== -1;
+    var service = SERVICE.indexOf(select.value) !== -1;
     document.querySelectorAll("[data-provider]").forEach(function (box) {
       box.hidden = box.getAttribute("data-provider") !== select.value;
     });
     show("scope", !cloud);
     show("jira_ca_certificate", !cloud);
     show("cloud_scopes", cloud);
+    show("service_client_id", service);
+    show("service_client_secret", service);
+    show("callback_url", !service);
+    document.querySelectorAll("fieldset.alm-service-account").forEach(function (set) { set.hidden = !service; });
+    document.querySelectorAll(".alm-get-auth-token").forEach(function (row) { row.hidden = service; });
     var baseUrl = document.getElementById("id_base_url");
     if (baseUrl) {
       baseUrl.placeholder = cloud ? "https://your-site.atlassian.net" : "https://jira.example.com/jira";
