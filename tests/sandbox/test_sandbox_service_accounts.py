@@ -5,10 +5,13 @@ service account is created with `sandbox_create_service_account`, asks for token
 calls REST as itself, and once disabled (`sandbox_disable_service_account`) is refused with invalid_client.
 """
 
+import re
 import uuid
 
 import pytest
 import requests
+
+from tests.sandbox.conftest import form_inputs
 
 DC_TOKEN = "/rest/oauth2/latest/token"
 SANDBOX_SITE = "5d3c8a6e-1f2b-4c7d-9e8a-0b1c2d3e4f51"
@@ -234,3 +237,30 @@ class TestCloud:
             jira_sandbox_server.create_service_account("Bad", cloud=True, scopes="read:jira-work offline_access")
         with pytest.raises(RuntimeError, match="No site named nowhere"):
             jira_sandbox_server.create_service_account("Bad", cloud=True, sites=["nowhere"])
+
+
+def test_the_sandbox_admin_lists_service_accounts_apart_from_application_links_and_disables_them(
+        jira_sandbox_server):
+    sandbox = jira_sandbox_server
+    dc = sandbox.create_service_account(unique("Listed DC"))
+    cloud = sandbox.create_service_account(unique("Listed Cloud"), cloud=True)
+    session = sandbox.login(requests.Session())
+
+    dc_list = session.get(f"{sandbox.url}/admin/serviceaccounts/serviceaccount/", timeout=10)
+    cloud_list = session.get(f"{sandbox.url}/admin/cloud/cloudserviceaccount/", timeout=10)
+    links = session.get(f"{sandbox.url}/admin/applinks/incominglink/", timeout=10)
+    assert dc_list.status_code == cloud_list.status_code == links.status_code == 200
+    assert dc["display_name"] in dc_list.text and dc["client_id"] in dc_list.text
+    assert cloud["display_name"] in cloud_list.text and cloud["account_id"] in cloud_list.text
+    assert dc["client_id"] not in links.text  # a service account's credential is not an application link
+    assert dc["client_secret"] not in dc_list.text and cloud["client_secret"] not in cloud_list.text
+
+    # The admin's action "Disable selected service accounts", as a Jira admin would click it.
+    match = re.search(r'/admin/serviceaccounts/serviceaccount/(\d+)/change/[^"]*"[^>]*>' + re.escape(
+        dc["display_name"]), dc_list.text)
+    assert match, "the service account's row links to its page"
+    done = session.post(f"{sandbox.url}/admin/serviceaccounts/serviceaccount/", timeout=10, data={
+        "csrfmiddlewaretoken": form_inputs(dc_list.text)["csrfmiddlewaretoken"], "action": "disable",
+        "_selected_action": match.group(1)})
+    assert done.status_code == 200 and "Disabled 1 service account" in done.text
+    assert dc_token(sandbox, dc).json() == {"error": "invalid_client"}
