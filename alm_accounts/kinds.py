@@ -38,6 +38,11 @@ PERSON = "person"
 SERVICE_ADMINISTRATOR = "service account administrator"
 
 
+# A service account's check that failed (Jira unreachable, the service account refused) is tried again this often by
+# the refresher until one works; callers that need a token ask at once.
+SERVICE_ACCOUNT_RETRY = timedelta(hours=1)
+
+
 def service_check_interval() -> timedelta:
     """How often the refresher verifies a service account's connection by asking for a token (no refresh token to
     keep alive: this is how a deleted or disabled service account is noticed, SERVICE_ACCOUNT_CHECK_HOURS)."""
@@ -97,6 +102,11 @@ class GrantKind:
     def is_due(self, grant: Grant, *, within: timedelta) -> bool:
         """The same rule for one grant read under its lock (services.grants)."""
         return is_due(grant.token_expires_at, within=within)
+
+    def without_the_link(self) -> Q | None:
+        """Its grants whose token is not obtained through the account's link / app (a service account's own): a
+        link Jira refuses (client_refused) does not stop them. None: every grant of this kind goes through it."""
+        return None
 
     def can_give_token(self, grant: Grant) -> bool:
         """It holds what a new token is obtained with (a refresh token; a service account's credentials)."""
@@ -191,10 +201,16 @@ class AccountsOwn(GrantKind):
 
     def due(self, within: timedelta) -> Q:
         # A service account's cached token is not renewed ahead of time (the next caller asks for one): it is due
-        # only for its check.
-        checked_before = timezone.now() - service_check_interval()
-        service_due = Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=checked_before)
+        # only for its check, and a check that failed is tried again once SERVICE_ACCOUNT_RETRY has passed (a
+        # failure updates the row), not at every pass.
+        now = timezone.now()
+        checked_before = now - service_check_interval()
+        service_due = (Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=checked_before)) & (
+            Q(failing_since__isnull=True) | Q(updated_at__lte=now - SERVICE_ACCOUNT_RETRY))
         return (~self.SERVICE & super().due(within)) | (self.SERVICE & service_due)
+
+    def without_the_link(self) -> Q | None:
+        return self.SERVICE
 
     def is_due(self, grant: Grant, *, within: timedelta) -> bool:
         if not self.by_client_credentials(grant):

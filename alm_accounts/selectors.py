@@ -38,7 +38,9 @@ def refreshable_grants(kind: str) -> QuerySet[Grant]:
     """The grants of one kind ("account", "user": kinds.KINDS) still worth keeping alive (kinds.GrantKind.kept_alive),
     less those of an account whose client Jira refuses until it is checked again."""
     grant_kind = KINDS[kind]
-    return grant_kind.model.objects.filter(grant_kind.kept_alive()).filter(_client_accepted(grant_kind))
+    accepted, independent = _client_accepted(grant_kind), grant_kind.without_the_link()
+    return grant_kind.model.objects.filter(grant_kind.kept_alive()).filter(
+        accepted if independent is None else accepted | independent)
 
 
 def due_grants(kind: str, *, within: timedelta) -> QuerySet[Grant]:

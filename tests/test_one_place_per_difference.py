@@ -92,3 +92,44 @@ def test_the_reconnect_hint_is_the_same_for_a_refresh_and_for_a_caller_asking_fo
     assert str(account_token.value) == "Not connected to Jira: click Get Auth Token on the ALM account."
     assert person_refresh.message == f"no refresh token: reconnect under My ALM Credentials ({account.name})"
     assert str(person_token.value) == f"Not connected to Jira: reconnect under My ALM Credentials ({account.name})."
+
+
+def authentication_compared_with_a_choice(path: Path) -> list[str]:
+    """Comparisons of an account's authentication with one of its choices (ALMAccount.Authentication.X, or its
+    value): what the providers (and models.CLOUD_AUTHENTICATIONS) make unnecessary."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            names_authentication = any(
+                (isinstance(side, ast.Attribute) and side.attr == "authentication")
+                or (isinstance(side, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "authentication"
+                                                       for a in side.args))
+                for side in sides)
+            a_choice = any(
+                (isinstance(side, ast.Attribute) and isinstance(side.value, ast.Attribute)
+                 and side.value.attr == "Authentication")
+                or (isinstance(side, ast.Constant) and isinstance(side.value, str) and side.value.startswith("jira_"))
+                for side in sides)
+            if names_authentication and a_choice:
+                found.append(f"{path.relative_to(APP)}:{node.lineno}")
+    return found
+
+
+def test_no_module_tests_the_authentication_by_its_name():
+    """Issue 22: a service account is one provider each (providers/service_accounts.py), not `authentication ==`
+    branches in the services and screens."""
+    found = [where for path in sorted(APP.rglob("*.py")) if "migrations" not in path.parts
+             for where in authentication_compared_with_a_choice(path)]
+    assert found == []
+
+
+def test_each_service_account_authentication_gets_its_own_provider(db):
+    from alm_accounts.models import ALMAccount
+    from alm_accounts.providers import CloudServiceAccount, DataCenterServiceAccount
+
+    dc = ALMAccount(authentication=ALMAccount.Authentication.JIRA_SERVER_SERVICE_ACCOUNT)
+    cloud = ALMAccount(authentication=ALMAccount.Authentication.JIRA_CLOUD_SERVICE_ACCOUNT)
+    assert isinstance(provider_for(dc), DataCenterServiceAccount) and isinstance(provider_for(dc), DataCenter)
+    assert isinstance(provider_for(cloud), CloudServiceAccount) and isinstance(provider_for(cloud), Cloud)
+    assert cloud.is_cloud and not dc.is_cloud

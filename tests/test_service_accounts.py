@@ -333,9 +333,10 @@ def test_a_disabled_service_account_raises_the_broken_alert_and_its_next_success
     assert (broken.event, broken.reason) == (Alert.Event.BROKEN, "service_account_refused")
     assert "disabled" in broken.message and SERVICE_SECRET not in broken.message
 
-    # Re-enabled in Jira: the next check (a day later) succeeds, and says so once.
+    # Re-enabled in Jira: the next check (an hour later: a failed check is tried again hourly) succeeds, and says
+    # so once.
     mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))
-    ALMAccount.objects.filter(pk=service_account.pk).update(last_refreshed_at=timezone.now() - timedelta(hours=25))
+    ALMAccount.objects.filter(pk=service_account.pk).update(updated_at=timezone.now() - timedelta(minutes=61))
     run_command("--concurrency", "1", "-v", "0")
 
     service_account.refresh_from_db()
@@ -519,3 +520,68 @@ def test_people_can_connect_to_a_cloud_service_account_through_the_deployments_a
     page = page_text(client.get(reverse("my_alm_credentials")))
 
     assert 'data-account="Jira Cloud - Service"' in page
+
+
+def test_a_failed_check_is_tried_again_after_an_hour_not_at_every_pass(service_account, mocked_jira, run_command):
+    ALMAccount.objects.filter(pk=service_account.pk).update(last_refreshed_at=timezone.now() - timedelta(hours=25))
+    refused(mocked_jira)
+    run_command("--concurrency", "1", "-v", "0")
+    run_command("--concurrency", "1", "-v", "0")  # the next pass, minutes later: not asked again
+    assert len(token_calls(mocked_jira)) == 1
+
+    ALMAccount.objects.filter(pk=service_account.pk).update(updated_at=timezone.now() - timedelta(minutes=61))
+    mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))
+    run_command("--concurrency", "1", "-v", "0")
+
+    assert len(token_calls(mocked_jira)) == 2
+    service_account.refresh_from_db()
+    assert service_account.status == Status.CONNECTED
+
+
+def test_a_link_jira_refuses_does_not_stop_the_service_accounts_check(service_account, mocked_jira, run_command):
+    # People's link was removed in Jira (services.client_refused): the service account's own token is not
+    # obtained through it.
+    ALMAccount.objects.filter(pk=service_account.pk).update(
+        client_refused_at=timezone.now() - timedelta(minutes=5), client_checked_at=timezone.now(),
+        last_refreshed_at=timezone.now() - timedelta(hours=25))
+    mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))
+
+    run_command("--concurrency", "1", "-v", "0")
+
+    assert len(token_calls(mocked_jira)) == 1
+
+
+def test_a_token_request_that_did_not_get_through_is_asked_again_safely(service_account, mocked_jira, settings):
+    """Nothing rotates with client credentials: unlike a refresh, a lost or refused-before-processing request is
+    simply sent again within the deadline."""
+    settings.JIRA_RETRY_BACKOFF = (0, 0)
+    ALMAccount.objects.filter(pk=service_account.pk).update(token_expires_at=None)
+    service_account.refresh_from_db()
+    mocked_jira.post(TOKEN_URL, status=503, body="busy")
+    mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))
+
+    assert services.valid_access_token(account=service_account) == SERVICE_TOKEN_2
+    assert len(token_calls(mocked_jira)) == 2
+
+
+def test_saving_while_jira_cannot_be_reached_is_a_form_error_and_nothing_is_stored(admin_client, mocked_jira,
+                                                                                  settings):
+    settings.JIRA_RETRY_BACKOFF = ()
+    mocked_jira.post(TOKEN_URL, status=502, body="bad gateway")
+
+    response = add_account(admin_client, dc_form)
+
+    (error,) = form_errors(response)["base_url"]
+    assert error.startswith("Jira's token endpoint could not be used: Jira's token endpoint answered HTTP 502")
+    assert not ALMAccount.objects.exists()
+
+
+def test_a_viewer_sees_that_a_service_secret_is_stored_never_the_secret(client, service_account):
+    from tests.conftest import staff_user
+
+    client.force_login(staff_user("viewer", "view_almaccount"))
+
+    page = page_text(client.get(change_url(service_account)))
+
+    assert "Service account Client Secret" in page and "Stored (encrypted)" in page
+    assert SERVICE_SECRET not in page and SERVICE_TOKEN not in page

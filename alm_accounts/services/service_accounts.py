@@ -25,7 +25,7 @@ from ..atlassian import Site
 from ..conf import app_settings
 from ..fields import UnreadableSecret
 from ..jira import Deadline, JiraError, JiraOAuthError, JiraUnauthorized, JiraUnavailable, TokenSet
-from ..kinds import kind_of
+from ..kinds import SERVICE_ADMINISTRATOR, kind_of
 from ..models import ALMAccount
 from ..providers import SiteNotCovered, provider_for
 from . import alerts
@@ -87,7 +87,7 @@ def service_client(account: ALMAccount):
                                   "FIELD_ENCRYPTION_KEY: restore the key, or paste the Client Secret again and save.",
                                   field="service_client_secret")
     if not client_id or not secret:
-        raise ServiceAccountError(f"Not connected to Jira: {messages.RECONNECT['service account administrator']}.",
+        raise ServiceAccountError(f"Not connected to Jira: {messages.RECONNECT[SERVICE_ADMINISTRATOR]}.",
                                   field="service_client_secret")
     bound_to = account.service_client_secret_base_url
     if bound_to and bound_to != account.base_url and provider.secret_goes_to_base_url(account):
@@ -118,7 +118,7 @@ def fetch_token(account: ALMAccount, *, deadline: Deadline, client=None) -> Toke
                 raise ServiceAccountError(messages.service_scope_refused(platform(account), scope),
                                           field=field) from None
             raise ServiceAccountError(explain.describe("refresh", exc, advice=provider_for(account).advice,
-                                                       mends=messages.MENDS["service account administrator"])
+                                                       mends=messages.MENDS[SERVICE_ADMINISTRATOR])
                                       ) from None
         except JiraUnavailable as exc:
             if not pauses or not deadline.allows_pause(pauses[0]) or (exc.status is not None and exc.status < 500
