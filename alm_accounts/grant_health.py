@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from . import selectors
+from .kinds import kind_of
 from .models import Grant, GrantStatus, RefreshDay
 from .providers import provider_for
 from .services.history import TIMELINE_DAYS
@@ -73,6 +74,8 @@ class GrantHealth:
     @property
     def refresh_token_life(self) -> str:
         provider = provider_for(self.grant.grant_account)
+        if kind_of(self.grant).by_client_credentials(self.grant):
+            return "no refresh token: a service account asks for a new token with its Client ID and Secret"
         lifetime = provider.refresh_token_lifetime
         issued = self.grant.last_refreshed_at or self.grant.connected_at
         if lifetime is None or issued is None or self.ended:

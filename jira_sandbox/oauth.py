@@ -21,6 +21,9 @@ class JiraLikeValidator(OAuth2Validator):
         Raising (instead of returning False) lets the redirect say why, the way
         Jira's error_description does; oauthlib still adds the state.
         """
+        if request.grant_type == "client_credentials":
+            self._validate_service_account_scopes(requested, client, request)
+            return super().validate_scopes(client_id, requested, client, request, *args, **kwargs)
         if len(requested) != 1:
             raise errors.InvalidScopeError(
                 description="Exactly one scope is required: READ, WRITE, ADMIN or SYSTEM_ADMIN.",
@@ -35,6 +38,30 @@ class JiraLikeValidator(OAuth2Validator):
                 request=request,
             )
         return super().validate_scopes(client_id, requested, client, request, *args, **kwargs)
+
+    def _validate_service_account_scopes(self, requested, client, request):
+        """A service account asks for one or more of READ and WRITE (space-separated), within its own scopes."""
+        if not requested:
+            raise errors.InvalidScopeError(
+                description="A scope is required: READ or WRITE.", request=request
+            )
+        for scope in requested:
+            if scope not in scopes.SERVICE_ACCOUNT_LEVELS:
+                raise errors.InvalidScopeError(
+                    description=f"The scope {scope} is not available to service accounts: READ or WRITE only.",
+                    request=request,
+                )
+            if not scopes.includes(client.permission, scope):
+                raise errors.InvalidScopeError(
+                    description=f"The scope {scope} exceeds the scopes of this service account ({client.permission}).",
+                    request=request,
+                )
+
+    def _create_access_token(self, expires, request, token, source_refresh_token=None):
+        """A service account's token acts as the service account (DOT gives client credentials tokens no user)."""
+        if request.grant_type == "client_credentials":
+            request.user = request.client.user
+        return super()._create_access_token(expires, request, token, source_refresh_token)
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         """Jira DC refuses a refresh without the link's redirect_uri, with a bare invalid_grant."""

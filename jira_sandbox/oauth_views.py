@@ -30,5 +30,8 @@ class JiraTokenView(TokenView):
             )
         else:
             response = super().post(request, *args, **kwargs)
-        stats.record_token_request(request.POST.get("grant_type"), response.status_code)
+        grant_type = request.POST.get("grant_type")
+        stats.record_token_request(grant_type, response.status_code)
+        if grant_type == "client_credentials":
+            stats.record_client_credentials("dc", request.POST.get("client_id"), response.status_code)
         return response

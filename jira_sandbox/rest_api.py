@@ -35,7 +35,7 @@ def bearer_required(view=None, *, scope="READ"):
             )
             response["WWW-Authenticate"] = 'Bearer realm="jira", error="invalid_token"'
             return response
-        granted = oauth_request.access_token.scope
+        granted = scopes.highest(oauth_request.access_token.scope)
         if not scopes.includes(granted, scope):
             return error_response(
                 403,

@@ -7,6 +7,8 @@ it. This module is the single place that knows the order of the rungs.
 from oauth2_provider.scopes import SettingsScopes
 
 LEVELS = ("READ", "WRITE", "ADMIN", "SYSTEM_ADMIN")
+# What Jira lets a service account ask for: endpoints needing ADMIN or above are not open to client credentials.
+SERVICE_ACCOUNT_LEVELS = ("READ", "WRITE")
 
 
 def includes(granted, required):
@@ -14,6 +16,12 @@ def includes(granted, required):
     if granted not in LEVELS or required not in LEVELS:
         return False
     return LEVELS.index(granted) >= LEVELS.index(required)
+
+
+def highest(scope):
+    """The highest rung among a token's space-separated scopes (a service account may ask for "READ WRITE")."""
+    held = [level for level in scope.split() if level in LEVELS]
+    return max(held, key=LEVELS.index) if held else ""
 
 
 def up_to(permission):

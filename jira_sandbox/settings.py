@@ -9,6 +9,8 @@ fixed on purpose so the sandbox behaves the same on every machine:
 - SANDBOX_USER2_PASSWORD: password of jira-user2, a Jira user without admin
   rights, applied by `sandbox_setup` (default sandbox-user2)
 - SANDBOX_ACCESS_TOKEN_SECONDS: access token lifetime, `expires_in` (default 7200)
+- SANDBOX_SERVICE_ACCOUNT_TOKEN_SECONDS: lifetime of a service account's token (client
+  credentials, no refresh token), `expires_in` (default 3600, "about an hour" as Jira documents)
 - SANDBOX_AUTHORIZATION_CODE_SECONDS: authorization code lifetime (default 10, as Jira)
 - SANDBOX_REFRESH_TOKEN_SECONDS: refresh token lifetime (default 90 days)
 - SANDBOX_TOKEN_LATENCY_MS: sleep added to every token request (default 0)
@@ -63,6 +65,7 @@ INSTALLED_APPS = [
     "jira_sandbox.applinks",
     "jira_sandbox.issues",
     "jira_sandbox.cloud",
+    "jira_sandbox.serviceaccounts",
 ]
 
 MIDDLEWARE = [
@@ -134,6 +137,17 @@ STATIC_URL = "/static/"
 # DOT swaps its Application model for ours, which carries the link's Permission.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "applinks.IncomingLink"
 
+SANDBOX_ACCESS_TOKEN_SECONDS = _env_int("SANDBOX_ACCESS_TOKEN_SECONDS", 7200)
+SANDBOX_SERVICE_ACCOUNT_TOKEN_SECONDS = _env_int("SANDBOX_SERVICE_ACCOUNT_TOKEN_SECONDS", 3600)
+
+
+def _access_token_seconds(request):
+    """oauthlib asks for expires_in per request: a service account's tokens live about an hour, a person's 2 h."""
+    if request.grant_type == "client_credentials":
+        return SANDBOX_SERVICE_ACCOUNT_TOKEN_SECONDS
+    return SANDBOX_ACCESS_TOKEN_SECONDS
+
+
 OAUTH2_PROVIDER = {
     "SCOPES": {
         "READ": "View Jira data",
@@ -146,7 +160,7 @@ OAUTH2_PROVIDER = {
     "SCOPES_BACKEND_CLASS": "jira_sandbox.scopes.LinkPermissionScopes",
     "OAUTH2_VALIDATOR_CLASS": "jira_sandbox.oauth.JiraLikeValidator",
     "OAUTH2_BACKEND_CLASS": "jira_sandbox.oauth.JiraLikeOAuthLibCore",
-    "ACCESS_TOKEN_EXPIRE_SECONDS": _env_int("SANDBOX_ACCESS_TOKEN_SECONDS", 7200),
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _access_token_seconds,
     # Jira documents a 10 s default: clients must redeem the code in the callback.
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": _env_int("SANDBOX_AUTHORIZATION_CODE_SECONDS", 10),
     # DOT counts this from the expiry of the refresh token's access token.

@@ -13,6 +13,8 @@ _lock = threading.Lock()
 _by_grant_type = defaultdict(lambda: defaultdict(int))
 _cloud_by_grant_type = defaultdict(lambda: defaultdict(int))
 _cloud_events = defaultdict(int)
+# Client credentials requests per Client ID (service accounts), per platform: {"dc"|"cloud": {client_id: {status: n}}}
+_by_client = {"dc": defaultdict(lambda: defaultdict(int)), "cloud": defaultdict(lambda: defaultdict(int))}
 
 
 def record_token_request(grant_type, status):
@@ -23,6 +25,11 @@ def record_token_request(grant_type, status):
 def record_cloud_token_request(grant_type, status):
     with _lock:
         _cloud_by_grant_type[grant_type or "(none)"][str(status)] += 1
+
+
+def record_client_credentials(platform, client_id, status):
+    with _lock:
+        _by_client[platform][client_id or "(none)"][str(status)] += 1
 
 
 def record_cloud_reuse_within_leeway():
@@ -50,6 +57,8 @@ def snapshot():
         cloud = _counts(_cloud_by_grant_type)
         cloud["reuse_within_leeway"] = _cloud_events["reuse_within_leeway"]
         cloud["families_killed"] = _cloud_events["families_killed"]
+        data_center["service_accounts"] = {client: dict(statuses) for client, statuses in _by_client["dc"].items()}
+        cloud["service_accounts"] = {client: dict(statuses) for client, statuses in _by_client["cloud"].items()}
     return {**data_center, "cloud": cloud}
 
 
@@ -58,6 +67,7 @@ def stats_view(request):
 
     The top level counts the Data Center token endpoint; "cloud" counts Atlassian
     Cloud's the same way, plus "reuse_within_leeway" (replaced refresh tokens
-    honoured inside the leeway) and "families_killed" (consents revoked for reuse after it).
+    honoured inside the leeway) and "families_killed" (consents revoked for reuse after it). Both have
+    "service_accounts": client credentials requests per Client ID, {client_id: {status: n}}.
     """
     return JsonResponse(snapshot())

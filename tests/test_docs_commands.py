@@ -29,6 +29,7 @@ rule before it lands. The links of README.md and docs/ (files, screenshots, #anc
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -97,6 +98,17 @@ class Rule:
 
     def __post_init__(self):
         self.regex = re.compile(self.pattern)
+
+
+def _on_own_sandbox(state: dict, *, setup: bool = True) -> str:
+    """What runs a sandbox command on a sandbox database in the test's folder (set up first when `setup`)."""
+    run = f"SANDBOX_DATABASE_PATH={state['tmp'] / 'sandbox.sqlite3'} .venv/bin/python "
+    return (run + "jira_sandbox/manage.py sandbox_setup >/dev/null && " if setup else "") + run
+
+
+def _service_account_json(result: subprocess.CompletedProcess, state: dict) -> None:
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["client_id"] and answer["client_secret"], answer
 
 
 def _units(command: str) -> list[str]:
@@ -225,6 +237,17 @@ RULES = [
                                  "jira_sandbox/manage.py sandbox_setup >/dev/null && SANDBOX_DATABASE_PATH="
                                  f"{s['tmp'] / 'sandbox.sqlite3'} .venv/bin/python "
                                  + c.replace("KEY", "OPS").replace("NAME", "Operations"))),
+    Rule(r"^jira_sandbox/manage\.py sandbox_create_service_account( --cloud)? --name \"[^\"]+\""
+         r"( --\w+ (\"[^\"]+\"|\S+))*$", "RUN", "on a sandbox database of the test's own; prints the credentials "
+         "as JSON", transform=lambda c, s: _on_own_sandbox(s) + c, check=_service_account_json),
+    Rule(r"^jira_sandbox/manage\.py sandbox_disable_service_account --client-id CLIENT_ID( --enable)?$", "RUN",
+         "CLIENT_ID: the Client ID of a service account the test creates first (once), on a sandbox database of its "
+         "own",
+         transform=lambda c, s: (f"( [ -s {s['tmp'] / 'sa.json'} ] || ( {_on_own_sandbox(s)}jira_sandbox/manage.py "
+                                 f"sandbox_create_service_account --name Docs >{s['tmp'] / 'sa.json'} ) ) && "
+                                 + _on_own_sandbox(s, setup=False)
+                                 + c.replace("CLIENT_ID", "$(python -c 'import json, sys; print(json.load(sys.stdin)"
+                                             f"[\"client_id\"])' <{s['tmp'] / 'sa.json'})"))),
     # --- manage.py commands that need a Jira or run forever ---
     Rule(r"^(python )?manage\.py jira_call\b", "OPTIONS", "needs a connected Jira account",
          covered_by="tests/test_jira_request.py::test_jira_call_sends_data_and_params"),

@@ -27,6 +27,10 @@ class IncomingLinkAdmin(admin.ModelAdmin):
     search_fields = ("name", "client_id")
     view_on_site = False
 
+    def get_queryset(self, request):
+        # Service accounts' credentials are links too (client credentials), listed under Service accounts.
+        return super().get_queryset(request).exclude(authorization_grant_type=IncomingLink.GRANT_CLIENT_CREDENTIALS)
+
     def get_fields(self, request, obj=None):
         fields = ["name", "redirect_uris", "permission"]
         return fields if obj is None else fields + ["client_id"]

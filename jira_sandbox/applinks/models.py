@@ -51,3 +51,13 @@ class IncomingLink(AbstractApplication):
         http://127.0.0.1 URL; Jira does not, and clients must find that out here.
         """
         return uri == self.redirect_url
+
+    def is_usable(self, request):
+        """A service account's credential (client credentials) works only while the service account is enabled.
+
+        DOT asks this when it loads the client at the token endpoint (a disabled one: 401 invalid_client)
+        and again for every Bearer token (a token issued before it was disabled: 401).
+        """
+        if self.authorization_grant_type != self.GRANT_CLIENT_CREDENTIALS:
+            return True
+        return self.user_id is not None and self.user.is_active

@@ -4,14 +4,14 @@ A consent's first-consent time is the one editable field: moving it back ages
 the family towards the 365-day limit, for a demo or a test.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jira_sandbox import users
 
-from . import identity
-from .models import CloudApp, CloudIssue, CloudProject, CloudSite, Consent
+from . import identity, service_accounts
+from .models import CloudApp, CloudIssue, CloudProject, CloudServiceAccount, CloudSite, Consent
 
 
 @admin.register(CloudApp)
@@ -115,3 +115,41 @@ class CloudIssueAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # only POST .../rest/api/3/issue creates, with the token's person as reporter
+
+
+@admin.register(CloudServiceAccount)
+class CloudServiceAccountAdmin(admin.ModelAdmin):
+    """Atlassian Administration → Directory → Service accounts: created by `sandbox_create_service_account --cloud`."""
+
+    list_display = ("name", "account_id", "email", "client_id", "scope", "site_names", "status")
+    list_select_related = ("user",)
+    fields = ("name", "account_id", "email", "client_id", "scope", "site_names", "status", "created")
+    readonly_fields = fields
+    actions = ["disable", "enable"]
+
+    def has_add_permission(self, request):
+        return False  # the command prints the credential's Client ID and Secret, once
+
+    @admin.display(description="Email")
+    def email(self, account):
+        return account.user.email
+
+    @admin.display(description="Sites")
+    def site_names(self, account):
+        return ", ".join(site.name for site in account.sites.all())
+
+    @admin.display(description="Status")
+    def status(self, account):
+        return "Active" if account.disabled_at is None else "Disabled"
+
+    @admin.action(description="Disable selected service accounts")
+    def disable(self, request, queryset):
+        for account in queryset:
+            service_accounts.set_enabled(account, False)
+        self.message_user(request, f"Disabled {queryset.count()} service account(s).", messages.SUCCESS)
+
+    @admin.action(description="Enable selected service accounts")
+    def enable(self, request, queryset):
+        for account in queryset:
+            service_accounts.set_enabled(account, True)
+        self.message_user(request, f"Enabled {queryset.count()} service account(s).", messages.SUCCESS)

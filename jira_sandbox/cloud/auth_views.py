@@ -137,6 +137,8 @@ def token(request):
             status, answer = 400, {"error": "invalid_request", "error_description": "The body is not a JSON object."}
     grant_type = body.get("grant_type") if isinstance(body, dict) else None
     stats.record_cloud_token_request(grant_type if isinstance(grant_type, str) else None, status)
+    if grant_type == "client_credentials":
+        stats.record_client_credentials("cloud", str(body.get("client_id") or ""), status)
     response = JsonResponse(answer, status=status)
     response["Cache-Control"] = "no-store"
     return response

@@ -34,7 +34,8 @@ def _bearer(request):
 def authorized(view=None, *, scope=None):
     """Let a request in with a live token (and `scope`); a view under ex/jira/<cloud_id> also gets `site`.
 
-    Sets request.cloud_consent and request.cloud_user.
+    Sets request.cloud_grant (a person's consent, or a service account: both have .sites and .scopes) and
+    request.cloud_user.
     """
     if view is None:
         return lambda view: authorized(view, scope=scope)
@@ -44,17 +45,18 @@ def authorized(view=None, *, scope=None):
         access_token = tokens.live_access_token(_bearer(request))
         if access_token is None:
             return gateway_error()
-        consent = access_token.consent
+        grant = access_token.grant
         if cloud_id is not None:
             wanted = _uuid_or_none(cloud_id)
-            site = consent.sites.filter(cloud_id=wanted).first() if wanted else None
+            site = grant.sites.filter(cloud_id=wanted).first() if wanted else None
             if site is None:
                 return gateway_error()
             kwargs["site"] = site
-        if scope is not None and scope not in consent.scopes:
+        if scope is not None and scope not in access_token.scopes:
             return gateway_error("Unauthorized; scope does not match")
-        request.cloud_consent = consent
-        request.cloud_user = consent.user
+        request.cloud_grant = grant
+        request.cloud_scopes = access_token.scopes
+        request.cloud_user = grant.user
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -70,12 +72,13 @@ def _uuid_or_none(value):
 @require_GET
 @authorized
 def accessible_resources(request):
-    """The sites the person chose on the consent screen, each with the scopes granted there."""
-    granted = scopes.site_scopes(request.cloud_consent.scopes)
+    """The sites the person chose on the consent screen (a service account: those it has Jira access on), each
+    with the scopes granted there."""
+    granted = scopes.site_scopes(request.cloud_scopes)
     return JsonResponse(
         [
             {"id": str(site.cloud_id), "url": site.url, "name": site.name, "scopes": granted, "avatarUrl": SITE_AVATAR}
-            for site in request.cloud_consent.sites.order_by("name")
+            for site in request.cloud_grant.sites.order_by("name")
         ],
         safe=False,
     )

@@ -17,6 +17,11 @@ def account_id(user):
     return ACCOUNT_IDS.get(user.username) or f"712020:{uuid.uuid5(_OTHER_USERS, str(user.pk))}"
 
 
+def is_service_account(user):
+    """Atlassian shows a service account (a non-human account) with accountType "app"."""
+    return type(user).objects.filter(pk=user.pk, cloud_service_account__isnull=False).exists()
+
+
 def user_json(site, user):
     """A user wherever Jira Cloud shows one (myself, reporter): `self` points at the site, as Cloud's links do."""
     account = account_id(user)
@@ -24,7 +29,7 @@ def user_json(site, user):
     return {
         "self": f"{site.url}/rest/api/3/user?accountId={account}",
         "accountId": account,
-        "accountType": "atlassian",
+        "accountType": "app" if is_service_account(user) else "atlassian",
         "emailAddress": user.email,
         "avatarUrls": {"48x48": avatar},
         "displayName": users.display_name(user),

@@ -15,6 +15,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import models
 from django.utils import timezone
 
+from jira_sandbox.cloud import identity
 from jira_sandbox.issues.models import ISSUE_ID_OFFSET, PROJECT_KEY_VALIDATOR, NumberedIssue
 
 
@@ -100,6 +101,51 @@ class Consent(models.Model):
         self.save(update_fields=["revoked_at", "revoked_because"])
 
 
+class CloudServiceAccount(models.Model):
+    """A service account an organization admin created in Atlassian Administration, with one OAuth 2.0 credential.
+
+    Its user is its identity on the sites (account ID, reporter of what it creates); `sites` are those it was
+    given Jira access on; `scope` the credential's scopes, chosen when it was created. Disabled, its credential
+    is refused (401 invalid_client) and its tokens stop working.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="cloud_service_account")
+    name = models.CharField(max_length=100)
+    sites = models.ManyToManyField(CloudSite, related_name="service_accounts", help_text="Jira access on these sites.")
+    scope = models.CharField(max_length=500, help_text="The OAuth 2.0 credential's scopes, space separated.")
+    client_id = models.CharField("client ID", max_length=100, unique=True)
+    client_secret_hash = models.CharField(max_length=128, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "service account"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def scopes(self):
+        return self.scope.split()
+
+    @property
+    def account_id(self):
+        return identity.account_id(self.user)
+
+    @property
+    def revoked_at(self):
+        """When its tokens stopped working (disabled), as a consent's revocation: the gateway asks one question."""
+        return self.disabled_at
+
+    def set_secret(self, secret):
+        self.client_secret_hash = make_password(secret)
+
+    def secret_matches(self, secret):
+        return bool(secret) and check_password(secret, self.client_secret_hash)
+
+
 class AuthorizationCode(models.Model):
     consent = models.OneToOneField(Consent, on_delete=models.CASCADE, related_name="code")
     code_checksum = models.CharField(max_length=64, unique=True)
@@ -110,13 +156,29 @@ class AuthorizationCode(models.Model):
 
 
 class AccessToken(models.Model):
-    consent = models.ForeignKey(Consent, on_delete=models.CASCADE, related_name="access_tokens")
+    """Issued to a person's consent (3LO) or to a service account (client credentials): exactly one of the two."""
+
+    consent = models.ForeignKey(Consent, on_delete=models.CASCADE, related_name="access_tokens", null=True)
+    service_account = models.ForeignKey(CloudServiceAccount, on_delete=models.CASCADE, related_name="access_tokens",
+                                        null=True)
     token_checksum = models.CharField(max_length=64, unique=True)
     issued = models.DateTimeField(default=timezone.now)
     expires = models.DateTimeField()
+    # A service account may ask for fewer scopes than its credential holds; blank: all of its grant's.
+    scope = models.CharField(max_length=500, blank=True, default="")
+
+    @property
+    def scopes(self):
+        return self.scope.split() if self.scope else self.grant.scopes
+
+    @property
+    def grant(self):
+        """What the token was issued to: both answer .user, .sites, .scopes and .revoked_at."""
+        return self.consent if self.consent_id is not None else self.service_account
 
     def is_live(self, now):
-        return self.consent.revoked_at is None and now < self.expires
+        grant = self.grant
+        return grant.revoked_at is None and now < self.expires
 
 
 class RefreshToken(models.Model):

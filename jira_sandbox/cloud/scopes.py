@@ -22,3 +22,7 @@ def unknown(requested):
 def site_scopes(granted):
     """What accessible-resources lists for a site: the product scopes, not offline_access (a token matter)."""
     return [scope for scope in granted if scope != OFFLINE_ACCESS]
+
+# What an organization admin may choose for a service account's OAuth 2.0 credential here: the classic Jira
+# scopes. offline_access is not one: client credentials never get a refresh token.
+SERVICE_ACCOUNT_SCOPES = tuple(scope for scope in DESCRIPTIONS if scope != OFFLINE_ACCESS)

@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from jira_sandbox import stats
 
-from . import scopes
+from . import scopes, service_accounts
 from .models import AccessToken, AuthorizationCode, CloudApp, Consent, RefreshToken, checksum
 
 INVALID_REFRESH_TOKEN = "Unknown or invalid refresh token."
@@ -66,14 +66,14 @@ def _b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _new_access_token(consent):
+def _new_access_token(*, subject, client_id, scope):
     """JWT-shaped and well over 1 kB, like Atlassian's: a client storing it in 255 characters finds out here."""
     header = _b64(json.dumps({"kid": "auth.atlassian.com/sandbox", "typ": "JWT", "alg": "RS256"}).encode())
     claims = {
         "jti": str(uuid.uuid4()),
-        "sub": str(consent.user_id),
-        "client_id": consent.app.client_id,
-        "scope": consent.scope,
+        "sub": subject,
+        "client_id": client_id,
+        "scope": scope,
         "padding": secrets.token_urlsafe(600),
     }
     return f"{header}.{_b64(json.dumps(claims).encode())}.{secrets.token_urlsafe(256)}"
@@ -81,7 +81,8 @@ def _new_access_token(consent):
 
 def _issue_pair(consent, now):
     """A new access token and, when offline_access was granted, its refresh token; the token response."""
-    access_token = _new_access_token(consent)
+    access_token = _new_access_token(subject=str(consent.user_id), client_id=consent.app.client_id,
+                                     scope=consent.scope)
     lifetime = settings.SANDBOX_CLOUD_ACCESS_TOKEN_SECONDS
     access = AccessToken.objects.create(
         consent=consent,
@@ -197,11 +198,25 @@ def refresh(app, body):
 GRANTS = {"authorization_code": exchange_code, "refresh_token": refresh}
 
 
+AUDIENCE = "api.atlassian.com"
+
+
+def client_credentials(body):
+    """A service account's OAuth 2.0 credential asks for a token: no consent, no refresh token.
+
+    The rules are in service_accounts.py; they get this module's error and token shape passed in.
+    """
+    return service_accounts.issue_token(body, error=TokenError, new_access_token=_new_access_token,
+                                        audience=AUDIENCE)
+
+
 def token_response(body):
     """The JSON answer to one token request body: (status, JSON)."""
     grant_type = body.get("grant_type")
     grant = GRANTS.get(grant_type) if isinstance(grant_type, str) else None
     try:
+        if grant_type == "client_credentials":
+            return 200, client_credentials(body)
         if grant is None:
             raise TokenError(403, "unsupported_grant_type", f"Unsupported grant type: {grant_type}")
         return 200, grant(authenticate_client(body), body)
@@ -213,5 +228,6 @@ def live_access_token(presented):
     """The AccessToken row of a Bearer token the gateway should let through, else None."""
     if not presented:
         return None
-    token = AccessToken.objects.select_related("consent__user").filter(token_checksum=checksum(presented)).first()
+    token = (AccessToken.objects.select_related("consent__user", "service_account__user")
+             .filter(token_checksum=checksum(presented)).first())
     return token if token is not None and token.is_live(timezone.now()) else None

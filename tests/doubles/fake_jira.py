@@ -43,6 +43,16 @@ cookies, TLS) rather than `responses` at the `requests` level:
 - **Atlassian Cloud's token endpoint** too, at `auth_url` + /oauth/token: grants
   added with `cloud=True` are refreshed there only, with a JSON body and no
   redirect_uri; a re-used refresh token gets 403 invalid_grant, a form body 415.
+- **Service accounts (client credentials)**: `add_service_account(client_id, client_secret, ...)` is a service
+  account Jira DC (or, `cloud=True`, Atlassian) knows; `grant_type=client_credentials` with its Client ID and
+  Secret gets a fresh access token (SA-<client id>-<n>, no refresh token) that /myself answers as the service
+  account. `client_credentials_requests[client_id]` counts every such request (whatever the answer),
+  `client_credentials_grants[client_id]` the tokens issued. `disable_service_account(client_id)` is a Jira admin
+  disabling it: 401 invalid_client from then on, and its tokens stop working. DC: the scope must be among
+  READ/WRITE and within the account's (else 400 invalid_scope); Cloud: an optional scope within the
+  credential's (else 403 invalid_scope), a wrong secret 401 access_denied, as the sandbox (docs/sandbox.md).
+- **Atlassian's API gateway**, at `api_url` (/cloud-api): `GET /oauth/token/accessible-resources` (one site,
+  CLOUD_ID) and `GET /ex/jira/CLOUD_ID/rest/api/{2,3}/myself` for a live Cloud token; anything else 401/404.
 
 Start it with the `fake_jira` fixture (tests/conftest.py) or as a context
 manager; `https=True` with a `trustme` CA serves TLS.
@@ -67,6 +77,10 @@ MYSELF_PATH = f"{PREFIX}/rest/api/2/myself"
 SERVER_INFO_PATH = f"{PREFIX}/rest/api/2/serverInfo"
 CLOUD_AUTH_PREFIX = "/cloud-auth"  # the stand-in for https://auth.atlassian.com (ATLASSIAN_AUTH_URL)
 CLOUD_TOKEN_PATH = f"{CLOUD_AUTH_PREFIX}/oauth/token"
+CLOUD_API_PREFIX = "/cloud-api"  # the stand-in for https://api.atlassian.com (ATLASSIAN_API_URL)
+CLOUD_ID = "9e1f6a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+CLOUD_SITE_URL = "https://fake-jira.atlassian.net"
+DC_SERVICE_ACCOUNT_SCOPES = ("READ", "WRITE")
 
 
 @dataclass
@@ -102,6 +116,19 @@ class Grant:
     issued_at: float = 0.0  # by FakeJira.clock: when its current refresh token was issued
 
 
+@dataclass
+class ServiceAccount:
+    client_id: str
+    client_secret: str
+    user: str
+    display_name: str
+    scope: str  # DC: the highest of READ/WRITE it may ask for; Cloud: the credential's scopes, space-separated
+    cloud: bool = False
+    expires_in: int = 3600
+    disabled: bool = False
+    issued: int = 0
+
+
 class FakeJira:
     def __init__(self, *, latency: float = 0.0, tls_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
         self.latency = latency
@@ -134,6 +161,9 @@ class FakeJira:
         self.clock = time.time
         self.refresh_token_lifetime: float | None = None
         self.expired: list[str] = []  # grant keys whose refresh token was refused as too old
+        self.service_accounts: dict[str, ServiceAccount] = {}  # client id -> service account
+        self.client_credentials_requests: Counter[str] = Counter()  # client id -> client_credentials requests
+        self.client_credentials_grants: Counter[str] = Counter()  # client id -> tokens issued to it
         self._host, self._tls_context = host, tls_context
         self.scheme = "https" if tls_context is not None else "http"
         self._servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
@@ -141,6 +171,7 @@ class FakeJira:
         self.server, self.thread = self._servers[0]
         self.base_url = f"{origin}{PREFIX}"
         self.auth_url = f"{origin}{CLOUD_AUTH_PREFIX}"
+        self.api_url = f"{origin}{CLOUD_API_PREFIX}"
 
     def another_host(self) -> str:
         """This fake served on one more port, as scheme://host:port: another Jira to the client, same behaviour and
@@ -174,6 +205,25 @@ class FakeJira:
         with self.lock:
             self.codes[code] = Grant(key, redirect_uri, client_id, client_secret, user or f"user-{key}",
                                      display_name or f"User {key}")
+
+    def add_service_account(self, client_id: str, client_secret: str, *, user: str = "", display_name: str = "",
+                            scope: str = "", cloud: bool = False, expires_in: int = 3600) -> None:
+        """A service account with an OAuth 2.0 credential (Client ID and Secret), on Data Center or (`cloud`) Cloud."""
+        if not cloud and scope not in ("", *DC_SERVICE_ACCOUNT_SCOPES):
+            raise ValueError(f"A Data Center service account's scope is READ or WRITE, not {scope!r}")
+        with self.lock:
+            self.service_accounts[client_id] = ServiceAccount(
+                client_id, client_secret, user or f"service-{client_id}", display_name or f"Service {client_id}",
+                scope or ("read:jira-work write:jira-work read:jira-user" if cloud else "WRITE"), cloud=cloud,
+                expires_in=expires_in)
+
+    def disable_service_account(self, client_id: str) -> None:
+        """A Jira admin disabled the service account: its token requests get invalid_client, its tokens stop."""
+        with self.lock:
+            self.service_accounts[client_id].disabled = True
+            key = _service_key(client_id)
+            for token in [token for token, owner in self.live_access.items() if owner == key]:
+                del self.live_access[token]
 
     def is_live(self, key: str) -> bool:
         """Whether Jira still accepts grant `key` (its current refresh token is live)."""
@@ -241,6 +291,8 @@ class FakeJira:
                 if cloud:
                     return 401, {"error": "access_denied", "error_description": "Unauthorized"}, {}
                 return 401, {"error": "invalid_client"}, {}
+            if form.get("grant_type") == "client_credentials":
+                return self._client_credentials(form, cloud=cloud)
             key = self.live_refresh.get(sent)
             grant = self.grants.get(key) if key else None
             if form.get("grant_type") == "authorization_code" and not cloud:
@@ -295,6 +347,61 @@ class FakeJira:
         self.live_access[access] = grant.key
         return 200, {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": 7200,
                      "scope": "WRITE"}, {}
+
+    def _client_credentials(self, form: dict[str, str], *, cloud: bool) -> tuple[int, dict, dict]:
+        """A service account asks for a token (under self.lock): a fresh one each time, never a refresh token."""
+        client_id = form.get("client_id", "")
+        self.client_credentials_requests[client_id] += 1
+        account = self.service_accounts.get(client_id)
+        if account is None or account.cloud != cloud or form.get("client_secret") != account.client_secret:
+            self.rejected.append(f"bad client credentials for service account {client_id}")
+            if cloud:
+                return 401, {"error": "access_denied", "error_description": "Unauthorized"}, {}
+            return 401, {"error": "invalid_client"}, {}
+        if account.disabled:
+            self.rejected.append(f"disabled service account {client_id}")
+            return 401, {"error": "invalid_client"}, {}
+        requested = form.get("scope", "").split()
+        if cloud:
+            requested = [scope for scope in requested if scope != "offline_access"] or account.scope.split()
+            missing = [scope for scope in requested if scope not in account.scope.split()]
+            if missing:
+                self.rejected.append(f"service account {client_id} asked for {missing}")
+                return 403, {"error": "invalid_scope", "error_description": f"Not granted: {' '.join(missing)}"}, {}
+        else:
+            allowed = DC_SERVICE_ACCOUNT_SCOPES[:DC_SERVICE_ACCOUNT_SCOPES.index(account.scope) + 1]
+            if not requested or any(scope not in allowed for scope in requested):
+                self.rejected.append(f"service account {client_id} asked for {requested}")
+                return 400, {"error": "invalid_scope"}, {}
+        account.issued += 1
+        key = _service_key(client_id)
+        self.grants[key] = Grant(key, "", client_id, account.client_secret, account.user, account.display_name,
+                                 cloud=cloud)
+        access = f"SA-{client_id}-{account.issued}"
+        self.live_access[access] = key
+        self.client_credentials_grants[client_id] += 1
+        return 200, {"access_token": access, "token_type": "bearer", "expires_in": account.expires_in,
+                     "scope": " ".join(requested)}, {}
+
+    def gateway(self, path: str, headers: dict) -> tuple[int, object, dict]:
+        """Atlassian's API gateway for a live Cloud token: accessible-resources and myself on CLOUD_ID."""
+        auth = headers.get("Authorization", "")
+        with self.lock:
+            key = self.live_access.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+            grant = self.grants.get(key) if key else None
+            account = self.service_accounts.get(grant.client_id) if grant is not None else None
+        if grant is None or not grant.cloud:
+            return 401, {"code": 401, "message": "Unauthorized"}, {}
+        scopes = account.scope.split() if account is not None else ["read:jira-work", "write:jira-work"]
+        resource = path.removeprefix(CLOUD_API_PREFIX)
+        if resource == "/oauth/token/accessible-resources":
+            return 200, [{"id": CLOUD_ID, "url": CLOUD_SITE_URL, "name": "fake-jira", "scopes": scopes}], {}
+        if resource in (f"/ex/jira/{CLOUD_ID}/rest/api/2/myself", f"/ex/jira/{CLOUD_ID}/rest/api/3/myself"):
+            return 200, {"accountId": grant.user, "displayName": grant.display_name,
+                         "accountType": "app" if account is not None else "atlassian", "active": True}, {}
+        if not resource.startswith(f"/ex/jira/{CLOUD_ID}/"):
+            return 401, {"code": 401, "message": "Unauthorized"}, {}
+        return 404, {"errorMessages": ["Not found"]}, {}
 
     def revoke(self, form: dict[str, str]) -> tuple[int, dict, dict]:
         """Revoke a live token and its pair (the grant is dead at Jira afterwards)."""
@@ -403,6 +510,9 @@ class FakeJira:
                     answer = fake._answer_token_request(headers, body, cloud=path == CLOUD_TOKEN_PATH)
                 elif path == REVOKE_PATH and self.command == "POST":
                     answer = _json_answer(*fake.revoke(Call("POST", path, headers, body).form))
+                elif path.startswith(f"{CLOUD_API_PREFIX}/") and self.command == "GET":
+                    fake.unscripted.append(f"{self.command} {path}")
+                    answer = _json_answer(*fake.gateway(path, headers))
                 elif path.startswith(f"{PREFIX}/rest/api/") and self.command == "GET":
                     fake.unscripted.append(f"{self.command} {path}")
                     answer = _json_answer(*fake.rest(path, headers))
@@ -439,7 +549,12 @@ class FakeJira:
         self.stop()
 
 
-def _json_answer(status: int, payload: dict, headers: dict) -> Answer:
+def _service_key(client_id: str) -> str:
+    """The grant key a service account's tokens map to (so /myself answers as it)."""
+    return f"service-account:{client_id}"
+
+
+def _json_answer(status: int, payload, headers: dict) -> Answer:
     return Answer(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
 
 

@@ -179,8 +179,8 @@ def add_connected_flow_account(page, app, sandbox, *, name, client_secret=None, 
     fill_account(page, name=name, base_url=sandbox.url)
     callback_url = page.locator("#callback-url").input_value()
     client_id, secret = sandbox.create_link(name, callback_url, permission)
-    page.get_by_label("Client ID").fill(client_id)
-    page.get_by_label("Client Secret").fill(client_secret or secret)
+    page.get_by_label("Client ID:", exact=True).fill(client_id)
+    page.get_by_label("Client Secret:", exact=True).fill(client_secret or secret)
     page.get_by_role("button", name="Save and get auth token").click()
     # Jira asks its own user to log in before the consent screen.
     page.get_by_label("Username").fill(sandbox.admin_username)

@@ -25,9 +25,10 @@ def test_editing_the_base_url_of_a_connected_account_warns_then_ends_the_connect
     expect(notice).to_contain_text("saving ends the connection to Jira")
     base_url.fill(original + "/")
     expect(notice).to_be_hidden()
-    page.get_by_label("Client ID").fill("another-link")
+    page.get_by_label("Client ID:", exact=True).fill("another-link")
     expect(page.locator("#id_client_id-ends-connection")).to_contain_text("You changed the Client ID")
-    page.get_by_label("Client ID").fill(page.get_by_label("Client ID").evaluate("e => e.defaultValue"))
+    client_id = page.get_by_label("Client ID:", exact=True)
+    client_id.fill(client_id.evaluate("e => e.defaultValue"))
     expect(page.locator("#id_client_id-ends-connection")).to_be_hidden()
 
     # Saving a new base URL without the new Jira's Client Secret is refused on the Client Secret field.
@@ -36,7 +37,7 @@ def test_editing_the_base_url_of_a_connected_account_warns_then_ends_the_connect
     expect(page.locator(".field-client_secret .errorlist")).to_contain_text("The Jira base URL changed")
     expect(page.locator(".alm-status").first).to_have_text("Connected")
 
-    page.get_by_label("Client Secret").fill("the-new-jiras-secret")
+    page.get_by_label("Client Secret:", exact=True).fill("the-new-jiras-secret")
     page.get_by_role("button", name="Save and continue editing").click()
     expect(page.locator(".messagelist")).to_contain_text(
         f"The connection to Jira was ended because the Jira base URL changed from {original} to {ELSEWHERE}")

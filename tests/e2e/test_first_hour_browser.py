@@ -44,8 +44,8 @@ def try_base_url(page, base_url, *, client_id, client_secret, name="Jira - First
     page.get_by_label("ALM Type").select_option(label="Atlassian JIRA")
     page.get_by_label("Account Name").fill(name)
     page.get_by_label("Jira base URL").fill(base_url)
-    page.get_by_label("Client ID").fill(client_id)
-    page.get_by_label("Client Secret").fill(client_secret)  # never shown again after an error
+    page.get_by_label("Client ID:", exact=True).fill(client_id)
+    page.get_by_label("Client Secret:", exact=True).fill(client_secret)  # never shown again after an error
     page.get_by_role("button", name="Save and get auth token").click()
 
 

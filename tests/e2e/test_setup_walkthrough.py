@@ -54,8 +54,8 @@ def test_walkthrough_connects_and_keeps_the_connection(page, app_server, jira_sa
 
     # III. Paste the credentials and get the token (back in our app).
     page.bring_to_front()
-    page.get_by_label("Client ID").fill(client_id)
-    page.get_by_label("Client Secret").fill(client_secret)
+    page.get_by_label("Client ID:", exact=True).fill(client_id)
+    page.get_by_label("Client Secret:", exact=True).fill(client_secret)
     page.get_by_label("Permission").select_option("ADMIN")
     page.get_by_role("button", name="Save and get auth token").click()
     expect(page.locator("#consent-form")).to_be_visible()

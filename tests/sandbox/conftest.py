@@ -13,6 +13,10 @@ Fixture `jira_sandbox_server` (session scope) yields a `JiraSandbox`:
   ("jira-user2", display name "Jira Sandbox User Two"), for user-based sync.
 - `.create_link(name, redirect_url, permission="ADMIN") -> (client_id, client_secret)`:
   an incoming application link (permission READ, WRITE, ADMIN or SYSTEM_ADMIN).
+- `.create_service_account(name, scope="WRITE") -> dict`: a Data Center service account (client_id,
+  client_secret, username, display_name, scope); `cloud=True, scopes="read:jira-work ...", sites=[...]` makes an
+  Atlassian Cloud one instead (client_id, client_secret, account_id, email, scopes, sites).
+  `.disable_service_account(client_id, enable=False)` disables it (or enables it again).
 - `.token_requests`: how many POSTs the token endpoint has answered so far,
   whatever the outcome; `.token_grants`: how many of them issued tokens (200).
   Both are read live from `/sandbox/stats`; `.stats()` returns the whole JSON.
@@ -106,6 +110,21 @@ class JiraSandbox:
         )
         credentials = json.loads(output)
         return credentials["client_id"], credentials["client_secret"]
+
+    def create_service_account(self, name, scope="WRITE", *, cloud=False, scopes=None, sites=()):
+        args = ["sandbox_create_service_account", "--name", name]
+        if cloud:
+            args.append("--cloud")
+            if scopes is not None:
+                args += ["--scopes", scopes]
+            for site in sites:
+                args += ["--site", site]
+        else:
+            args += ["--scope", scope]
+        return json.loads(self.manage(*args))
+
+    def disable_service_account(self, client_id, enable=False):
+        self.manage("sandbox_disable_service_account", "--client-id", client_id, *(["--enable"] if enable else []))
 
     def stats(self):
         response = requests.get(f"{self.url}/sandbox/stats", timeout=10)
