@@ -101,9 +101,10 @@ class ALMAccountAdmin(admin.ModelAdmin):
                            else "client_secret_state", "scope"],
                 "description": provider_text(
                     "From Jira's incoming application link: paste the Client ID and Client Secret, then click Get "
-                    "Auth Token.",
+                    "Auth Token. With a service account: optional, the link people use for My ALM Credentials.",
                     cloud="Leave both blank to use this deployment's Atlassian app (or paste your own app's, from "
-                    "Atlassian's developer console → your app → Settings), then click Get Auth Token."),
+                    "Atlassian's developer console → your app → Settings), then click Get Auth Token. With a service "
+                    "account: no Get Auth Token; the app is the one people use for My ALM Credentials."),
             }),
         ]
         service = "service_client_secret" if obj is None or self.has_change_permission(request, obj) \

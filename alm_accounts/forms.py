@@ -99,8 +99,9 @@ class ALMAccountForm(forms.ModelForm):
         choices=[(scope, scope) for scope in CLOUD_SCOPES if scope != "offline_access"],
         widget=forms.CheckboxSelectMultiple,
         help_text="Jira Cloud only: what the product may do, as enabled on the app's Permissions page in Atlassian's "
-        "developer console (Jira API, classic scopes). offline_access is always asked for: without it Atlassian "
-        "issues no refresh token.",
+        "developer console (Jira API, classic scopes). For a consent (3LO), offline_access is always asked for: "
+        "without it Atlassian issues no refresh token; a service account has no refresh token and gets its "
+        "credential's scopes.",
     )
 
     class Meta:

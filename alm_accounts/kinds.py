@@ -136,6 +136,12 @@ class GrantKind:
         link Jira refuses (client_refused) does not stop them. None: every grant of this kind goes through it."""
         return None
 
+    def on_their_own_cadence(self) -> Q | None:
+        """Its grants that `due` alone decides, used or idle (a service account's, checked every
+        SERVICE_ACCOUNT_CHECK_HOURS); the others are also kept fresh only while in use, else kept alive
+        (selectors.due_grants). None: none."""
+        return None
+
     def can_give_token(self, grant: Grant) -> bool:
         """It holds what a new token is obtained with (a refresh token; a service account's credentials)."""
         return grant.refresh_token is not None
@@ -238,6 +244,9 @@ class AccountsOwn(GrantKind):
         return (~self.SERVICE & super().due(within)) | (self.SERVICE & service_due)
 
     def without_the_link(self) -> Q | None:
+        return self.SERVICE
+
+    def on_their_own_cadence(self) -> Q | None:
         return self.SERVICE
 
     def is_due(self, grant: Grant, *, within: timedelta) -> bool:

@@ -115,9 +115,14 @@ def due(*, within: timedelta, now: datetime | None = None) -> Q:
 
 def _due(kind: GrantKind, queryset: QuerySet, within: timedelta) -> QuerySet:
     """The one rule for the grants of one kind: its own (kinds.GrantKind.due: the access token expires within the
-    window; a service account's check is due), and in use or its keep-alive moment passed (as `due`)."""
+    window; a service account's check is due), and in use or its keep-alive moment passed (as `due`), unless
+    the kind says the grant keeps its own cadence (GrantKind.on_their_own_cadence: a service account's check)."""
     now = timezone.now()
-    return queryset.filter(kind.due(within) & (in_use(now) | keepalive_passed(now)))
+    fresh_or_kept_alive = in_use(now) | keepalive_passed(now)
+    own_cadence = kind.on_their_own_cadence()
+    if own_cadence is not None:
+        fresh_or_kept_alive |= own_cadence
+    return queryset.filter(kind.due(within) & fresh_or_kept_alive)
 
 
 def refreshable_grants(kind: str) -> QuerySet[Grant]:

@@ -159,7 +159,6 @@ def test_a_token_that_cannot_read_myself_is_a_form_error_and_nothing_is_stored(a
     assert not ALMAccount.objects.exists()
 
 
-@pytest.mark.stubs_may_go_unused
 @pytest.mark.parametrize("overrides, field, words", [
     ({"scope": "ADMIN"}, "scope", "A Data Center service account can be given READ or WRITE only"),
     ({"scope": "SYSTEM_ADMIN"}, "scope", "A Data Center service account can be given READ or WRITE only"),
@@ -169,7 +168,7 @@ def test_a_token_that_cannot_read_myself_is_a_form_error_and_nothing_is_stored(a
 ])
 def test_bad_input_for_a_data_center_service_account_is_refused_before_jira_is_asked(admin_client, mocked_jira,
                                                                                      overrides, field, words):
-    mocked_jira.post(TOKEN_URL, json=service_token())  # must NOT be asked
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=service_token()))
 
     response = add_account(admin_client, dc_form, **overrides)
 
@@ -233,9 +232,8 @@ def test_a_refused_cloud_service_account_is_a_form_error(admin_client, atlassian
     assert not ALMAccount.objects.exists()
 
 
-@pytest.mark.stubs_may_go_unused
 def test_a_cloud_service_account_needs_read_jira_user_to_say_who_it_is(admin_client, atlassian, mocked_jira):
-    mocked_jira.post(CLOUD_TOKEN_URL, json=service_token())  # must NOT be asked
+    mocked_jira.must_not_be_asked(mocked_jira.post(CLOUD_TOKEN_URL, json=service_token()))
 
     response = add_account(admin_client, cloud_form, cloud_scopes=["read:jira-work"])
 
@@ -363,9 +361,9 @@ def test_a_service_account_has_no_consent_to_start(service_account, admin_user):
         services.start_authorization(account=service_account, user=admin_user, session={})
 
 
-@pytest.mark.stubs_may_go_unused
 def test_disconnect_forgets_the_token_and_the_service_secret(admin_client, service_account, mocked_jira):
-    mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2))  # must NOT be asked: the secret is gone
+    # The secret is gone: no token can be asked for.
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=service_token(SERVICE_TOKEN_2)))
 
     response = admin_client.post(reverse("admin:alm_accounts_almaccount_disconnect", args=[service_account.pk]),
                                  follow=True)
@@ -406,9 +404,8 @@ def test_moving_from_a_persons_consent_to_a_service_account_ends_the_old_grant(a
     assert connected_account.client_secret == CLIENT_SECRET
 
 
-@pytest.mark.stubs_may_go_unused
 def test_moving_back_to_a_persons_consent_forgets_the_service_secret(admin_client, service_account, mocked_jira):
-    mocked_jira.post(TOKEN_URL, json=service_token())  # must NOT be asked
+    mocked_jira.must_not_be_asked(mocked_jira.post(TOKEN_URL, json=service_token()))
 
     response = admin_client.post(change_url(service_account), change_form_data(
         service_account, authentication=Auth.JIRA_SERVER_OAUTH2, client_id="client-id-123",
@@ -421,10 +418,9 @@ def test_moving_back_to_a_persons_consent_forgets_the_service_secret(admin_clien
     assert token_calls(mocked_jira) == []
 
 
-@pytest.mark.stubs_may_go_unused
 def test_the_service_secret_is_never_sent_to_a_new_base_url(admin_client, service_account, mocked_jira):
     other = "https://jira.other.example.com"
-    mocked_jira.post(f"{other}/rest/oauth2/latest/token", json=service_token())  # must NOT be asked
+    mocked_jira.must_not_be_asked(mocked_jira.post(f"{other}/rest/oauth2/latest/token", json=service_token()))
 
     response = admin_client.post(change_url(service_account), change_form_data(
         service_account, base_url=other, service_client_id=SERVICE_ID))
