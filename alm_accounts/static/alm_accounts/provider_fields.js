@@ -42,13 +42,15 @@
     document.querySelectorAll("[data-provider]").forEach(function (box) {
       box.hidden = box.getAttribute("data-provider") !== select.value;
     });
+    // First put the Service account section in (or take it out): the rows shown or hidden below must be found
+    // in the page, else a section taken out while hidden comes back hidden.
+    placeServiceAccountFields(service);
     show("scope", !cloud);
     show("jira_ca_certificate", !cloud);
     show("cloud_scopes", cloud);
     show("service_client_id", service);
     show("service_client_secret", service);
     show("callback_url", !service);
-    placeServiceAccountFields(service);
     document.querySelectorAll(".alm-get-auth-token").forEach(function (row) { row.hidden = service; });
     var baseUrl = document.getElementById("id_base_url");
     if (baseUrl) {
