@@ -390,7 +390,10 @@ def test_the_refresher_locks_a_persons_credential_without_reading_their_account_
         columns = sql.split(" FROM ")[0]
         assert "client_secret" not in columns and "base_url" not in columns and "password" not in columns, sql
         assert "client_refused_at" in columns and "is_active" in columns, sql
-    assert sum(1 for sql in sent if "IN (" in sql) == 3, "the credentials' links, their accounts, their persons"
+    batch_reads = [sql for sql in sent if sql.startswith("SELECT") and any(
+        f"FROM {table} WHERE {table}.\"id\" IN (" in sql
+        for table in (credential_table, table_of(account), table_of(people[0].user)))]
+    assert len(batch_reads) == 3, "the credentials' links, their accounts, their persons: once for the batch"
     for person in people:
         person.refresh_from_db()
         assert person.refresh_count == 1

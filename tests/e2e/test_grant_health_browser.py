@@ -3,11 +3,20 @@ drawn as inline SVG (issue 21)."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import add_connected_flow_account
+from tests.e2e.conftest import add_connected_flow_account, start_app
 
 ACCOUNT = "Jira - Health"
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """An app of its own: this test runs the refresher, which the session's app must not have seen (the setup
+    walk-through shows the "no refresh run yet" banner)."""
+    with start_app(tmp_path_factory.mktemp("kendis_app_health")) as app:
+        yield app
 
 
 def test_the_account_s_health_section_shows_the_timeline_of_its_refreshes(page, app_server, jira_sandbox_server):
