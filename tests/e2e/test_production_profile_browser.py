@@ -315,7 +315,9 @@ def test_production_profile_in_chromium_and_clean_stop(browser, production_datab
             f"a = ALMAccount.objects.create(name='Jira Core Banking', base_url={fake.base_url!r}, "
             f"client_id={CLIENT_ID!r}, client_secret={CLIENT_SECRET!r}, client_secret_base_url={fake.base_url!r}, "
             "status=ALMAccount.Status.CONNECTED, token_scope='ADMIN', token_expires_at=timezone.now(), "
-            f"connected_at=timezone.now(), access_token={access!r}, refresh_token={refresh!r}); "
+            # In use (the product asked for its token just now): refreshed before its access token expires.
+            f"connected_at=timezone.now(), last_used_at=timezone.now(), access_token={access!r}, "
+            f"refresh_token={refresh!r}); "
             "print(a.callback_url)")).strip().splitlines()[-1]
         assert fake.add_grant(GRANT, redirect_uri=callback_url, client_id=CLIENT_ID,
                               client_secret=CLIENT_SECRET) == (access, refresh)
