@@ -26,6 +26,14 @@ OTHER_SITE_URL = "https://kendis-other.atlassian.net"
 REFUSED = "refuses the service account's Client ID and Client Secret"
 
 
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """An app of its own: the service accounts made here (one disabled in Jira on purpose) must not be in the
+    session's app, whose other tests refresh every account it holds."""
+    with start_app(tmp_path_factory.mktemp("kendis_app_sa")) as app:
+        yield app
+
+
 def fill_service_account(page, *, authentication, name, base_url, account):
     page.get_by_label("ALM Type").select_option(label="Atlassian JIRA")
     page.get_by_label("Account Name").fill(name)
