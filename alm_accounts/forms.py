@@ -215,22 +215,25 @@ class ALMAccountForm(forms.ModelForm):
             return " ".join(scope for scope in cloud_scope(" ".join(chosen)).split() if scope != "offline_access")
         return cloud_scope(" ".join(chosen))
 
-    def clean_service_client_secret(self):
-        value = self.cleaned_data.get("service_client_secret") or ""
+    def _secret(self, name: str, *, spaces: str):
+        """A secret field: blank keeps what is stored (None on a new account); one with spaces is refused in the
+        words `spaces`. Returns (the value, whether one was entered)."""
+        value = self.cleaned_data.get(name) or ""
         if not value:
-            return self.instance.service_client_secret  # blank keeps what is stored (None on a new account)
+            return getattr(self.instance, name), False
         if any(ch.isspace() for ch in value):
-            raise ValidationError("The service account's Client Secret must not contain spaces; paste it again.")
-        self.service_secret_entered = True
+            raise ValidationError(spaces)
+        return value, True
+
+    def clean_service_client_secret(self):
+        value, self.service_secret_entered = self._secret(
+            "service_client_secret", spaces="The service account's Client Secret must not contain spaces; paste it "
+            "again.")
         return value
 
     def clean_client_secret(self):
-        value = self.cleaned_data.get("client_secret") or ""
-        if not value:
-            return self.instance.client_secret  # blank keeps what is stored (None on a new account)
-        if any(ch.isspace() for ch in value):
-            raise ValidationError("The Client Secret must not contain spaces; paste it again from Jira.")
-        self.client_secret_entered = True
+        value, self.client_secret_entered = self._secret(
+            "client_secret", spaces="The Client Secret must not contain spaces; paste it again from Jira.")
         return value
 
     def clean(self):

@@ -742,3 +742,17 @@ def _no_rate_limits_carried_over(monkeypatch):
     yield
     for state in states:
         state.clear()
+
+
+METRICS_TOKEN = "metrics-token-tests-4d1f"
+
+
+def metric_samples(client, settings) -> dict:
+    """/metrics as the test client's scrape sees it: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
+    assert response.status_code == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.content.decode()) for sample in family.samples}

@@ -22,19 +22,17 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection, transaction
-from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts import rate_limits
 from alm_accounts.models import RateLimitCount
 from alm_accounts.services.rate_limits import CountsWriter
-from tests.conftest import in_thread
+from tests.conftest import in_thread, metric_samples
 from tests.doubles.fake_jira import MYSELF_PATH, TOKEN_PATH, Answer
 from tests.factories import AccountFactory, create_accounts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("postgresql_only"), pytest.mark.django_db(transaction=True)]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METRICS_TOKEN = "metrics-token-ratelimit-pg-7c2e"
 PROCESS_TIMEOUT_SECONDS = 120
 SAFETY_NET_SECONDS = 30  # no test waits this long unless something is broken
 LIMITED_TOTAL = "kendis_jira_rate_limited_responses_total"
@@ -54,13 +52,6 @@ def manage(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=command_env(),
                           capture_output=True, text=True, timeout=PROCESS_TIMEOUT_SECONDS)
 
-
-def metric_samples(client, settings) -> dict:
-    settings.METRICS_TOKEN = METRICS_TOKEN
-    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
-    assert response.status_code == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.content.decode()) for sample in family.samples}
 
 
 def backends_waiting_for_a_lock() -> int:

@@ -17,18 +17,16 @@ from email.utils import format_datetime
 import pytest
 from django.db import OperationalError
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from alm_accounts import jira, rate_limits, services
 from alm_accounts.models import ALMAccount, AuthEvent, RateLimitCount
 from alm_accounts.services import grants, jira_calls
 from alm_accounts.services import rate_limits as rate_limits_service
 from alm_accounts.services.grants import GrantRef
-from tests.conftest import ACCESS_TOKEN, CLOUD_BASE, JIRA, MYSELF_URL, PROVIDERS, REFRESH_TOKEN
+from tests.conftest import ACCESS_TOKEN, CLOUD_BASE, JIRA, MYSELF_URL, PROVIDERS, REFRESH_TOKEN, metric_samples
 from tests.factories import CredentialFactory
 
 Status = ALMAccount.Status
-METRICS_TOKEN = "metrics-token-ratelimit-4d1f"
 QUOTA_WORDS = "Atlassian rate limit: jira-quota-tenant-based (the app's hourly points quota on this site)"
 CLOUD_ISSUE_URL = f"{CLOUD_BASE}/rest/api/3/issue/CB-1"
 NO_SUCH_ISSUE = {"errorMessages": ["Issue does not exist or you do not have permission to see it."]}
@@ -53,13 +51,6 @@ def get_myself(account, provider, **options):
 def in_seconds(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
-
-def metric_samples(client, settings) -> dict:
-    settings.METRICS_TOKEN = METRICS_TOKEN
-    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
-    assert response.status_code == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.content.decode()) for sample in family.samples}
 
 
 # --------------------------------------------------------------------------

@@ -108,16 +108,9 @@ class Cloud(Provider):
 
     def confirm_site(self, client, *, access_token: Secret, account: ALMAccount, deadline: Deadline) -> Site:
         """The consent must reach the account's site: its cloud id is where every REST call goes."""
-        sites = client.accessible_resources(access_token=access_token, deadline=deadline)
-        wanted = site_origin(account.base_url)
-        for site in sites:
-            if site_origin(site.url) == wanted:
-                return site
-        covered = ", ".join(str(site) for site in sites) or "no Jira site at all"
-        raise SiteNotCovered(
-            f"The consent on Atlassian's page covered {covered}, not {account.base_url}: nothing was stored. Click "
-            "again and choose that site on Atlassian's consent page (or correct the site URL of the ALM account)."
-        )
+        return site_reached(client, access_token=access_token, account=account, deadline=deadline, not_reached=(
+            "The consent on Atlassian's page covered {covered}, not {site}: nothing was stored. Click again and "
+            "choose that site on Atlassian's consent page (or correct the site URL of the ALM account)."))
 
     def identity(self, me: dict) -> tuple[str, str]:
         # Jira Cloud has no user names: the Atlassian account ID is the stable identity.
@@ -151,3 +144,15 @@ def cloud_scope(scopes: str) -> str:
     """The scopes asked for, space-separated, in Atlassian's order, always with offline_access."""
     asked = set((scopes or "").split()) | {"offline_access"}
     return " ".join([s for s in CLOUD_SCOPES if s in asked] + sorted(asked - set(CLOUD_SCOPES)))
+
+
+def site_reached(client, *, access_token: Secret, account: ALMAccount, deadline: Deadline, not_reached: str) -> Site:
+    """The account's site among those a token reaches (accessible-resources), matched by its origin; else
+    SiteNotCovered in the words `not_reached` ({covered}: the sites it does reach, {site}: the account's)."""
+    sites = client.accessible_resources(access_token=access_token, deadline=deadline)
+    wanted = site_origin(account.base_url)
+    for site in sites:
+        if site_origin(site.url) == wanted:
+            return site
+    covered = ", ".join(str(site) for site in sites) or "no Jira site at all"
+    raise SiteNotCovered(not_reached.format(covered=covered, site=account.base_url))

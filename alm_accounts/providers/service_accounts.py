@@ -18,11 +18,10 @@ Choices where Atlassian's pages are silent (docs/admin-guide.md, "Service accoun
 from __future__ import annotations
 
 from .. import egress
-from ..atlassian import AtlassianCloudClient, site_origin
+from ..atlassian import AtlassianCloudClient
 from ..jira import JiraClient
 from ..models import ALMAccount
-from .base import SiteNotCovered
-from .cloud import Cloud
+from .cloud import Cloud, site_reached
 from .datacenter import DataCenter
 
 # The scopes a Data Center service account can be given (at first): READ and WRITE.
@@ -73,13 +72,6 @@ class CloudServiceAccount(ServiceAccount, Cloud):
 
     def service_site(self, client, *, access_token, account: ALMAccount, deadline):
         """The site of the account's site URL among those the service account reaches."""
-        sites = client.accessible_resources(access_token=access_token, deadline=deadline)
-        wanted = site_origin(account.base_url)
-        for site in sites:
-            if site_origin(site.url) == wanted:
-                return site
-        covered = ", ".join(str(site) for site in sites) or "no Jira site at all"
-        raise SiteNotCovered(
-            f"The service account reaches {covered}, not {account.base_url}: nothing was stored. Correct the site "
-            "URL, or give the service account access to that site in Atlassian administration."
-        )
+        return site_reached(client, access_token=access_token, account=account, deadline=deadline, not_reached=(
+            "The service account reaches {covered}, not {site}: nothing was stored. Correct the site URL, or give "
+            "the service account access to that site in Atlassian administration."))
