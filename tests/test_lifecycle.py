@@ -436,7 +436,9 @@ def test_concurrency_option_refreshes_each_account_once(rotating, manage):
         assert "SQLite serialises refreshes: running with --concurrency 1." in run.err
         assert run.lines[-1].endswith("concurrency 1).")
     else:
-        assert run.lines[-1].endswith("concurrency 4).")
+        # The 12 accounts are on one Jira: at most REFRESH_CONCURRENCY_PER_JIRA (4) in flight there, said so.
+        assert run.lines[-1].endswith("concurrency 4). Paced to at most 4 token requests in flight per Jira host; "
+                                      "the most at once: https://jira.example.com 4.")
     for account in accounts:
         account.refresh_from_db()
         assert account.refresh_token.endswith("-old-new")
