@@ -540,6 +540,7 @@ def internal(argv: list[str]) -> None:
                     refresh_token=new_refresh_token(key, client_id), token_scope="ADMIN", connected_as_name=f"user{i}")
             account.access_token = "at-initial-" + secrets.token_hex(16)
             account.token_expires_at, account.status, account.connected_at = expires, ALMAccount.Status.CONNECTED, now
+            account.last_used_at = now  # in use (issue 21): a due one is refreshed at its expiry, not a keep-alive
             account.connected_as_display_name = f"User {i}"
             bulk_create(ALMAccount, [account], batch)
         ALMAccount.objects.bulk_create(batch)
@@ -557,7 +558,7 @@ def internal(argv: list[str]) -> None:
                     refresh_token=(new_refresh_token(key, cloud_app, cloud_grant(site, user.username)) if site
                                    else new_refresh_token(key, client_id, user.username)),
                     token_expires_at=expires, token_scope=CLOUD_SCOPE if site else "ADMIN",
-                    status=ALMCredential.Status.CONNECTED, connected_at=now,
+                    status=ALMCredential.Status.CONNECTED, connected_at=now, last_used_at=now,
                     connected_as_name=user.username, connected_as_display_name=user.username,
                 ) for user in users), batch)
         ALMCredential.objects.bulk_create(batch)
@@ -571,7 +572,8 @@ def internal(argv: list[str]) -> None:
 
     elif command == "seed_burst":
         # Issue 21: `big` due accounts on one Jira, the most urgent (expired two minutes ago), and `other` due
-        # accounts spread evenly over the other Jiras (expired a minute ago); accounts only, each its own link.
+        # accounts spread evenly over the other Jiras (expired a minute ago); accounts only, each its own link;
+        # all in use (the product asked for their tokens), so that each is due at its expiry.
         started = time.monotonic()
         wipe()
         big, other, others = int(options["big"]), int(options["other"]), options["others"].split(",")
@@ -586,6 +588,7 @@ def internal(argv: list[str]) -> None:
                 refresh_token=new_refresh_token(key, client_id), token_scope="ADMIN", connected_as_name=f"user{i}",
                 access_token="at-initial-" + secrets.token_hex(16), status=ALMAccount.Status.CONNECTED,
                 token_expires_at=now - timedelta(minutes=2 if i < big else 1), connected_at=now,
+                last_used_at=now,  # in use: due at expiry (an idle grant waits for its keep-alive moment)
                 connected_as_display_name=f"User {i}")
             bulk_create(ALMAccount, [account], batch)
         ALMAccount.objects.bulk_create(batch)
