@@ -105,7 +105,10 @@ def _reset_in(value, *, now: datetime | None) -> float | None:
         number = float(text)
         if number < 1e9:  # some servers send seconds, not a time
             return min(number, MAX_HEADER_SECONDS) or None
-        moment = datetime.fromtimestamp(number, UTC)
+        try:
+            moment = datetime.fromtimestamp(number, UTC)
+        except (OverflowError, OSError, ValueError):  # past any calendar: as far away as a header may say
+            return MAX_HEADER_SECONDS
     else:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -455,6 +455,8 @@ NOW = datetime(2026, 3, 26, 16, 0, 0, tzinfo=UTC)
     ({"X-RateLimit-Reset": "2026-03-26T15:00Z"}, None),  # already past: says nothing
     ({"Retry-After": "soon", "X-RateLimit-Reset": "nonsense"}, None),
     ({"Retry-After": "99999"}, 3600.0),  # capped: an absurd value is not repeated as it is
+    ({"X-RateLimit-Reset": "9" * 20}, 3600.0),  # a Unix time past any calendar: capped, not an error
+    ({"X-RateLimit-Reset": "9999-12-31T23:59:59Z"}, 3600.0),
 ])
 def test_the_wait_a_429_asks_for(headers, wait):
     assert rate_limits.read(headers, 429, now=NOW).retry_after == wait
