@@ -55,29 +55,26 @@ def _valid_base_url(value: str) -> bool:
     return True
 
 
+def secret_field(label: str, help_text) -> forms.CharField:
+    """A secret typed by the admin: never rendered back into the page (blank keeps the stored one), nor offered
+    by the browser's password manager as a login."""
+    return forms.CharField(
+        label=label, required=False, strip=True, max_length=1000, help_text=help_text,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+
 class ALMAccountForm(forms.ModelForm):
-    client_secret = forms.CharField(
-        label="Client Secret",
-        required=False,
-        strip=True,
-        max_length=1000,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=format_html(
-            '<span data-cloud-text="{}">{}</span>',
-            "Jira Cloud: your own Atlassian app's Secret, with its Client ID (blank for this deployment's app). "
-            "Stored encrypted and never shown again.",
-            "Shown by Jira's incoming application link with the Client ID. Stored encrypted and never shown again.",
-        ),
-    )
-    service_client_secret = forms.CharField(
-        label="Service account Client Secret",
-        required=False,
-        strip=True,
-        max_length=1000,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Service accounts only: shown once when the service account's OAuth 2.0 credential was created. "
-                  "Stored encrypted and never shown again; Save checks it at once by getting a token.",
-    )
+    client_secret = secret_field("Client Secret", format_html(
+        '<span data-cloud-text="{}">{}</span>',
+        "Jira Cloud: your own Atlassian app's Secret, with its Client ID (blank for this deployment's app). "
+        "Stored encrypted and never shown again.",
+        "Shown by Jira's incoming application link with the Client ID. Stored encrypted and never shown again.",
+    ))
+    service_client_secret = secret_field(
+        "Service account Client Secret",
+        "Service accounts only: shown once when the service account's OAuth 2.0 credential was created. Stored "
+        "encrypted and never shown again; Save checks it at once by getting a token.")
     # Carries the account's callback id. On the add form it is chosen before the
     # first save, so that the Callback URL the admin copies into Jira is the one
     # the account keeps. (Named after what the admin sees: the URL.)
