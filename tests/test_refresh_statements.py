@@ -421,3 +421,44 @@ def test_a_person_made_inactive_after_the_batch_was_read_is_not_refreshed(fake_j
     alice.refresh_from_db()
     assert alice.refresh_count == 0 and fake_jira.refreshes["Core/alice"] == 0
     assert fake_jira.refreshes["Core"] == 1, "the account's own connection is refreshed as usual"
+
+
+def test_a_grant_handed_out_batches_after_its_own_was_read_still_gets_its_rows(fake_jira, run_command, monkeypatch):
+    """The pacer reads a few hundred grants ahead of the refreshes: with a batch per grant, every batch is read
+    before the first refresh starts, and each person's locked read still takes only the credential's own row."""
+    from alm_accounts.refresher import selection
+
+    monkeypatch.setattr(selection, "READ_ALONG_BATCH_LIMITS", (1, 1))
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    people = [connect_person(fake_jira, account, name, expires_in=timedelta(minutes=5))
+              for name in ("alice", "bob", "carol", "dave")]
+
+    sent = refresher_statements(run_command)
+
+    credential_table = table_of(people[0])
+    locked = [sql for sql in sent if sql.startswith("SELECT") and f"WHERE {credential_table}.\"id\" = " in sql]
+    assert len(locked) == 4, sent
+    assert not [sql for sql in locked if "client_secret" in sql.split(" FROM ")[0]], \
+        "no person's locked read reads their account's row again"
+    for person in people:
+        person.refresh_from_db()
+        assert person.refresh_count == 1
+
+
+def test_rows_read_too_long_before_their_grant_starts_are_read_again_under_its_lock(
+        fake_jira, run_command, monkeypatch):
+    """A grant held back longer than READ_ALONG_MAX_AGE (its Jira at its limit) does not use its batch's rows: its
+    locked read reads its account and person itself, as they are then."""
+    from alm_accounts.refresher import selection
+
+    monkeypatch.setattr(selection, "READ_ALONG_MAX_AGE", 0.0)
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    alice = connect_person(fake_jira, account, "alice", expires_in=timedelta(minutes=5))
+
+    sent = refresher_statements(run_command)
+
+    credential_table = table_of(alice)
+    locked = [sql for sql in sent if sql.startswith("SELECT") and f"WHERE {credential_table}.\"id\" = " in sql]
+    assert len(locked) == 1 and "client_secret" in locked[0].split(" FROM ")[0], locked
+    alice.refresh_from_db()
+    assert alice.refresh_count == 1

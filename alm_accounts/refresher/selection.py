@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import random
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from itertools import islice
@@ -30,8 +31,11 @@ from .report import GRANT_KINDS, BadArguments
 
 SPREAD_BLOCK, SPREAD_BATCH = 2000, 16  # see spread
 # The grants whose read-along rows are read at once (ReadAlongBatches), per thread refreshing, within these bounds:
-# a few statements per batch instead of two joined tables per refresh, and rows read at most a batch earlier.
+# a few statements per batch instead of two joined tables per refresh.
 READ_ALONG_PER_THREAD, READ_ALONG_BATCH_LIMITS = 8, (16, 256)
+# Seconds a batch's rows wait for their grants at most (a grant handed out later reads them under its lock): an
+# account's edit reaches the refresher within this, as it did when each refresh read its account itself.
+READ_ALONG_MAX_AGE = 10.0
 LONGEST_ID = 18  # digits: a number longer than any id matches none
 
 
@@ -195,20 +199,22 @@ class ReadAlongBatches:
     A person's refresh reads their account (the client that refreshes, where to) and their person (active?).
     Read with the credential under its lock, that is a three-table statement built and run per refresh; the
     accounts are few and shared by many people. Here they are read in three statements per batch of due grants,
-    just before the batch is refreshed (a batch is a few grants per thread: seconds at most). The grant's own row
-    is still read under its lock and decides (its tokens, status and expiry); an account edited since its batch
-    was read is seen by the next batch, as by a refresh that had read it just before the edit.
+    just before the batch is handed to the pacer (refresher.pacing), which hands its grants out a few hundred
+    grants later, by turns of their Jiras. Each grant's rows wait for it with their batch, at most
+    READ_ALONG_MAX_AGE seconds: a grant held longer (its Jira at its limit) gets none, and its locked read reads
+    them. The grant's own row is still read under its lock and decides (its tokens, status and expiry), with the
+    columns of the others that change while a refresher runs (GrantKind.fresh_along); an account edited since its
+    batch was read is seen by the next batch, as by a refresh that had read it just before the edit.
     Used by a run that refreshes in its own threads; worker processes (--processes) read along under the lock.
     """
 
-    def __init__(self, *, concurrency: int):
+    def __init__(self, *, concurrency: int, max_age: float | None = None, clock=time.monotonic):
         low, high = READ_ALONG_BATCH_LIMITS
         self.batch = min(high, max(low, READ_ALONG_PER_THREAD * concurrency))
-        # The rows of the last two batches read: the pacer (refresher.pacing) reads a little ahead and hands the
-        # grants out by turns of their Jiras, so a grant may start after the next batch was read. A grant held
-        # longer (its Jira at its limit) finds its rows gone, and its locked read reads them.
-        self.rows: dict[tuple[str, int], ReadAlong] = {}
-        self.previous: dict[tuple[str, int], ReadAlong] = {}
+        self.max_age = READ_ALONG_MAX_AGE if max_age is None else max_age
+        self.clock = clock
+        # (kind, id) -> (when its batch was read, its rows), until its grant is handed out (take).
+        self.rows: dict[tuple[str, int], tuple[float, ReadAlong]] = {}
 
     def reading(self, items):
         """The (kind, id, name, ...) items, unchanged, each batch's read-along rows read before its first is
@@ -221,18 +227,20 @@ class ReadAlongBatches:
             except Exception:
                 # The list broke off (a lost connection): the grants read before the break are still refreshed,
                 # as without batches (their locked reads read along), then the run learns of the break.
-                self.rows = self.previous = {}
                 yield from batch
                 raise
             if not batch:
                 return
-            self.previous, self.rows = self.rows, self._read(batch)
+            read_at = self.clock()
+            self.rows.update((key, (read_at, rows)) for key, rows in self._read(batch).items())
             yield from batch
 
     def take(self, kind: str, pk: int) -> ReadAlong | None:
-        """The grant's read-along rows, once (None: not read, the locked read reads them)."""
-        key = (kind, pk)
-        return self.rows.pop(key, None) or self.previous.pop(key, None)
+        """The grant's read-along rows, once (None: not read, or read too long ago: the locked read reads them)."""
+        read_at, rows = self.rows.pop((kind, pk), (None, None))
+        if read_at is None or self.clock() - read_at > self.max_age:
+            return None
+        return rows
 
     @staticmethod
     def _read(batch) -> dict[tuple[str, int], ReadAlong]:
