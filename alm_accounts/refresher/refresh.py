@@ -35,8 +35,9 @@ def refresh_grant_once(kind: str, pk: int, name: str, due_within, read_along: Re
                        ) -> services.RefreshResult:
     """`read_along`: the rows its refresh reads along, read with its batch (selection.ReadAlongBatches)."""
     try:
+        # The run writes the health timeline of its refreshes, a hundred at a time (refresher.timeline).
         result = services.refresh_grant(grant=GrantRef(kind, pk), actor=ACTOR, due_within=due_within,
-                                        skip_locked=True, read_along=read_along)
+                                        skip_locked=True, read_along=read_along, timeline_kept_by_caller=True)
     except Exception as exc:  # noqa: BLE001 - one broken grant must not stop the others
         return services.RefreshResult(pk, name, RefreshOutcome.FAILED, f"unexpected error ({type(exc).__name__})",
                                       kind=kind)

@@ -43,6 +43,7 @@ from .pacing import Pacer, paced_note
 from .processes import WorkerEnded, WorkerPool
 from .refresh import refresh_grant_once, refresh_one
 from .report import BadArguments, Report, RunEnd, summarize
+from .timeline import Timeline
 
 QUEUED_PER_THREAD = 4  # grants handed to the thread pool at a time, per thread (see Run.refresh)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -214,12 +215,17 @@ class Run:
             along = selection.ReadAlongBatches(concurrency=self.concurrency)
             todo = along.reading(todo)
         self.pacer = Pacer(self.read(todo), limit=self.per_jira)
-        for result in self.refresh(self.pacer, along):
-            self.counts[result.outcome.value] += 1
-            self.kept_alive += result.kept_alive
-            self.kinds[result.kind] += 1
-            text = f"{result.account_name}: {result.outcome.value}"
-            self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+        timeline = Timeline()
+        try:
+            for result in self.refresh(self.pacer, along):
+                timeline.add(result)
+                self.counts[result.outcome.value] += 1
+                self.kept_alive += result.kept_alive
+                self.kinds[result.kind] += 1
+                text = f"{result.account_name}: {result.outcome.value}"
+                self.report.grant(f"{text} — {result.message}" if result.message else text, failed=result.failed)
+        finally:
+            timeline.close()  # however the run ends: what its refreshes did is on their grants' days
 
     def withdraw_queued(self):
         """Cancel the grants handed to the pool that no thread has started; the running ones go on."""

@@ -16,12 +16,14 @@ has rotated, the pair in memory is the only live copy of the grant.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import DatabaseError, connection
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -67,21 +69,28 @@ class GrantRef:
         unless the caller hands them in (`read_along`, the refresher reads them once for a batch of due grants):
         then the statement reads the grant's own row and only the few columns of theirs that change while the
         refresher runs (GrantKind.fresh_along), not two more tables' worth of columns and objects."""
-        # NO KEY UPDATE: excludes every other refresh of this grant, yet not the foreign-key checks of a row
-        # inserted elsewhere that references it (the audit event of a person's refresh references the
-        # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
-        queryset = self.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
-        kind = KINDS[self.kind]
-        queryset = kind.locking(queryset) if read_along is None else kind.locking_along(queryset)
         # By primary key: one row or none, so no ORDER BY or LIMIT to build (first() would add both).
-        for grant in queryset.filter(pk=self.pk):
+        for grant in _locking(self.kind, skip_locked, read_along is not None).filter(pk=self.pk):
             if read_along is not None:
-                kind.read_along_from(grant, read_along)
+                KINDS[self.kind].read_along_from(grant, read_along)
             return grant
         return None
 
     def __str__(self):
         return f"{KINDS[self.kind].label} {self.pk}"
+
+
+@functools.cache
+def _locking(kind_key: str, skip_locked: bool, along: bool) -> QuerySet:
+    """The query that locks one grant of a kind (GrantKind.locking / locking_along), made once per process: each
+    lock filters its own copy by primary key (QuerySet.filter clones it; the ORM still builds the SQL each time),
+    so that the lock of each refresh does not resolve the same columns and joins again."""
+    # NO KEY UPDATE: excludes every other refresh of this grant, yet not the foreign-key checks of a row
+    # inserted elsewhere that references it (the audit event of a person's refresh references the
+    # account), which FOR UPDATE would: the account's own refresh would be skipped as busy, or wait.
+    kind = KINDS[kind_key]
+    queryset = kind.model.objects.select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
+    return kind.locking_along(queryset) if along else kind.locking(queryset)
 
 
 def grant_name(grant: Grant) -> str:
@@ -112,6 +121,9 @@ class RefreshResult:
     kind: str = "account"
     # Refreshed while idle (selectors.in_use: not used within REFRESH_ACTIVE_WITHIN_HOURS): only kept alive.
     kept_alive: bool = False
+    # What the grant's health timeline counts of this refresh (None: nothing to count, e.g. not due); see
+    # refresh_grant.
+    timeline: history.Entry | None = None
 
     @property
     def failed(self) -> bool:
@@ -149,7 +161,20 @@ def refresh_account(*, account_id: int, actor: str, **options) -> RefreshResult:
 
 
 @sensitive_variables()
-def refresh_grant(
+def refresh_grant(*, grant: GrantRef, actor: str, timeline_kept_by_caller: bool = False, **options) -> RefreshResult:
+    """Refresh one grant's tokens under its row lock (see _refresh_grant for `options`).
+
+    The refresh's entry of the health timeline (services.history) is written once its transaction has committed,
+    unless `timeline_kept_by_caller`: then the caller writes result.timeline (the refresher: a hundred at a time).
+    """
+    result = _refresh_grant(grant=grant, actor=actor, **options)
+    if result.timeline is not None and not timeline_kept_by_caller:
+        history.write_or_log([result.timeline])
+    return result
+
+
+@sensitive_variables()
+def _refresh_grant(
     *,
     grant: GrantRef,
     actor: str,
@@ -276,13 +301,14 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
     account.last_refreshed_at = now
     account.refresh_count += 1  # under the row lock: no other refresh of this grant can count meanwhile
     account.save(update_fields=TOKEN_FIELDS + changed)
-    history.record(account, ok=True, recovered=recovered, kept_alive=kept_alive, latency=latency, now=now)
     message = f"Token refreshed; {expires_text(account)}{note}."
     if recovered or audited or note:
         record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
     _log_refresh(logging.INFO, account, RefreshOutcome.REFRESHED, message, actor=actor)
     return RefreshResult(account.pk, grant_name(account), RefreshOutcome.REFRESHED, message, kind=account.grant_kind,
-                         kept_alive=kept_alive)
+                         kept_alive=kept_alive, timeline=history.entry(account, ok=True, recovered=recovered,
+                                                                       kept_alive=kept_alive, latency=latency,
+                                                                       now=now))
 
 
 class WriteLost(Exception):
@@ -442,11 +468,11 @@ def _refresh_failed(account, actor, message, outcome, *, status=None, reason="",
     fields.update(alerts.after_failure(account, now=timezone.now(), status=status or account.status, message=message,
                                        reason=reason))
     mark(account, **fields)
-    history.record(account, ok=False, latency=latency)
     record_event(account, actor=actor, kind=Kind.REFRESH_FAILED, ok=False, message=message)
     _log_refresh(logging.ERROR if outcome == RefreshOutcome.NEEDS_REAUTHORIZATION else logging.WARNING,
                  account, outcome, message, actor=actor)
-    return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind)
+    return RefreshResult(account.pk, grant_name(account), outcome, message, kind=account.grant_kind,
+                         timeline=history.entry(account, ok=False, latency=latency))
 
 
 def _rate_limited(account: Grant, exc: JiraUnavailable | None, *, actor: str, waiting: float = 0.0) -> RefreshResult:
