@@ -358,7 +358,7 @@ class RefreshDay(models.Model):
     """One grant's token refreshes on one day (UTC): the health timeline (services.history).
 
     Routine successes are not in the audit trail; one row per grant and day, added to by an upsert (the refresher
-    writes a hundred grants' in one statement), keeps what the timeline draws. Named like a GrantRef (kind, id),
+    writes a hundred grants' in one round trip), keeps what the timeline draws. Named like a GrantRef (kind, id),
     without a foreign key: the two kinds live in two tables; rows of a deleted grant age out with the others
     (history.KEEP_DAYS).
     """

@@ -78,7 +78,7 @@ DEFAULT_PG_URL = "postgres://kendis:kendis@127.0.0.1:5432/kendis_bench"
 ADMIN_SMALL_N = 100
 # SQL statements per refresh through services.refresh_grant as refresh_tokens calls it (BEGIN/COMMIT apart): the
 # locked SELECT, the UPDATE, and the set_config of a connection not protected for its session (the benchmark's main
-# thread); the grants' days of refreshes (issue 21, their health timeline) are written a hundred to a statement
+# thread); the grants' days of refreshes (issue 21, their health timeline) are written a hundred at a time
 # (refresher.timeline). It was 4 with the audit event's INSERT, before routine refreshes left the audit trail
 # (issue 20): the target is not to exceed it.
 SQL_PER_REFRESH = 4
@@ -633,7 +633,7 @@ def internal(argv: list[str]) -> None:
             outcomes: Counter[str] = Counter()
             shapes: list[str] = []
             with CaptureQueriesContext(connection) as captured:
-                timeline = Timeline()  # as refresh_tokens does: the timeline a hundred grants to a statement
+                timeline = Timeline()  # as refresh_tokens does: the timeline a hundred grants at a time
                 for pk in halves[prefix][0]:
                     result = services.refresh_grant(grant=services.GrantRef(kind, pk), actor="benchmark",
                                                     skip_locked=True, timeline_kept_by_caller=True)

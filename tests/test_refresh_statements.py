@@ -6,7 +6,7 @@ credential reads only the few columns of their account and person that change
 while the refresher runs; the rows themselves are read once per batch), and the
 UPDATE that stores Jira's new pair and counts the refresh. Its entry of the
 health timeline (issue 21: the grant's day of refreshes) travels with its result
-and the run writes a hundred of them in one statement. Any other caller (an
+and the run writes a hundred of them in one round trip. Any other caller (an
 admin's Refresh token now, a 401's retry) writes its entry itself, once the
 refresh has committed: three statements. No audit event: the audit trail keeps
 what a person looks for there (connections, failures, recoveries, disconnects,
@@ -139,17 +139,17 @@ def test_any_other_caller_writes_its_timeline_entry_once_the_refresh_has_committ
     assert RefreshDay.objects.get(grant_kind="account", grant_id=account.pk).successes == 1
 
 
-def test_the_refresher_writes_its_runs_timeline_a_hundred_grants_to_a_statement(fake_jira, run_command):
-    """Five grants refreshed by refresh_tokens: one statement writes all five grants' days of refreshes, each
-    counting its refresh (and Jira's latency)."""
+def test_the_refresher_writes_its_runs_timeline_a_hundred_grants_at_a_time(fake_jira, run_command):
+    """Five grants refreshed by refresh_tokens: one write (an executemany: one round trip on PostgreSQL) adds
+    all five grants' days of refreshes, each counting its refresh."""
     account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
     people = [connect_person(fake_jira, account, name, expires_in=timedelta(minutes=5))
               for name in ("alice", "bob", "carol", "dave")]
 
     sent = refresher_statements(run_command)
 
-    days = [sql for sql in sent if sql.startswith(f"INSERT INTO {table_of(RefreshDay)}")]
-    assert len(days) == 1, days
+    days = [sql for sql in sent if f"INSERT INTO {table_of(RefreshDay)}" in sql]
+    assert len(days) == 1 and days[0].startswith("5 times: "), days
     rows = {(row.grant_kind, row.grant_id): row for row in RefreshDay.objects.all()}
     assert set(rows) == {("account", account.pk), *(("user", person.pk) for person in people)}
     assert all(row.successes == 1 and row.failures == 0 for row in rows.values())
@@ -519,8 +519,8 @@ def test_rows_read_too_long_before_their_grant_starts_are_read_again_under_its_l
     assert alice.refresh_count == 1
 
 
-def test_the_runs_timeline_is_written_as_it_fills_a_statement_and_the_rest_at_its_end():
-    """refresher.timeline.Timeline: entries are written a statement's worth at a time as results come, results
+def test_the_runs_timeline_is_written_as_it_fills_a_write_and_the_rest_at_its_end():
+    """refresher.timeline.Timeline: entries are written a write's worth at a time as results come, results
     without an entry (not due, busy) count for nothing, and close() writes the rest (the run calls it however it
     ends)."""
     from datetime import date
@@ -529,7 +529,7 @@ def test_the_runs_timeline_is_written_as_it_fills_a_statement_and_the_rest_at_it
     from alm_accounts.services import RefreshResult, history
 
     written = []
-    timeline = Timeline(write=written.append, rows_per_statement=2)
+    timeline = Timeline(write=written.append, per_write=2)
     day = date(2026, 12, 6)
     results = [RefreshResult(pk, f"grant {pk}", RefreshOutcome.REFRESHED, kind="user",
                              timeline=history.Entry("user", pk, day, 1, 0, 0, 0, 120, 120)) for pk in range(1, 6)]
@@ -543,9 +543,9 @@ def test_the_runs_timeline_is_written_as_it_fills_a_statement_and_the_rest_at_it
     assert [[one.grant_id for one in chunk] for chunk in written] == [[1, 2], [3, 4], [5]]
 
 
-def test_two_entries_of_one_grant_and_day_add_up_in_one_statement():
-    """One statement may touch a row once (PostgreSQL refuses more): the run's two refreshes of a grant on one day
-    (a failure, then its recovery) are added together before they are written."""
+def test_two_entries_of_one_grant_and_day_add_up_before_they_are_written():
+    """The run's two refreshes of a grant on one day (a failure, then its recovery) are added together and written
+    once; a later write adds to the row."""
     from datetime import date
 
     from alm_accounts.services import history

@@ -5,7 +5,7 @@ record: every refresh that reached the point of asking Jira gives an Entry (its 
 RefreshResult.timeline), added to its grant's row of the day (UTC) by an INSERT ... ON CONFLICT DO UPDATE that adds
 to the counts (PostgreSQL, and SQLite since 3.24). A refresh asked for by the product or an admin writes its own
 entry as soon as its transaction has committed; the refresher collects its runs' entries and writes them a
-hundred rows to a statement (refresher.timeline.Timeline), so that a refresh in its threads is two statements, the
+hundred at a time (refresher.timeline.Timeline), so that a refresh in its threads is two statements, the
 grant's locked read and its UPDATE. Rows older than KEEP_DAYS are deleted by the refresher after each run
 (`prune`).
 """
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 KEEP_DAYS = 56  # eight weeks: the timeline shows the last TIMELINE_DAYS of them
 TIMELINE_DAYS = 42
 COUNTS = ("successes", "failures", "recoveries", "keepalives", "latency_ms_total")
-# Rows per statement: 9 parameters each, within SQLite's oldest limit of 999 parameters per statement.
-ROWS_PER_STATEMENT = 100
+# Entries the refresher writes at a time (refresher.timeline): one round trip each hundred refreshes.
+ENTRIES_PER_WRITE = 100
 
 
 @dataclass(frozen=True)
@@ -63,31 +63,35 @@ def entry(grant: Grant, *, ok: bool, recovered: bool = False, kept_alive: bool =
                  int(ok and kept_alive), millis, millis)
 
 
-def _upsert_sql(rows: int) -> str:
+def _upsert_sql() -> str:
     table = connection.ops.quote_name(RefreshDay._meta.db_table)
     columns = ("grant_kind", "grant_id", "day", *COUNTS, "latency_ms_max")
     added = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTS)
     longest = (f"latency_ms_max = CASE WHEN excluded.latency_ms_max > {table}.latency_ms_max "
                f"THEN excluded.latency_ms_max ELSE {table}.latency_ms_max END")
-    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * rows)
     # Only our own table and column names are put in the text; every value is a parameter.
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "  # noqa: S608
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
             f"ON CONFLICT (grant_kind, grant_id, day) DO UPDATE SET {added}, {longest}")
 
 
 def write(entries) -> None:
-    """Add `entries` to their grants' rows of the day: one statement per ROWS_PER_STATEMENT grants and days (two
-    entries of the same grant and day are added together first: one statement may touch a row only once)."""
+    """Add `entries` to their grants' rows of the day, in one executemany of the one-row upsert: on PostgreSQL
+    one round trip for all of them (psycopg pipelines it; the statement, short and the same each time, is
+    prepared once and its parameters placed without parsing it again, where one long VALUES list would be parsed
+    for every write). Two entries of the same grant and day are added together first."""
     added: dict[tuple[str, int, date], Entry] = {}
     for one in entries:
         before = added.get(one.key)
         added[one.key] = one if before is None else before.plus(one)
-    rows = list(added.values())
+    if not added:
+        return
+    rows = [(one.grant_kind, one.grant_id, one.day, *(getattr(one, c) for c in COUNTS), one.latency_ms_max)
+            for one in added.values()]
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start:start + ROWS_PER_STATEMENT]
-            cursor.execute(_upsert_sql(len(chunk)), [value for one in chunk for value in (
-                one.grant_kind, one.grant_id, one.day, *(getattr(one, c) for c in COUNTS), one.latency_ms_max)])
+        if len(rows) == 1:  # a refresh of the product's or an admin's: one plain statement
+            cursor.execute(_upsert_sql(), rows[0])
+        else:
+            cursor.executemany(_upsert_sql(), rows)
 
 
 def write_or_log(entries) -> bool:
