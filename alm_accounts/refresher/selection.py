@@ -208,11 +208,10 @@ class ReadAlongBatches:
     Used by a run that refreshes in its own threads; worker processes (--processes) read along under the lock.
     """
 
-    def __init__(self, *, concurrency: int, max_age: float | None = None, clock=time.monotonic):
+    def __init__(self, *, concurrency: int):
         low, high = READ_ALONG_BATCH_LIMITS
         self.batch = min(high, max(low, READ_ALONG_PER_THREAD * concurrency))
-        self.max_age = READ_ALONG_MAX_AGE if max_age is None else max_age
-        self.clock = clock
+        self.max_age = READ_ALONG_MAX_AGE
         # (kind, id) -> (when its batch was read, its rows), until its grant is handed out (take).
         self.rows: dict[tuple[str, int], tuple[float, ReadAlong]] = {}
 
@@ -231,14 +230,14 @@ class ReadAlongBatches:
                 raise
             if not batch:
                 return
-            read_at = self.clock()
+            read_at = time.monotonic()
             self.rows.update((key, (read_at, rows)) for key, rows in self._read(batch).items())
             yield from batch
 
     def take(self, kind: str, pk: int) -> ReadAlong | None:
         """The grant's read-along rows, once (None: not read, or read too long ago: the locked read reads them)."""
         read_at, rows = self.rows.pop((kind, pk), (None, None))
-        if read_at is None or self.clock() - read_at > self.max_age:
+        if read_at is None or time.monotonic() - read_at > self.max_age:
             return None
         return rows
 
