@@ -19,6 +19,7 @@ transaction (one statement more).
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from datetime import timedelta
@@ -26,6 +27,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.core.management.base import OutputWrapper
+from django.core.management.color import no_style
 from django.db import connection, transaction
 from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
@@ -33,6 +36,7 @@ from django.utils import timezone
 
 from alm_accounts import services
 from alm_accounts.models import ALMAccount, ALMCredential, AuthEvent, RefreshDay
+from alm_accounts.refresher.report import Report
 from alm_accounts.services import GrantRef, RefreshOutcome
 from alm_accounts.services.common import protect_session, record_event
 from tests.conftest import assert_holds_jiras_current_pair, in_thread
@@ -561,3 +565,100 @@ def test_two_entries_of_one_grant_and_day_add_up_before_they_are_written():
             person.latency_ms_max) == (2, 1, 1, 1150, 900)
     account = RefreshDay.objects.get(grant_kind="account", grant_id=7, day=day)
     assert (account.successes, account.keepalives) == (1, 1)
+
+
+# --------------------------------------------------------------------------
+# --processes: the rows read along travel with each grant to its worker process
+# --------------------------------------------------------------------------
+
+
+def test_worker_processes_are_sent_each_grants_rows_and_lock_only_its_own_row(fake_jira, monkeypatch):
+    """With --processes, the run reads a batch's accounts and people once, as for its own threads, and sends each
+    grant's rows with it: a worker's locked read of a person's credential is the credential's own row."""
+    from concurrent.futures import Future
+
+    from alm_accounts.models import RefresherRun
+    from alm_accounts.refresher import run as run_module
+    from alm_accounts.refresher.refresh import refresh_grant_once
+
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    people = [connect_person(fake_jira, account, name, expires_in=timedelta(minutes=5)) for name in ("alice", "bob")]
+    sent = {}
+
+    class InlineWorkers:
+        """Stands in for the worker processes: a grant handed out is refreshed at once, in this thread, with the
+        rows it was sent."""
+
+        def __init__(self, *, processes, concurrency):
+            assert (processes, concurrency) == (2, 2)
+
+        def submit(self, kind, pk, name, due_within, read_along=None):
+            sent[(kind, pk)] = read_along
+            future = Future()
+            future.set_result(refresh_grant_once(kind, pk, name, due_within, read_along))
+            return future
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(run_module, "WorkerPool", InlineWorkers)
+    out = io.StringIO()
+    report = Report(stdout=OutputWrapper(out), stderr=OutputWrapper(io.StringIO()), style=no_style(), verbosity=1)
+    with CaptureQueriesContext(connection) as captured:
+        end = run_module.Run(stop=run_module.Stop(), report=report, effects=run_module.Effects(), concurrency=2,
+                             processes=2, accounts=[], due_within=None, dry_run=False,
+                             mode=RefresherRun.Mode.ONCE).run()
+
+    assert end.code == 0, out.getvalue()
+    for person in people:
+        rows = sent[("user", person.pk)]
+        assert (rows["account"].pk, rows["user"].pk) == (account.pk, person.user_id)
+    credential_table = table_of(people[0])
+    locked = [sql for sql in statements_of(captured)
+              if sql.startswith("SELECT") and f"WHERE {credential_table}.\"id\" = " in sql]
+    assert len(locked) == 2 and not [sql for sql in locked if "client_secret" in sql.split(" FROM ")[0]], locked
+    for person in people:
+        person.refresh_from_db()
+        assert person.refresh_count == 1
+        assert_holds_jiras_current_pair(person, fake_jira)
+
+
+def test_a_worker_process_refreshes_each_grant_with_the_rows_sent_through_its_pipe(fake_jira, monkeypatch):
+    """The worker's end of the pipe: the rows arrive pickled, their secrets readable, and go to the grant's
+    refresh; its result goes back under the job's number."""
+    import multiprocessing
+    import signal
+
+    import django
+
+    from alm_accounts.refresher import processes
+    from alm_accounts.refresher import refresh as refresh_module
+
+    account = connect_account(fake_jira, "Core", expires_in=timedelta(minutes=5))
+    alice = connect_person(fake_jira, account, "alice", expires_in=timedelta(minutes=5))
+    rows = {"account": ALMAccount.objects.get(pk=account.pk), "user": User.objects.get(pk=alice.user_id)}
+    refreshed = []
+
+    def refresh_one(kind, pk, name, due_within, read_along=None):
+        refreshed.append((kind, pk, read_along))
+        return services.RefreshResult(pk, name, RefreshOutcome.REFRESHED, kind=kind)
+
+    monkeypatch.setattr(refresh_module, "refresh_one", refresh_one)
+    monkeypatch.setattr(django, "setup", lambda: None)  # this process is set up; a spawned worker is not
+    ours, theirs = multiprocessing.Pipe()
+    ours.send((7, "user", alice.pk, "Core (alice)", None, rows))
+    ours.send(None)  # the run's end: the worker finishes what it holds and returns
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        processes.worker_main(theirs, 1)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    assert ours.recv() == (7, True, services.RefreshResult(alice.pk, "Core (alice)", RefreshOutcome.REFRESHED,
+                                                            kind="user"))
+    ((kind, pk, along),) = refreshed
+    assert (kind, pk) == ("user", alice.pk)
+    assert along["account"] is not rows["account"] and along["account"].pk == account.pk
+    assert along["account"].client_secret == rows["account"].client_secret != ""
+    assert along["user"].username == "alice" and along["user"].is_active

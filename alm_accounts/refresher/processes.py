@@ -6,7 +6,8 @@ Each worker is a fresh Python process (spawn: it inherits no database
 connection, lock or thread of the main process) that sets Django up and runs
 its share of the concurrency exactly as a run's own threads do
 (refresher.refresh.refresh_one: same row locks, same SKIP LOCKED, same
-re-check under the lock), and sends each RefreshResult back. The main process keeps
+re-check under the lock, with the rows its refresh reads along sent with each
+grant: selection.ReadAlongBatches), and sends each RefreshResult back. The main process keeps
 everything else: the list of grants and its order, the lines and the summary,
 the heartbeat, signals, exit codes.
 
@@ -73,10 +74,11 @@ class WorkerPool:
             worker.receiver.start()
             self._workers.append(worker)
 
-    def submit(self, kind: str, pk: int, name: str, due_within) -> Future:
+    def submit(self, kind: str, pk: int, name: str, due_within, read_along=None) -> Future:
+        """`read_along`: the rows its refresh reads along (selection.ReadAlongBatches), sent with the grant."""
         future: Future = Future()
         with self._lock:
-            self._pending.append((future, (kind, pk, name, due_within)))
+            self._pending.append((future, (kind, pk, name, due_within, read_along)))
             failed = self._dispatch()
         _fail(failed)
         return future
@@ -201,8 +203,8 @@ def worker_main(connection, threads: int) -> None:
                 break  # the main process is gone: finish what is held, then end
             if message is None:
                 break
-            job_id, kind, pk, name, due_within = message
-            pool.submit(refresh_one, kind, pk, name, due_within).add_done_callback(
+            job_id, kind, pk, name, due_within, read_along = message
+            pool.submit(refresh_one, kind, pk, name, due_within, read_along).add_done_callback(
                 lambda future, job_id=job_id: reply(job_id, future))
     finally:
         pool.shutdown(wait=True)

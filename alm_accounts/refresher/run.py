@@ -210,10 +210,8 @@ class Run:
         todo = ((kind, pk, name, host) for kind, pk, name, _, host in rows)
         if self.due_within is not None and not self.accounts:
             todo = selection.spread(todo, self.due_within, contended=self.contended, dropped=self.dropped)
-        along = None
-        if self.processes <= 1:  # worker processes read along under each grant's lock
-            along = selection.ReadAlongBatches(concurrency=self.concurrency)
-            todo = along.reading(todo)
+        along = selection.ReadAlongBatches(concurrency=self.concurrency)
+        todo = along.reading(todo)
         self.pacer = Pacer(self.read(todo), limit=self.per_jira)
         timeline = Timeline()
         try:
@@ -294,7 +292,10 @@ class Run:
 
         if self.processes > 1:
             workers = WorkerPool(processes=self.processes, concurrency=concurrency)
-            submit, shutdown = workers.submit, workers.shutdown
+            shutdown = workers.shutdown
+
+            def submit(kind, pk, name, due_within):
+                return workers.submit(kind, pk, name, due_within, along and along.take(kind, pk))
         else:
             pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens",
                                       initializer=thread_started)

@@ -205,7 +205,7 @@ class ReadAlongBatches:
     them. The grant's own row is still read under its lock and decides (its tokens, status and expiry), with the
     columns of the others that change while a refresher runs (GrantKind.fresh_along); an account edited since its
     batch was read is seen by the next batch, as by a refresh that had read it just before the edit.
-    Used by a run that refreshes in its own threads; worker processes (--processes) read along under the lock.
+    With --processes, each grant's rows go with it to its worker process (refresher.processes), pickled.
     """
 
     def __init__(self, *, concurrency: int):
