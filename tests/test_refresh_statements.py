@@ -662,3 +662,18 @@ def test_a_worker_process_refreshes_each_grant_with_the_rows_sent_through_its_pi
     assert along["account"] is not rows["account"] and along["account"].pk == account.pk
     assert along["account"].client_secret == rows["account"].client_secret != ""
     assert along["user"].username == "alice" and along["user"].is_active
+
+
+def test_rows_that_cannot_be_pickled_are_left_out_and_the_grant_still_goes_to_its_worker():
+    """A worker's locked read reads what did not travel; the run does not fail over a row it could not send."""
+    import multiprocessing
+
+    from alm_accounts.refresher.processes import send_job
+
+    ours, theirs = multiprocessing.Pipe()
+    send_job(ours, 3, ("user", 41, "Core (alice)", None, {"account": threading.Lock()}))
+    assert theirs.recv() == (3, "user", 41, "Core (alice)", None, None)
+    rows = {"user": User(username="bob")}
+    send_job(ours, 4, ("user", 42, "Core (bob)", None, rows))
+    *job, received = theirs.recv()
+    assert job == [4, "user", 42, "Core (bob)", None] and received["user"].username == "bob"

@@ -34,6 +34,7 @@ import signal
 import threading
 from collections import deque
 from concurrent.futures import Future
+from multiprocessing.reduction import ForkingPickler
 
 
 class WorkerEnded(RuntimeError):
@@ -129,7 +130,7 @@ class WorkerPool:
             job_id = next(self._ids)
             worker.jobs[job_id] = future
             try:
-                worker.connection.send((job_id, *job))
+                send_job(worker.connection, job_id, job)
             except (OSError, ValueError):
                 worker.jobs.pop(job_id)
                 worker.alive = False
@@ -160,6 +161,17 @@ class WorkerPool:
             worker.jobs.clear()
             failed = self._dispatch()
         _fail(lost + failed)
+
+
+def send_job(connection, job_id: int, job: tuple) -> None:
+    """Send a grant to a worker: (job id, kind, id, name, due_within, read-along rows). Rows that cannot be
+    pickled (a custom user model's odd attribute) are left out rather than failing the run: the worker's locked
+    read then reads them, as it does for rows read too long ago."""
+    try:
+        message = ForkingPickler.dumps((job_id, *job))
+    except Exception:  # noqa: BLE001 - pickle raises many types; the grant itself always pickles
+        message = ForkingPickler.dumps((job_id, *job[:-1], None))
+    connection.send_bytes(message)  # what Connection.send does with its own pickling
 
 
 def _fail(failed: list[tuple[Future, Exception]]) -> None:
