@@ -167,9 +167,10 @@ def assert_paced(fake: FakeJira, big_host: str, others: list[str], limit: int, r
     peaks = fake.max_token_in_flight_per_host
     assert peaks[big_host] == limit, dict(peaks)  # reached, never passed
     assert all(peaks[host] <= limit for host in others), dict(peaks)
-    # Meanwhile the other Jiras proceeded: more were in flight beside the big customer's full share...
-    assert any(mine == limit and everyone > limit for host, mine, everyone in fake.token_in_flight_log
-               if host == big_host), fake.token_in_flight_log[:20]
+    # Meanwhile the other Jiras proceeded: another Jira's request in flight beside the big customer's full share
+    # (whichever arrived last: which one that is depends on the threads' timing)...
+    assert any(counts.get(big_host) == limit and any(counts.get(host) for host in others)
+               for counts in fake.token_in_flight_by_host_log), fake.token_in_flight_by_host_log[:20]
     # ...and were done long before the big customer's last refresh, not queued behind it.
     hosts_in_order = [host for host, _, _ in fake.token_in_flight_log]
     last_other = max(i for i, host in enumerate(hosts_in_order) if host != big_host)

@@ -24,7 +24,8 @@ cookies, TLS) rather than `responses` at the `requests` level:
 - **Overlap**: `max_token_in_flight` is the most token requests Jira was
   answering at once, `max_token_in_flight_per_host` the most per host the client
   called (scheme://host:port, as refresher.pacing names it; `token_in_flight_log`
-  has each host's count and the total as each request arrived);
+  has each host's count and the total as each request arrived, `token_in_flight_by_host_log` every host's
+  count at each arrival);
   `another_host()` serves the same fake on one more port, a Jira (or an
   Atlassian token endpoint) of its own for the client. `hold_token_requests(until_in_flight=n)` holds each token
   request until n are in flight (bounded by a timeout), so a test of parallel
@@ -153,6 +154,7 @@ class FakeJira:
         self.token_in_flight_per_host: Counter[str] = Counter()
         self.max_token_in_flight_per_host: Counter[str] = Counter()
         self.token_in_flight_log: list[tuple[str, int, int]] = []  # (host, its in flight, all in flight) on arrival
+        self.token_in_flight_by_host_log: list[dict[str, int]] = []  # every host's in flight, on each arrival
         self._in_flight_changed = threading.Condition()
         self._hold_until: int | None = None  # see hold_token_requests
         self._hold_timeout = 0.0
@@ -450,6 +452,7 @@ class FakeJira:
             self.max_token_in_flight_per_host[host] = max(self.max_token_in_flight_per_host[host],
                                                           self.token_in_flight_per_host[host])
             self.token_in_flight_log.append((host, self.token_in_flight_per_host[host], self.token_in_flight))
+            self.token_in_flight_by_host_log.append(dict(self.token_in_flight_per_host))
             self._in_flight_changed.notify_all()
             if self._hold_until is not None:
                 self._in_flight_changed.wait_for(
