@@ -10,16 +10,24 @@ need PostgreSQL (SQLite refreshes one at a time) and skip locally without it (fa
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management.base import OutputWrapper
+from django.core.management.color import no_style
 
-from alm_accounts.models import ALMAccount
+from alm_accounts.models import ALMAccount, RefresherRun
 from alm_accounts.providers import provider_for
+from alm_accounts.refresher import run as run_module
 from alm_accounts.refresher.pacing import Pacer, TokenHost
+from alm_accounts.refresher.report import Report
+from alm_accounts.services import RefreshOutcome, RefreshResult
 from tests.doubles.fake_jira import CLOUD_AUTH_PREFIX, PREFIX, FakeJira
 from tests.factories import AccountFactory
 
@@ -92,6 +100,71 @@ def test_the_pacer_reads_the_list_only_a_bounded_way_ahead():
     pacer.done(first[1])
     pacer.done(third)
     assert len(take_all(pacer)) == 1000 - 3 and pacer.exhausted
+
+
+def test_a_pacer_asked_only_to_fill_a_queue_reads_no_further_than_its_read_ahead():
+    """Every grant held waits for its Jira, but no thread would be idle (idle=False): nothing more is read; the
+    same question with a thread idle reads on for another Jira's grant."""
+    big, other = TokenHost("https://big.example.com", 2), TokenHost("https://other.example.com", 2)
+    read = []
+
+    def listed():
+        for i in range(100):
+            read.append(i)
+            yield ("account", i, f"big-{i}", big)
+        yield ("account", 100, "other-0", other)
+
+    pacer = Pacer(listed(), read_ahead=10, lookahead=500)
+    first = [pacer.take(idle=False), pacer.take(idle=False)]
+    assert pacer.take(idle=False) is None
+    assert len(read) == 12  # the 2 handed out and 10 held: the read-ahead
+    assert pacer.take(idle=True)[2] == "other-0"  # a thread would be idle: read on until another Jira's grant
+    assert len(read) == 100
+    pacer.done(first[0])
+    assert pacer.take(idle=False)[2] == "big-2"
+
+
+def test_a_run_whose_jira_is_at_its_limit_does_not_read_the_list_ahead_while_its_threads_are_busy(monkeypatch):
+    """One Jira's grants fill the run's threads up to the Jira's limit: the run hands the next grant out when one
+    ends, having read only the pacer's read-ahead beyond it, not the whole list at its start (held in memory, and
+    the rows read along for each grant, selection.ReadAlongBatches, too old to be used when its turn comes)."""
+    big = TokenHost("https://big.example.com", 2)
+    read, read_when_handed_out = [], []
+
+    def listed():
+        for i in range(120):
+            read.append(i)
+            yield ("account", i, f"big-{i}", big)
+
+    class BusyWorkers:
+        """Stands in for the worker processes (the engine's seam): each refresh ends a moment after it was handed
+        out."""
+
+        def __init__(self, *, processes, concurrency):
+            assert (processes, concurrency) == (2, 2)
+
+        def submit(self, kind, pk, name, due_within, read_along=None):
+            read_when_handed_out.append(len(read))
+            future = Future()
+            ended = RefreshResult(pk, name, RefreshOutcome.REFRESHED, kind=kind)
+            threading.Timer(0.002, future.set_result, [ended]).start()
+            return future
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(run_module, "WorkerPool", BusyWorkers)
+    report = Report(stdout=OutputWrapper(io.StringIO()), stderr=OutputWrapper(io.StringIO()), style=no_style(),
+                    verbosity=0)
+    run = run_module.Run(stop=run_module.Stop(), report=report, effects=run_module.Effects(), concurrency=2,
+                         processes=2, accounts=[], due_within=None, dry_run=False, mode=RefresherRun.Mode.ONCE)
+
+    results = list(run.refresh(Pacer(listed(), read_ahead=10, lookahead=1000)))
+
+    assert [result.account_name for result in results[:3]] == ["big-0", "big-1", "big-2"]
+    assert len(results) == 120 and all(result.outcome == RefreshOutcome.REFRESHED for result in results)
+    # When the n-th grant was handed out, at most the read-ahead beyond it had been read.
+    assert max(count - handed for handed, count in enumerate(read_when_handed_out)) <= 10 + 1, read_when_handed_out
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ Order: the hosts take turns (round-robin), and each host's grants keep the
 list's order, the most urgent first. The list is streamed (selection.select):
 the pacer reads a little ahead (READ_AHEAD grants) to see which hosts are
 waiting, and further only when every grant it holds waits for its host's
-turn while a refresh could start, never holding more than LOOKAHEAD grants:
+turn while a thread would be idle, never holding more than LOOKAHEAD grants:
 memory stays bounded. Only if a single host has more than LOOKAHEAD grants
 due ahead of everyone else's do the others wait for it.
 """
@@ -68,12 +68,19 @@ class Pacer:
         """Every grant of the list was handed out."""
         return self._exhausted and not self._held
 
-    def take(self):
-        """The next grant to hand out: the next host in turn with room, its most urgent grant."""
+    def take(self, *, idle: bool = True):
+        """The next grant to hand out: the next host in turn with room, its most urgent grant.
+
+        `idle`: a thread (or worker) would otherwise have nothing to do. Only then is the list read beyond
+        READ_AHEAD for another host's grant when every grant held waits for its host; a caller only filling its
+        queue (every thread busy) gets None instead, and asks again when a refresh ends. Else one Jira at its limit
+        would have the whole list read at the start of a run: held in memory, and the rows read along with it
+        (selection.ReadAlongBatches) too old to be used by the time their grants' turns came.
+        """
         while self._held < self._read_ahead and self._read_one() is not None:
             pass
         item = self._next_startable()
-        while item is None and self._held < self._lookahead and (host := self._read_one()) is not None:
+        while item is None and idle and self._held < self._lookahead and (host := self._read_one()) is not None:
             if self.in_flight[host] < self.limit_of(host):  # a grant that can start: another host's
                 item = self._next_startable()
         return item

@@ -312,8 +312,9 @@ class Run:
         finished_futures: queue.SimpleQueue[Future] = queue.SimpleQueue()
         try:
             while True:
+                # Fewer in flight than threads: one is idle, worth looking further down the list for (pacing).
                 while not self.halted() and len(in_flight) < QUEUED_PER_THREAD * concurrency and (
-                        item := pacer.take()) is not None:
+                        item := pacer.take(idle=len(in_flight) < concurrency)) is not None:
                     future = submit(*item[:3], due_within)
                     in_flight[future] = item
                     future.add_done_callback(finished_futures.put)
