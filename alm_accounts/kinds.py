@@ -93,7 +93,7 @@ class GrantKind:
     def locking_along(self, queryset: QuerySet) -> QuerySet:
         """The query that locks one grant of this kind when the rows it reads along are handed in (see
         read_along_from): its own row, and only the columns of theirs that must be read with it (fresh_along)."""
-        return queryset.annotate(**{_fresh(name, column): F(f"{name}__{column}")
+        return queryset.annotate(**{fresh_column(name, column): F(f"{name}__{column}")
                                     for name, columns in self.fresh_along.items() for column in columns})
 
     def read_along_from(self, grant: Grant, rows: ReadAlong) -> None:
@@ -107,7 +107,7 @@ class GrantKind:
                 continue
             row = copy.copy(row)
             for column in self.fresh_along.get(name, ()):
-                setattr(row, column, getattr(grant, _fresh(name, column)))
+                setattr(row, column, getattr(grant, fresh_column(name, column)))
             setattr(grant, name, row)
 
     # --- the refresher's rule ---
@@ -389,7 +389,7 @@ class PersonsOwn(GrantKind):
 KINDS: dict[str, GrantKind] = {kind.key: kind for kind in (AccountsOwn(), PersonsOwn())}
 
 
-def _fresh(name: str, column: str) -> str:
+def fresh_column(name: str, column: str) -> str:
     """The name of a fresh_along column on the locked grant."""
     return f"along_{name}_{column}"
 

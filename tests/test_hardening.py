@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from cryptography.fernet import Fernet
-from django.db import OperationalError, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.http import QueryDict
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
@@ -659,17 +659,19 @@ def test_an_access_token_that_cannot_be_decrypted_is_reported_as_a_key_problem(s
 
 
 def fail_token_writes(monkeypatch, *, times: int) -> list[int]:
-    """Make ALMAccount.save fail with OperationalError (a killed connection) when it stores a token pair."""
+    """Make the database fail with OperationalError (a killed connection) the UPDATE that stores an account's token
+    pair, on this connection and the fresh ones that replace it (the wrapper stays with the thread's connection)."""
     failures = []
-    real_save = ALMAccount.save
+    table = connection.ops.quote_name(ALMAccount._meta.db_table)
 
-    def save(self, *args, **kwargs):
-        if "access_token" in (kwargs.get("update_fields") or ()) and len(failures) < times:
+    def killed(execute, sql, params, many, context):
+        if sql.startswith(f"UPDATE {table} SET") and '"access_token"' in sql and len(failures) < times:
             failures.append(1)
             raise OperationalError("server closed the connection unexpectedly")
-        return real_save(self, *args, **kwargs)
+        return execute(sql, params, many, context)
 
-    monkeypatch.setattr(ALMAccount, "save", save)
+    wrapped = connections[DEFAULT_DB_ALIAS]  # the thread's connection itself: the proxy has no attributes to restore
+    monkeypatch.setattr(wrapped, "execute_wrappers", [*wrapped.execute_wrappers, killed])
     return failures
 
 

@@ -33,7 +33,7 @@ from ..jira import Deadline, JiraClient, JiraOAuthError, JiraUnavailable, Secret
 from ..kinds import KINDS, ReadAlong, kind_of
 from ..models import ALMAccount, ALMCredential, Grant, is_due
 from ..providers import provider_for
-from . import alerts, client_refused, history, rate_limits, service_accounts, usage
+from . import alerts, client_refused, history, rate_limits, row_statements, service_accounts, usage
 from .common import Kind, ServiceError, Status, client_for, log, mark, own_transaction, record_event
 
 # An on-demand caller gets a token that is valid for at least this long.
@@ -69,12 +69,15 @@ class GrantRef:
         unless the caller hands them in (`read_along`, the refresher reads them once for a batch of due grants):
         then the statement reads the grant's own row and only the few columns of theirs that change while the
         refresher runs (GrantKind.fresh_along), not two more tables' worth of columns and objects."""
-        # By primary key: one row or none, so no ORDER BY or LIMIT to build (first() would add both).
-        for grant in _locking(self.kind, skip_locked, read_along is not None).filter(pk=self.pk):
-            if read_along is not None:
-                KINDS[self.kind].read_along_from(grant, read_along)
-            return grant
-        return None
+        along = read_along is not None
+        if row_statements.written_once(self.kind, along=along):
+            grant = row_statements.lock(self.kind, self.pk, skip_locked=skip_locked, along=along)
+        else:
+            # By primary key: one row or none, so no ORDER BY or LIMIT to build (first() would add both).
+            grant = next(iter(_locking(self.kind, skip_locked, along).filter(pk=self.pk)), None)
+        if grant is not None and along:
+            KINDS[self.kind].read_along_from(grant, read_along)
+        return grant
 
     def __str__(self):
         return f"{KINDS[self.kind].label} {self.pk}"
@@ -300,7 +303,7 @@ def _store_refreshed(account: Grant, tokens: TokenSet, *, actor: str, note: str 
         changed.append("token_scope")
     account.last_refreshed_at = now
     account.refresh_count += 1  # under the row lock: no other refresh of this grant can count meanwhile
-    account.save(update_fields=TOKEN_FIELDS + changed)
+    row_statements.store(account, TOKEN_FIELDS + changed)
     message = f"Token refreshed; {expires_text(account)}{note}."
     if recovered or audited or note:
         record_event(account, actor=actor, kind=Kind.REFRESHED, ok=True, message=message)
