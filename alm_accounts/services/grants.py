@@ -68,7 +68,8 @@ class GrantRef:
         person's credential reads its account and person along in the same statement, without locking them;
         unless the caller hands them in (`read_along`, the refresher reads them once for a batch of due grants):
         then the statement reads the grant's own row and only the few columns of theirs that change while the
-        refresher runs (GrantKind.fresh_along), not two more tables' worth of columns and objects."""
+        refresher runs (GrantKind.fresh_along), not two more tables' worth of columns and objects.
+        Where there are row locks, that statement is written once per process (services.row_statements)."""
         along = read_along is not None
         if row_statements.written_once(self.kind, along=along):
             grant = row_statements.lock(self.kind, self.pk, skip_locked=skip_locked, along=along)
